@@ -1,0 +1,1 @@
+"""Independent Kafka consumers: quota accounting, video detection and the live fan-out."""

@@ -1,0 +1,140 @@
+"""`ingest` subcommands. Each parses its flags, builds settings and hands off.
+
+Exit status: 0 on success, 1 when the work failed (the reason on stderr), 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from deploy import stack
+from ingest.provisioning import ensure_bucket, ensure_topics
+from ingest.settings import IngestSettings, SettingsError, ingest_settings_from_env
+from schemas.topics import Topics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (stack.StackError, SettingsError) as error:
+        print(f"ingest: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ingest", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    stack_parser = commands.add_parser(
+        "stack", help="a real Kafka and MinIO on 127.0.0.1 for development and tests"
+    )
+    stack_commands = stack_parser.add_subparsers(required=True, metavar="ACTION")
+    for name, run, text in (
+        (
+            "up",
+            _stack_up,
+            "install on first use, start, wait until ready, create bucket and topics",
+        ),
+        ("down", _stack_down, "stop the stack and delete its data"),
+        ("status", _stack_status, "show what runs, where, and its logs"),
+        (
+            "env",
+            _stack_env,
+            'print the variables for the running stack: eval "$(ingest stack env)"',
+        ),
+    ):
+        action = stack_commands.add_parser(name, help=text)
+        action.add_argument(
+            "--dir", type=Path, default=None, help="state directory (default: a temporary one)"
+        )
+        action.set_defaults(run=run)
+        if name == "up":
+            action.add_argument("--kafka-port", type=int, default=9092)
+            action.add_argument("--s3-port", type=int, default=9000)
+
+    provision = commands.add_parser(
+        "provision", help="create the bucket and the topics (with their configurations) if missing"
+    )
+    provision.set_defaults(run=_provision)
+    return parser
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    return args.dir if args.dir is not None else stack.default_state_dir()
+
+
+def _stack_up(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    endpoints = stack.up(
+        _state_dir(args),
+        cache_dir=stack.default_cache_dir(),
+        kafka_port=args.kafka_port,
+        minio_port=args.s3_port,
+    )
+    settings = ingest_settings_from_env(endpoints.environment())
+    asyncio.run(_provision_all(settings))
+    print(
+        f"stack up in {time.monotonic() - started:.1f}s (state in {_state_dir(args)})",
+        file=sys.stderr,
+    )
+    for line in _export_lines(endpoints):
+        print(line)
+    return 0
+
+
+def _stack_down(args: argparse.Namespace) -> int:
+    stopped = stack.down(_state_dir(args))
+    print("stack stopped" if stopped else "no stack was running", file=sys.stderr)
+    return 0
+
+
+def _stack_status(args: argparse.Namespace) -> int:
+    report = stack.status(_state_dir(args))
+    print(json.dumps(report, indent=2))
+    return 0 if report["running"] else 1
+
+
+def _stack_env(args: argparse.Namespace) -> int:
+    endpoints = stack.endpoints(_state_dir(args))
+    if endpoints is None:
+        print("ingest: no stack is running; start one with `ingest stack up`", file=sys.stderr)
+        return 1
+    for line in _export_lines(endpoints):
+        print(line)
+    return 0
+
+
+def _provision(args: argparse.Namespace) -> int:
+    asyncio.run(_provision_all(ingest_settings_from_env()))
+    return 0
+
+
+async def _provision_all(settings: IngestSettings) -> None:
+    created = await ensure_topics(settings.kafka_bootstrap_servers, Topics(settings.topic_prefix))
+    bucket_created = await ensure_bucket(settings.s3_endpoint(), settings.s3_bucket)
+    print(
+        f"topics created: {', '.join(created) or 'none (all present)'}; "
+        f"bucket {settings.s3_bucket}: {'created' if bucket_created else 'present'}",
+        file=sys.stderr,
+    )
+
+
+def _export_lines(endpoints: stack.Endpoints) -> list[str]:
+    return [
+        f"export {name}={shlex.quote(value)}" for name, value in endpoints.environment().items()
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Create what a deployment needs before the service starts: the bucket and the topics.
+
+Idempotent: existing topics and buckets are left as they are (a topic whose
+partition count differs is reported, not changed). Used by `ingest provision`,
+by `ingest stack up` and by the test fixtures, so all three agree.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from botocore.exceptions import ClientError
+
+from ingest.adapters.s3_client import S3Endpoint, open_s3, warm_session
+from schemas.topics import Topics
+
+log = logging.getLogger(__name__)
+
+# Parts of an upload nobody finished are removed by S3 itself after this long, as a
+# safety net under the service's own aborts (a killed process cannot abort anything).
+ABANDONED_MULTIPART_DAYS = 2
+
+
+async def ensure_topics(bootstrap_servers: str, topics: Topics) -> list[str]:
+    """Create the missing topics with their configurations; returns the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        replication = min(3, brokers)
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                name=name,
+                num_partitions=spec.partitions,
+                replication_factor=replication,
+                topic_configs=dict(spec.config),
+            )
+            for name, spec in topics.specs()
+            if name not in existing
+        ]
+        if missing:
+            response = await admin.create_topics(missing, timeout_ms=15000)
+            failures = [
+                (name, code, message)
+                for name, code, message in _topic_errors(response)
+                if code not in (0, 36)  # 36: created concurrently by another provisioner
+            ]
+            if failures:
+                raise RuntimeError(f"creating topics failed: {failures}")
+        return [topic.name for topic in missing]
+    finally:
+        await admin.close()
+
+
+async def ensure_bucket(endpoint: S3Endpoint, bucket: str) -> bool:
+    """Create the bucket with its abandoned-upload lifecycle rule; True when it was created."""
+    async with open_s3(await warm_session(), endpoint) as s3:
+        try:
+            await s3.head_bucket(Bucket=bucket)
+            return False
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
+                raise
+        params: dict[str, object] = {"Bucket": bucket}
+        if endpoint.region != "us-east-1":
+            params["CreateBucketConfiguration"] = {"LocationConstraint": endpoint.region}
+        await s3.create_bucket(**params)
+        try:
+            await _put_abandoned_upload_rule(s3, bucket)
+        except ClientError as error:
+            # MinIO refuses this rule (it purges stale multipart uploads by itself, after 24 h).
+            log.info("bucket %s keeps no abandoned-upload rule: %s", bucket, error)
+        return True
+
+
+async def _put_abandoned_upload_rule(s3: Any, bucket: str) -> None:
+    await s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "abort-abandoned-multipart-uploads",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": ""},
+                    "AbortIncompleteMultipartUpload": {
+                        "DaysAfterInitiation": ABANDONED_MULTIPART_DAYS
+                    },
+                }
+            ]
+        },
+    )
+
+
+def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:
+    errors = []
+    for entry in getattr(response, "topic_errors", getattr(response, "topic_error_codes", [])):
+        name, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 else None
+        errors.append((name, code, message))
+    return errors

@@ -1,0 +1,143 @@
+"""Settings of the ingest process, read once from the environment at the composition root.
+
+Everything else receives the values it needs as arguments. A malformed
+variable fails start-up with a SettingsError naming it, never later.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+from ingest.adapters.s3_client import S3Endpoint
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+TiB = 1024 * GiB
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": MiB, "G": GiB, "T": TiB}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_SECONDS = {"ms": 0.001, "": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value that cannot be used."""
+
+
+class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = "ingest."
+    s3_endpoint_url: str | None = "http://127.0.0.1:9000"
+    s3_bucket: str = "ingest"
+    aws_access_key_id: str = "minioadmin"
+    aws_secret_access_key: str = "minioadmin"
+    aws_region: str = "us-east-1"
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    max_file_size: int = 500 * MiB
+    min_file_size: int = 1024
+    allowed_formats: tuple[str, ...] = ("mp4", "mov", "avi", "mkv", "webm")
+    part_size: int = 8 * MiB
+    session_ttl_seconds: float = 3600.0
+    data_dir: Path = Path(".ingest-data")
+    quota_bytes: int = 10 * GiB
+    quota_uploads: int = 100
+    quota_period_days: int = 30
+
+    def s3_endpoint(self) -> S3Endpoint:
+        return S3Endpoint(
+            endpoint_url=self.s3_endpoint_url,
+            region=self.aws_region,
+            access_key_id=self.aws_access_key_id,
+            secret_access_key=self.aws_secret_access_key,
+        )
+
+
+def size(value: str, name: str) -> int:
+    match = _SIZE.match(value)
+    if match is None:
+        raise SettingsError(f"{name}={value!r} is not a size (e.g. 524288000, 500MiB, 5TiB)")
+    unit = (match.group(2) or "").upper()[:1]
+    return int(match.group(1)) * _UNITS[unit if unit != "B" else ""]
+
+
+def duration(value: str, name: str) -> float:
+    match = _DURATION.match(value)
+    if match is None:
+        raise SettingsError(f"{name}={value!r} is not a duration (e.g. 3600, 90s, 1h)")
+    return float(match.group(1)) * _SECONDS[match.group(2) or ""]
+
+
+def integer(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not an integer") from None
+
+
+def word_list(value: str, name: str) -> tuple[str, ...]:
+    words = tuple(w.strip().lower().lstrip(".") for w in value.split(",") if w.strip())
+    if not words:
+        raise SettingsError(f"{name} names no value")
+    return words
+
+
+def ingest_settings_from_env(environ: Mapping[str, str] | None = None) -> IngestSettings:
+    env = os.environ if environ is None else environ
+    defaults = IngestSettings()
+
+    def text(name: str, default: str) -> str:
+        return env.get(name) or default
+
+    settings = IngestSettings(
+        kafka_bootstrap_servers=text("KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap_servers),
+        topic_prefix=env.get("INGEST_TOPIC_PREFIX", defaults.topic_prefix),
+        s3_endpoint_url=env.get("S3_ENDPOINT_URL", defaults.s3_endpoint_url) or None,
+        s3_bucket=text("S3_BUCKET", defaults.s3_bucket),
+        aws_access_key_id=text("AWS_ACCESS_KEY_ID", defaults.aws_access_key_id),
+        aws_secret_access_key=text("AWS_SECRET_ACCESS_KEY", defaults.aws_secret_access_key),
+        aws_region=text("AWS_REGION", defaults.aws_region),
+        jwt_secret=env.get("INGEST_JWT_SECRET") or None,
+        jwt_public_key=env.get("INGEST_JWT_PUBLIC_KEY") or None,
+        max_file_size=size(
+            text("INGEST_MAX_FILE_SIZE", str(defaults.max_file_size)), "INGEST_MAX_FILE_SIZE"
+        ),
+        min_file_size=size(
+            text("INGEST_MIN_FILE_SIZE", str(defaults.min_file_size)), "INGEST_MIN_FILE_SIZE"
+        ),
+        allowed_formats=word_list(
+            text("INGEST_ALLOWED_FORMATS", ",".join(defaults.allowed_formats)),
+            "INGEST_ALLOWED_FORMATS",
+        ),
+        part_size=size(text("INGEST_PART_SIZE", str(defaults.part_size)), "INGEST_PART_SIZE"),
+        session_ttl_seconds=duration(
+            text("INGEST_SESSION_TTL", str(defaults.session_ttl_seconds)), "INGEST_SESSION_TTL"
+        ),
+        data_dir=Path(text("INGEST_DATA_DIR", str(defaults.data_dir))),
+        quota_bytes=size(
+            text("INGEST_QUOTA_BYTES", str(defaults.quota_bytes)), "INGEST_QUOTA_BYTES"
+        ),
+        quota_uploads=integer(
+            text("INGEST_QUOTA_UPLOADS", str(defaults.quota_uploads)), "INGEST_QUOTA_UPLOADS"
+        ),
+        quota_period_days=integer(
+            text("INGEST_QUOTA_PERIOD_DAYS", str(defaults.quota_period_days)),
+            "INGEST_QUOTA_PERIOD_DAYS",
+        ),
+    )
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: IngestSettings) -> None:
+    if not 0 < settings.max_file_size <= 5 * TiB:
+        raise SettingsError("INGEST_MAX_FILE_SIZE must be between 1 byte and 5 TiB")
+    if not 5 * MiB <= settings.part_size <= 5 * GiB:
+        raise SettingsError("INGEST_PART_SIZE must be between 5 MiB and 5 GiB (S3's part limits)")
+    if settings.min_file_size > settings.max_file_size:
+        raise SettingsError("INGEST_MIN_FILE_SIZE is larger than INGEST_MAX_FILE_SIZE")

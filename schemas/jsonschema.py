@@ -1,0 +1,118 @@
+"""JSON Schemas of the events, generated from the msgspec types.
+
+`generate()` builds them in memory; `write()` and `python -m schemas.jsonschema`
+(re)write the published copies in `schemas/json/`, which are kept in git and
+compared with `generate()` by a unit test. `--check` exits with status 1 and
+names the files when the published copies have drifted, instead of writing.
+
+One file per event type, `<type>.json`, whose `$id` is the URI a record's
+`ce_dataschema` header points at, plus `events.json` for the whole union.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from schemas.events import EVENT_TYPES, SCHEMA_URI_PREFIX, Event, schema_uri
+
+__all__ = ["JSON_DIR", "UNION_FILE", "drift", "generate", "main", "render", "write"]
+
+JSON_DIR: Final = Path(__file__).parent / "json"
+UNION_FILE: Final = "events.json"
+
+_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
+
+# The Structs default these so producers need not fill them in, which makes
+# msgspec list them as optional. On the wire they are always present (decode
+# rejects an event_id that is not the ce_id), so the published contract says so.
+_ALWAYS_SENT: Final = ("event_id", "occurred_at")
+
+
+def generate() -> dict[str, dict[str, Any]]:
+    """File name -> JSON Schema, for every event type and for the union."""
+    files: dict[str, dict[str, Any]] = {}
+    for tag, cls in EVENT_TYPES.items():
+        files[f"{tag}.json"] = _published(msgspec.json.schema(cls), schema_uri(tag))
+    files[UNION_FILE] = _published(msgspec.json.schema(Event), SCHEMA_URI_PREFIX + "events")
+    return files
+
+
+def _published(schema: dict[str, Any], uri: str) -> dict[str, Any]:
+    event_names = {cls.__name__ for cls in EVENT_TYPES.values()}
+    for name, definition in schema.get("$defs", {}).items():
+        # msgspec copies class docstrings as they are compiled, and Python 3.13
+        # started stripping their indentation: normalise, or the published files
+        # would depend on the interpreter that generated them.
+        if "description" in definition:
+            definition["description"] = inspect.cleandoc(definition["description"])
+        if name in event_names:
+            required: list[str] = definition.setdefault("required", [])
+            required.extend(field for field in _ALWAYS_SENT if field not in required)
+    return {"$schema": _DIALECT, "$id": uri, **schema}
+
+
+def render(schema: dict[str, Any]) -> str:
+    """The exact text of a published schema file."""
+    return json.dumps(schema, sort_keys=True, indent=2) + "\n"
+
+
+def drift(directory: Path = JSON_DIR) -> list[str]:
+    """Names of the files in `directory` that are missing, stale or no longer generated."""
+    expected = {name: render(schema) for name, schema in generate().items()}
+    present = {path.name for path in directory.glob("*.json")}
+    wrong = [
+        name
+        for name, text in expected.items()
+        if name not in present or (directory / name).read_text(encoding="utf-8") != text
+    ]
+    return sorted(wrong + [name for name in present if name not in expected])
+
+
+def write(directory: Path = JSON_DIR) -> list[Path]:
+    """Write every schema into `directory`, deleting `*.json` files no longer generated.
+
+    The directory belongs to the generator: a schema of a type that was removed
+    must not stay published as if it were current.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    files = generate()
+    for stale in directory.glob("*.json"):
+        if stale.name not in files:
+            stale.unlink()
+    written = []
+    for name, schema in sorted(files.items()):
+        path = directory / name
+        path.write_text(render(schema), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m schemas.jsonschema", description=__doc__.splitlines()[0] if __doc__ else ""
+    )
+    parser.add_argument("--dir", type=Path, default=JSON_DIR, help="default: %(default)s")
+    parser.add_argument(
+        "--check", action="store_true", help="report drift and exit 1 instead of writing"
+    )
+    args = parser.parse_args(argv)
+    if args.check:
+        wrong = drift(args.dir)
+        for name in wrong:
+            print(f"out of date: {args.dir / name}", file=sys.stderr)
+        return 1 if wrong else 0
+    for path in write(args.dir):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
