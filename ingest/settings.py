@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -48,6 +49,17 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     quota_bytes: int = 10 * GiB
     quota_uploads: int = 100
     quota_period_days: int = 30
+    host: str = "127.0.0.1"
+    port: int = 8080
+    parts_in_flight: int = 4
+    memory_budget: int = 512 * MiB
+    progress_interval_seconds: float = 0.5
+    cancel_poll_seconds: float = 0.5
+    shutdown_grace_seconds: float = 30.0
+    event_timeout_seconds: float = 10.0
+    instance_id: str = msgspec.field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}"
+    )
 
     def s3_endpoint(self) -> S3Endpoint:
         return S3Endpoint(
@@ -129,6 +141,29 @@ def ingest_settings_from_env(environ: Mapping[str, str] | None = None) -> Ingest
             text("INGEST_QUOTA_PERIOD_DAYS", str(defaults.quota_period_days)),
             "INGEST_QUOTA_PERIOD_DAYS",
         ),
+        host=text("INGEST_HOST", defaults.host),
+        port=integer(text("INGEST_PORT", str(defaults.port)), "INGEST_PORT"),
+        parts_in_flight=integer(
+            text("INGEST_PARTS_IN_FLIGHT", str(defaults.parts_in_flight)), "INGEST_PARTS_IN_FLIGHT"
+        ),
+        memory_budget=size(
+            text("INGEST_MEMORY_BUDGET", str(defaults.memory_budget)), "INGEST_MEMORY_BUDGET"
+        ),
+        progress_interval_seconds=duration(
+            text("INGEST_PROGRESS_INTERVAL", str(defaults.progress_interval_seconds)),
+            "INGEST_PROGRESS_INTERVAL",
+        ),
+        cancel_poll_seconds=duration(
+            text("INGEST_CANCEL_POLL", str(defaults.cancel_poll_seconds)), "INGEST_CANCEL_POLL"
+        ),
+        shutdown_grace_seconds=duration(
+            text("INGEST_SHUTDOWN_GRACE", str(defaults.shutdown_grace_seconds)),
+            "INGEST_SHUTDOWN_GRACE",
+        ),
+        event_timeout_seconds=duration(
+            text("INGEST_EVENT_TIMEOUT", str(defaults.event_timeout_seconds)),
+            "INGEST_EVENT_TIMEOUT",
+        ),
     )
     _validate(settings)
     return settings
@@ -139,5 +174,9 @@ def _validate(settings: IngestSettings) -> None:
         raise SettingsError("INGEST_MAX_FILE_SIZE must be between 1 byte and 5 TiB")
     if not 5 * MiB <= settings.part_size <= 5 * GiB:
         raise SettingsError("INGEST_PART_SIZE must be between 5 MiB and 5 GiB (S3's part limits)")
+    if settings.parts_in_flight < 1:
+        raise SettingsError("INGEST_PARTS_IN_FLIGHT must be at least 1")
+    if settings.memory_budget < settings.part_size:
+        raise SettingsError("INGEST_MEMORY_BUDGET must hold at least one part (INGEST_PART_SIZE)")
     if settings.min_file_size > settings.max_file_size:
         raise SettingsError("INGEST_MIN_FILE_SIZE is larger than INGEST_MAX_FILE_SIZE")

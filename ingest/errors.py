@@ -1,0 +1,121 @@
+"""Domain errors of the write path, declared together.
+
+Each carries the `ErrorCode` published in `ingest.upload.failed` (when the error
+ends an upload) and a stable `error_code` string for API clients. Only the HTTP
+edge (`ingest.http.errors`) knows which status each one becomes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas import ErrorCode
+
+
+class IngestError(Exception):
+    """Base of every error the write path raises on purpose."""
+
+    error_code: str = "INTERNAL"
+    event_code: ErrorCode = "INTERNAL"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+# Requests the service refuses before or while reading a body.
+class InvalidRequest(IngestError):
+    error_code = "INVALID_REQUEST"
+
+
+class Unauthenticated(IngestError):
+    error_code = "UNAUTHORIZED"
+
+
+class Forbidden(IngestError):
+    error_code = "FORBIDDEN"
+
+
+class SessionNotFound(IngestError):
+    error_code = "SESSION_NOT_FOUND"
+
+
+class SessionExpired(SessionNotFound):
+    error_code = "SESSION_EXPIRED"
+
+
+class SessionConflict(IngestError):
+    """The session was already used, or changed under us by another instance."""
+
+    error_code = "SESSION_ALREADY_USED"
+
+
+class FormatNotAllowed(IngestError):
+    error_code = "FORMAT_NOT_ALLOWED"
+    event_code = "UNSUPPORTED_FORMAT"
+
+
+# Errors that end an upload: each maps to the `error_code` of `ingest.upload.failed`.
+class TooLarge(IngestError):
+    error_code = "FILE_TOO_LARGE"
+    event_code = "TOO_LARGE"
+
+
+class TooSmall(IngestError):
+    error_code = "FILE_TOO_SMALL"
+    event_code = "TOO_LARGE"  # a size outside the allowed range; the contract has no TOO_SMALL
+
+
+class UnsupportedFormat(IngestError):
+    error_code = "UNSUPPORTED_MEDIA_TYPE"
+    event_code = "UNSUPPORTED_FORMAT"
+
+
+class QuotaExceeded(IngestError):
+    error_code = "QUOTA_EXCEEDED"
+    event_code = "QUOTA_EXCEEDED"
+
+
+class ClientDisconnected(IngestError):
+    error_code = "CLIENT_DISCONNECTED"
+    event_code = "CLIENT_DISCONNECTED"
+
+
+class IncompleteBody(ClientDisconnected):
+    """The body ended before the size the client declared."""
+
+    error_code = "INCOMPLETE_BODY"
+
+
+class StorageError(IngestError):
+    error_code = "STORAGE_ERROR"
+    event_code = "STORAGE_ERROR"
+
+
+class ChecksumMismatch(IngestError):
+    error_code = "CHECKSUM_MISMATCH"
+    event_code = "CHECKSUM_MISMATCH"
+
+
+class UploadTimeout(IngestError):
+    error_code = "TIMEOUT"
+    event_code = "TIMEOUT"
+
+
+class UploadCancelledError(IngestError):
+    error_code = "UPLOAD_CANCELLED"
+    event_code = "CANCELLED"
+
+
+class ServiceUnavailable(IngestError):
+    """A dependency (Kafka, S3) cannot take work now; retrying later may succeed."""
+
+    error_code = "SERVICE_UNAVAILABLE"
+    event_code = "INTERNAL"
+
+
+class EventDeliveryError(ServiceUnavailable):
+    """An event could not be handed to the broker within its time bound."""
+
+    error_code = "EVENT_DELIVERY_FAILED"

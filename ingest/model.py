@@ -1,0 +1,93 @@
+"""What the write path knows about one upload: its session and the target it streams to."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from schemas import UploadProtocol
+
+SessionStatus = Literal["active", "uploading", "completed", "failed", "cancelled", "expired"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class UploadResult(msgspec.Struct, frozen=True, kw_only=True):
+    video_id: str
+    analysis_id: str
+    size_bytes: int
+    sha256: str
+    format: str
+    s3_key: str
+    etag: str | None
+    parts: int
+    started_at: datetime
+    completed_at: datetime
+    duplicate_of: str | None = None
+
+
+class UploadSession(msgspec.Struct, frozen=True, kw_only=True):
+    """An upload session, stored as a JSON document shared by every instance."""
+
+    session_id: str
+    user_id: str
+    filename: str | None
+    expected_file_size: int | None
+    file_format: str | None
+    file_hash: str | None
+    auto_analyze: bool
+    priority: int
+    metadata: dict[str, Any]
+    dashboard_context: dict[str, Any] | None
+    protocol: UploadProtocol
+    s3_key: str
+    created_at: datetime
+    expires_at: datetime
+    status: SessionStatus = "active"
+    message: str | None = None
+    instance_id: str | None = None
+    bytes_received: int = 0
+    error_code: str | None = None
+    result: UploadResult | None = None
+    updated_at: datetime | None = None
+
+
+class UploadTarget(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the pipeline needs to stream one body: where, what, and the limits."""
+
+    upload_id: str
+    user_id: str
+    bucket: str
+    s3_key: str
+    filename: str | None
+    content_type: str | None
+    declared_format: str | None
+    allowed_formats: tuple[str, ...]
+    protocol: UploadProtocol
+    priority: int
+    auto_analyze: bool
+    metadata: dict[str, Any]
+    dashboard_context: dict[str, Any] | None
+    declared_size: int | None
+    max_size: int
+    min_size: int
+    quota_bytes_remaining: int | None = None
+
+
+def safe_filename(filename: str | None, fallback: str = "upload") -> str:
+    """A file name safe in an S3 key and a URL: ASCII letters, digits, dot, dash, underscore."""
+    if not filename:
+        return fallback
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    ascii_name = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
+    cleaned = _UNSAFE.sub("_", ascii_name).strip("._")
+    return cleaned[:200] or fallback
+
+
+def object_key(user_id: str, upload_id: str, filename: str | None) -> str:
+    return f"dashboard-uploads/{_UNSAFE.sub('_', user_id)}/{upload_id}/{safe_filename(filename)}"

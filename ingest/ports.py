@@ -1,0 +1,128 @@
+"""The ports of the write path: what the pipeline and services need from the outside world.
+
+Adapters (S3, Kafka, local disk, in-process bus) implement these; the pipeline and
+the session service only ever see these Protocols. Every method raises the
+domain errors of `ingest.errors` (StorageError, EventDeliveryError, ...) rather
+than a client library's exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from schemas import Event
+
+
+@dataclass(frozen=True)
+class StoredPart:
+    number: int
+    etag: str
+    size: int
+    sha256_b64: str
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    etag: str | None
+    size: int
+
+
+class MultipartUpload(Protocol):
+    """One open multipart upload. Parts may be uploaded concurrently, in any order."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def upload_id(self) -> str: ...
+
+    async def upload_part(self, number: int, data: bytes, sha256_b64: str) -> StoredPart:
+        """Store one part; the store verifies `sha256_b64` (ChecksumMismatch when it differs)."""
+        ...
+
+    async def complete(self, parts: Sequence[StoredPart]) -> StoredObject: ...
+
+    async def abort(self) -> None:
+        """Remove every stored part. Safe to call twice and after a failed complete."""
+        ...
+
+
+class ObjectStore(Protocol):
+    @property
+    def bucket(self) -> str: ...
+
+    async def start_multipart(
+        self, key: str, *, content_type: str | None, metadata: Mapping[str, str]
+    ) -> MultipartUpload: ...
+
+    async def incomplete_uploads(self, key: str) -> list[str]:
+        """Upload ids of multipart uploads still open for exactly this key."""
+        ...
+
+    async def check(self) -> None:
+        """Raise ServiceUnavailable unless the bucket answers."""
+        ...
+
+
+@dataclass(frozen=True)
+class Versioned:
+    data: bytes
+    version: str
+
+
+class DocumentStore(Protocol):
+    """Small JSON documents (upload sessions) shared by every instance.
+
+    Updates are compare-and-swap on `version`, so two instances can never both
+    win the same session.
+    """
+
+    async def create(self, key: str, data: bytes) -> str:
+        """Store a new document; returns its version. SessionConflict if the key exists."""
+        ...
+
+    async def read(self, key: str) -> Versioned | None: ...
+
+    async def replace(self, key: str, data: bytes, *, version: str) -> str:
+        """Replace the document if it still has `version`; SessionConflict otherwise."""
+        ...
+
+    async def list_keys(self, prefix: str) -> list[str]: ...
+
+
+class EventSink(Protocol):
+    async def emit(self, event: Event) -> None:
+        """Hand the event to the bus within a bounded time, or raise EventDeliveryError."""
+        ...
+
+    async def check(self) -> None:
+        """Raise ServiceUnavailable unless the bus answers."""
+        ...
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    user_id: str
+    bytes_limit: int
+    bytes_used: int
+    uploads_limit: int
+    uploads_used: int
+    period_start: str
+    period_end: str
+
+    @property
+    def bytes_remaining(self) -> int:
+        return max(0, self.bytes_limit - self.bytes_used)
+
+    @property
+    def uploads_remaining(self) -> int:
+        return max(0, self.uploads_limit - self.uploads_used)
+
+
+class QuotaView(Protocol):
+    """What a user has used and may use, as last published on the quota topic."""
+
+    def status(self, user_id: str) -> QuotaStatus: ...
