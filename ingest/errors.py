@@ -51,6 +51,12 @@ class SessionConflict(IngestError):
     error_code = "SESSION_ALREADY_USED"
 
 
+class SizeNotAllowed(IngestError):
+    """A declared size outside the allowed range, refused when the session is created."""
+
+    error_code = "FILE_SIZE_NOT_ALLOWED"
+
+
 class FormatNotAllowed(IngestError):
     error_code = "FORMAT_NOT_ALLOWED"
     event_code = "UNSUPPORTED_FORMAT"

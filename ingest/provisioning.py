@@ -7,6 +7,7 @@ by `ingest stack up` and by the test fixtures, so all three agree.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 # Parts of an upload nobody finished are removed by S3 itself after this long, as a
 # safety net under the service's own aborts (a killed process cannot abort anything).
 ABANDONED_MULTIPART_DAYS = 2
+TOPIC_VISIBLE_TIMEOUT = 30.0
 
 
 async def ensure_topics(bootstrap_servers: str, topics: Topics) -> list[str]:
@@ -50,6 +52,7 @@ async def ensure_topics(bootstrap_servers: str, topics: Topics) -> list[str]:
             ]
             if failures:
                 raise RuntimeError(f"creating topics failed: {failures}")
+            await _wait_until_visible(admin, {topic.name for topic in missing})
         return [topic.name for topic in missing]
     finally:
         await admin.close()
@@ -91,6 +94,24 @@ async def _put_abandoned_upload_rule(s3: Any, bucket: str) -> None:
                 }
             ]
         },
+    )
+
+
+async def _wait_until_visible(admin: AIOKafkaAdminClient, names: set[str]) -> None:
+    # A created topic reaches every broker's metadata a moment later; clients started
+    # right after provisioning would otherwise be told it does not exist.
+    async with asyncio.timeout(TOPIC_VISIBLE_TIMEOUT):
+        # The broker offers no notification of this, so it is polled.
+        while not all(_has_leaders(t) for t in await admin.describe_topics(sorted(names))):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+
+
+def _has_leaders(description: dict[str, Any]) -> bool:
+    partitions = description.get("partitions", [])
+    return (
+        description.get("error_code") == 0
+        and bool(partitions)
+        and all(p.get("error_code") == 0 and p.get("leader", -1) >= 0 for p in partitions)
     )
 
 

@@ -8,15 +8,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import shlex
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
+
 from deploy import stack
+from ingest.auth import issue_token
 from ingest.provisioning import ensure_bucket, ensure_topics
-from ingest.settings import IngestSettings, SettingsError, ingest_settings_from_env
+from ingest.settings import IngestSettings, SettingsError, duration, ingest_settings_from_env
 from schemas.topics import Topics
 
 
@@ -62,6 +67,19 @@ def _parser() -> argparse.ArgumentParser:
         if name == "up":
             action.add_argument("--kafka-port", type=int, default=9092)
             action.add_argument("--s3-port", type=int, default=9000)
+
+    serve = commands.add_parser("serve", help="the ingest HTTP server (sessions, uploads)")
+    serve.add_argument("--host", default=None, help="address to listen on (INGEST_HOST)")
+    serve.add_argument("--port", type=int, default=None, help="port to listen on (INGEST_PORT)")
+    serve.set_defaults(run=_serve)
+
+    token = commands.add_parser(
+        "token", help="issue a development token (HS256, INGEST_JWT_SECRET)"
+    )
+    token.add_argument("--user", required=True, help="the user id (the token's sub)")
+    token.add_argument("--admin", action="store_true", help="grant the admin role")
+    token.add_argument("--ttl", default="24h", help="lifetime, e.g. 3600, 90m, 24h (default 24h)")
+    token.set_defaults(run=_token)
 
     provision = commands.add_parser(
         "provision", help="create the bucket and the topics (with their configurations) if missing"
@@ -113,6 +131,34 @@ def _stack_env(args: argparse.Namespace) -> int:
     for line in _export_lines(endpoints):
         print(line)
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ingest.server import serve
+
+    _configure_logging()
+    settings = ingest_settings_from_env()
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = msgspec.structs.replace(settings, **overrides)
+    if not (settings.jwt_secret or settings.jwt_public_key):
+        raise SettingsError("set INGEST_JWT_SECRET (HS256) or INGEST_JWT_PUBLIC_KEY (RS256)")
+    asyncio.run(serve(settings))
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    settings = ingest_settings_from_env()
+    if not settings.jwt_secret:
+        raise SettingsError("INGEST_JWT_SECRET is not set: tokens are signed with it (HS256)")
+    ttl = duration(args.ttl, "--ttl")
+    print(issue_token(settings.jwt_secret, args.user, admin=args.admin, ttl_seconds=ttl))
+    return 0
+
+
+def _configure_logging() -> None:
+    level = os.environ.get("INGEST_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def _provision(args: argparse.Namespace) -> int:

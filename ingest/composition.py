@@ -1,0 +1,98 @@
+"""The composition root of `ingest serve`: adapters built from settings, wired into services.
+
+The only module that knows which adapter stands behind each port. Start-up
+fails with ServiceUnavailable when Kafka or S3 cannot be reached in time;
+on exit everything opened here is closed in reverse order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from ingest.adapters.kafka_quota import KafkaQuotaView
+from ingest.adapters.kafka_sink import KafkaEventSink
+from ingest.adapters.s3_documents import S3DocumentStore
+from ingest.adapters.s3_store import S3ObjectStore, open_s3_client
+from ingest.auth import TokenVerifier
+from ingest.duplicates import DuplicateIndex
+from ingest.http.metrics import IngestMetrics
+from ingest.http.services import IngestServices
+from ingest.pipeline.budget import MemoryBudget
+from ingest.pipeline.stream import PipelineConfig
+from ingest.sessions import SessionService
+from ingest.settings import IngestSettings
+from ingest.uploads import ActiveUploads, UploadLimits, UploadService
+from schemas import Topics
+
+# Sessions, the user index and the duplicate index live in the bucket under this prefix.
+STATE_PREFIX = "_ingest/"
+
+
+@asynccontextmanager
+async def ingest_services(settings: IngestSettings) -> AsyncIterator[IngestServices]:
+    metrics = IngestMetrics()
+    topics = Topics(settings.topic_prefix)
+    async with AsyncExitStack() as stack:
+        s3 = await stack.enter_async_context(open_s3_client(settings.s3_endpoint()))
+        store = S3ObjectStore(s3, settings.s3_bucket, observer=metrics.observe_s3)
+        documents = S3DocumentStore(
+            s3, settings.s3_bucket, prefix=STATE_PREFIX, observer=metrics.observe_s3
+        )
+        sink = await stack.enter_async_context(
+            KafkaEventSink(
+                settings.kafka_bootstrap_servers,
+                topics,
+                source=f"/ingest/{settings.instance_id}",
+                timeout=settings.event_timeout_seconds,
+                observer=metrics.observe_kafka,
+            )
+        )
+        quota = await stack.enter_async_context(
+            KafkaQuotaView(
+                settings.kafka_bootstrap_servers,
+                topics,
+                quota_bytes=settings.quota_bytes,
+                quota_uploads=settings.quota_uploads,
+                period_days=settings.quota_period_days,
+            )
+        )
+        sessions = SessionService(documents, ttl_seconds=settings.session_ttl_seconds)
+        duplicates = DuplicateIndex(documents)
+        budget = MemoryBudget(settings.memory_budget)
+        active = ActiveUploads()
+        uploads = UploadService(
+            sessions=sessions,
+            duplicates=duplicates,
+            store=store,
+            sink=sink,
+            quota=quota,
+            budget=budget,
+            pipeline=PipelineConfig(
+                part_size=settings.part_size,
+                parts_in_flight=settings.parts_in_flight,
+                progress_interval=settings.progress_interval_seconds,
+                event_timeout=settings.event_timeout_seconds,
+            ),
+            limits=UploadLimits(
+                max_size=settings.max_file_size,
+                min_size=settings.min_file_size,
+                allowed_formats=settings.allowed_formats,
+            ),
+            active=active,
+            instance_id=settings.instance_id,
+            cancel_poll_seconds=settings.cancel_poll_seconds,
+        )
+        yield IngestServices(
+            settings=settings,
+            verifier=TokenVerifier(secret=settings.jwt_secret, public_key=settings.jwt_public_key),
+            sessions=sessions,
+            uploads=uploads,
+            duplicates=duplicates,
+            quota=quota,
+            store=store,
+            sink=sink,
+            budget=budget,
+            active=active,
+            metrics=metrics,
+        )

@@ -1,0 +1,1 @@
+"""The HTTP edge of the write path: routes, request parsing, error mapping, health and metrics."""

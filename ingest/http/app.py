@@ -1,0 +1,42 @@
+"""The ingest aiohttp application: routes, error middleware, and graceful shutdown.
+
+On shutdown (SIGTERM), aiohttp stops accepting connections and then runs
+`on_shutdown`: uploads in flight get the grace period to finish, the rest are
+stopped (their multipart uploads aborted and `upload.failed` emitted) before
+the adapters close.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from ingest.http.errors import error_middleware
+from ingest.http.routes import add_routes
+from ingest.http.services import SERVICES, IngestServices
+
+log = logging.getLogger(__name__)
+
+# Session and small JSON bodies only: upload bodies are streamed and counted by the pipeline.
+MAX_JSON_BODY = 1024 * 1024
+
+
+def build_app(services: IngestServices) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_JSON_BODY)
+    app[SERVICES] = services
+    add_routes(app)
+    app.on_shutdown.append(_drain_uploads)
+    return app
+
+
+async def _drain_uploads(app: web.Application) -> None:
+    services = app[SERVICES]
+    grace = services.settings.shutdown_grace_seconds
+    if len(services.active):
+        log.info(
+            "shutting down: %d uploads in flight, %.0fs to finish", len(services.active), grace
+        )
+    stopped = await services.active.drain(grace)
+    if stopped:
+        log.warning("shutdown stopped %d uploads that did not finish in %.0fs", stopped, grace)

@@ -1,0 +1,56 @@
+"""Liveness, readiness and Prometheus metrics: the routes an operator's tooling calls."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ingest.errors import IngestError
+from ingest.http.responses import json_response
+from ingest.http.services import SERVICES
+
+READINESS_TIMEOUT = 3.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    if svc.active.draining:
+        return json_response({"status": "draining"}, status=503)
+    checks = {"s3": svc.store.check(), "kafka": svc.sink.check()}
+    results: dict[str, str] = {}
+    for name, outcome in zip(
+        checks, await asyncio.gather(*(_bounded(c) for c in checks.values())), strict=True
+    ):
+        results[name] = outcome
+    ready = all(outcome == "ok" for outcome in results.values())
+    return json_response(
+        {"status": "ready" if ready else "not ready", "checks": results},
+        status=200 if ready else 503,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    svc.metrics.buffer_bytes.set(svc.budget.in_use)
+    svc.metrics.buffer_waiters.set(svc.budget.waiting)
+    return web.Response(
+        body=generate_latest(svc.metrics.registry),
+        headers={"Content-Type": CONTENT_TYPE_LATEST},
+    )
+
+
+async def _bounded(check: object) -> str:
+    try:
+        async with asyncio.timeout(READINESS_TIMEOUT):
+            await check  # type: ignore[misc]
+        return "ok"
+    except TimeoutError:
+        return "timed out"
+    except IngestError as error:
+        return error.message

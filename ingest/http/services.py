@@ -1,0 +1,34 @@
+"""What the HTTP handlers reach: the services of one ingest process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ingest.auth import TokenVerifier
+from ingest.duplicates import DuplicateIndex
+from ingest.http.metrics import IngestMetrics
+from ingest.pipeline.budget import MemoryBudget
+from ingest.ports import EventSink, ObjectStore, QuotaView
+from ingest.sessions import SessionService
+from ingest.settings import IngestSettings
+from ingest.uploads import ActiveUploads, UploadService
+
+
+@dataclass(frozen=True)
+class IngestServices:
+    settings: IngestSettings
+    verifier: TokenVerifier
+    sessions: SessionService
+    uploads: UploadService
+    duplicates: DuplicateIndex
+    quota: QuotaView
+    store: ObjectStore
+    sink: EventSink
+    budget: MemoryBudget
+    active: ActiveUploads
+    metrics: IngestMetrics
+
+
+SERVICES = web.AppKey("services", IngestServices)

@@ -1,0 +1,208 @@
+"""Upload sessions shared by every instance, stored as JSON documents with compare-and-swap.
+
+A session is created `active`, claimed once (`uploading`) by the instance that
+receives its body, and ends `completed`, `failed` or `cancelled`; an `active`
+session past its expiry reads as `expired`. Every transition is a
+compare-and-swap on the document's version, so two instances can never both
+claim one session and a cancel from any instance is seen by the streamer.
+Raises SessionNotFound / SessionExpired / Forbidden / SessionConflict.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from ingest.auth import Principal
+from ingest.errors import Forbidden, SessionConflict, SessionExpired, SessionNotFound
+from ingest.model import TERMINAL_STATUSES, SessionStatus, UploadSession, object_key
+from ingest.ports import DocumentStore
+from schemas import UploadProtocol
+from schemas.api import CreateUploadRequest
+
+_SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+_USER_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(UploadSession)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SessionService:
+    def __init__(
+        self,
+        documents: DocumentStore,
+        *,
+        ttl_seconds: float,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._documents = documents
+        self._ttl = timedelta(seconds=ttl_seconds)
+        self._clock = clock
+
+    async def create(
+        self,
+        principal: Principal,
+        request: CreateUploadRequest,
+        *,
+        protocol: UploadProtocol,
+        file_format: str | None,
+    ) -> UploadSession:
+        now = self._clock()
+        session_id = uuid.uuid4().hex
+        session = UploadSession(
+            session_id=session_id,
+            user_id=principal.user_id,
+            filename=request.filename,
+            expected_file_size=request.expected_file_size,
+            file_format=file_format,
+            file_hash=request.file_hash.lower() if request.file_hash else None,
+            auto_analyze=request.auto_analyze,
+            priority=request.priority,
+            metadata=dict(request.metadata or {}),
+            dashboard_context=request.dashboard_context,
+            protocol=protocol,
+            s3_key=object_key(principal.user_id, session_id, request.filename),
+            created_at=now,
+            expires_at=now + self._ttl,
+            updated_at=now,
+        )
+        await self._documents.create(_session_key(session_id), _encoder.encode(session))
+        await self._documents.create(_user_index_key(principal.user_id, session_id), b"")
+        return session
+
+    async def store_new(self, session: UploadSession) -> None:
+        """Persist a session built elsewhere (an answered duplicate, a tus creation)."""
+        await self._documents.create(_session_key(session.session_id), _encoder.encode(session))
+        await self._documents.create(_user_index_key(session.user_id, session.session_id), b"")
+
+    async def load(self, session_id: str) -> tuple[UploadSession, str]:
+        if not _SESSION_ID.match(session_id):
+            raise SessionNotFound(f"no upload session {session_id!r}")
+        stored = await self._documents.read(_session_key(session_id))
+        if stored is None:
+            raise SessionNotFound(f"no upload session {session_id!r}")
+        return _decoder.decode(stored.data), stored.version
+
+    async def get_owned(self, session_id: str, principal: Principal) -> UploadSession:
+        session, _ = await self.load(session_id)
+        _check_owner(session, principal)
+        return self.with_effective_status(session)
+
+    def with_effective_status(self, session: UploadSession) -> UploadSession:
+        if session.status == "active" and self._clock() >= session.expires_at:
+            return msgspec.structs.replace(session, status="expired", message="the session expired")
+        return session
+
+    async def claim(
+        self, session_id: str, principal: Principal, *, instance_id: str
+    ) -> tuple[UploadSession, str]:
+        """Move an active session to `uploading`; only one caller ever wins."""
+        session, version = await self.load(session_id)
+        _check_owner(session, principal)
+        if self.with_effective_status(session).status == "expired":
+            raise SessionExpired(f"upload session {session_id} expired at {session.expires_at}")
+        if session.status != "active":
+            raise SessionConflict(
+                f"upload session {session_id} was already used (status {session.status})",
+                details={"status": session.status},
+            )
+        try:
+            return await self.update(
+                session,
+                version,
+                status="uploading",
+                instance_id=instance_id,
+                message="upload in progress",
+            )
+        except SessionConflict:
+            raise SessionConflict(
+                f"upload session {session_id} was claimed by another request"
+            ) from None
+
+    async def update(
+        self, session: UploadSession, version: str, **changes: Any
+    ) -> tuple[UploadSession, str]:
+        updated = msgspec.structs.replace(session, updated_at=self._clock(), **changes)
+        new_version = await self._documents.replace(
+            _session_key(session.session_id), _encoder.encode(updated), version=version
+        )
+        return updated, new_version
+
+    async def finish(self, session_id: str, status: SessionStatus, **changes: Any) -> UploadSession:
+        """Record how an upload ended, retrying when another writer got there first.
+
+        A session already `cancelled` stays cancelled: the cancel is what ended it.
+        """
+        while True:
+            session, version = await self.load(session_id)
+            if session.status == "cancelled" and status != "completed":
+                return session
+            try:
+                updated, _ = await self.update(session, version, status=status, **changes)
+                return updated
+            except SessionConflict:
+                continue
+
+    async def cancel(self, session_id: str, principal: Principal) -> UploadSession:
+        while True:
+            session, version = await self.load(session_id)
+            _check_owner(session, principal)
+            if session.status == "cancelled":
+                return session
+            if session.status in TERMINAL_STATUSES:
+                raise SessionConflict(
+                    f"upload session {session_id} already ended ({session.status})",
+                    details={"status": session.status},
+                )
+            try:
+                updated, _ = await self.update(
+                    session, version, status="cancelled", message="cancelled by the user"
+                )
+                return updated
+            except SessionConflict:
+                continue
+
+    async def status_of(self, session_id: str) -> SessionStatus:
+        session, _ = await self.load(session_id)
+        return session.status
+
+    async def list_for_user(
+        self, user_id: str, *, status: SessionStatus | None = None
+    ) -> list[UploadSession]:
+        prefix = _user_index_prefix(user_id)
+        sessions = []
+        for key in await self._documents.list_keys(prefix):
+            try:
+                session, _ = await self.load(key[len(prefix) :])
+            except SessionNotFound:
+                continue
+            session = self.with_effective_status(session)
+            if status is None or session.status == status:
+                sessions.append(session)
+        sessions.sort(key=lambda s: s.created_at, reverse=True)
+        return sessions
+
+
+def _check_owner(session: UploadSession, principal: Principal) -> None:
+    if session.user_id != principal.user_id and not principal.is_admin:
+        raise Forbidden("this upload session belongs to another user")
+
+
+def _session_key(session_id: str) -> str:
+    return f"sessions/{session_id}.json"
+
+
+def _user_index_prefix(user_id: str) -> str:
+    return f"users/{_USER_SAFE.sub('_', user_id)}/"
+
+
+def _user_index_key(user_id: str, session_id: str) -> str:
+    return _user_index_prefix(user_id) + session_id

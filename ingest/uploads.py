@@ -1,0 +1,306 @@
+"""One upload from claimed session to stored object, whichever way the body arrives.
+
+Claims the session (so it is used once), streams the body through the pipeline
+while watching the session document for a cancel issued on any instance,
+records the outcome in the session and the duplicate index, and keeps a
+registry of uploads in flight so shutdown can let them finish or stop them
+cleanly. Raises the domain errors of `ingest.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ingest.auth import Principal
+from ingest.duplicates import DuplicateIndex, StoredFile
+from ingest.errors import (
+    IngestError,
+    QuotaExceeded,
+    ServiceUnavailable,
+    SessionConflict,
+    SessionExpired,
+    TooLarge,
+    UploadCancelledError,
+)
+from ingest.model import SessionStatus, UploadResult, UploadSession, UploadTarget
+from ingest.pipeline.budget import MemoryBudget
+from ingest.pipeline.stream import Interrupt, PipelineConfig, stream_upload
+from ingest.ports import EventSink, ObjectStore, QuotaView
+from ingest.sessions import SessionService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_size: int
+    min_size: int
+    allowed_formats: tuple[str, ...]
+
+
+@dataclass
+class _InFlight:
+    task: asyncio.Task[UploadResult]
+    interrupt: Interrupt
+
+
+@dataclass
+class ActiveUploads:
+    """Uploads streaming in this process, for cancel and graceful shutdown."""
+
+    draining: bool = False
+    _uploads: dict[str, _InFlight] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self._uploads)
+
+    def add(self, session_id: str, task: asyncio.Task[UploadResult], interrupt: Interrupt) -> None:
+        if self.draining:
+            raise ServiceUnavailable("the server is shutting down; retry on another instance")
+        self._uploads[session_id] = _InFlight(task, interrupt)
+
+    def remove(self, session_id: str) -> None:
+        self._uploads.pop(session_id, None)
+
+    def interrupt(self, session_id: str, reason: Literal["cancelled", "shutdown"]) -> bool:
+        in_flight = self._uploads.get(session_id)
+        if in_flight is None or in_flight.task.done():
+            return False
+        in_flight.interrupt.cancel(in_flight.task, reason)
+        return True
+
+    async def drain(self, grace_seconds: float) -> int:
+        """Refuse new uploads, give running ones `grace_seconds`, then stop the rest.
+
+        Returns how many uploads had to be stopped.
+        """
+        self.draining = True
+        tasks = [u.task for u in self._uploads.values()]
+        if not tasks:
+            return 0
+        _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+        for session_id, in_flight in list(self._uploads.items()):
+            if in_flight.task in pending:
+                self.interrupt(session_id, "shutdown")
+        await asyncio.gather(*pending, return_exceptions=True)
+        return len(pending)
+
+
+class UploadService:
+    def __init__(
+        self,
+        *,
+        sessions: SessionService,
+        duplicates: DuplicateIndex,
+        store: ObjectStore,
+        sink: EventSink,
+        quota: QuotaView,
+        budget: MemoryBudget,
+        pipeline: PipelineConfig,
+        limits: UploadLimits,
+        active: ActiveUploads,
+        instance_id: str,
+        cancel_poll_seconds: float,
+    ) -> None:
+        self._sessions = sessions
+        self._duplicates = duplicates
+        self._store = store
+        self._sink = sink
+        self._quota = quota
+        self._budget = budget
+        self._pipeline = pipeline
+        self._limits = limits
+        self._active = active
+        self._instance_id = instance_id
+        self._cancel_poll = cancel_poll_seconds
+
+    @property
+    def limits(self) -> UploadLimits:
+        return self._limits
+
+    async def precheck(
+        self, session_id: str, principal: Principal, declared_size: int | None
+    ) -> UploadSession:
+        """Everything that can refuse a body before any of it is read (for Expect: 100-continue)."""
+        session = await self._sessions.get_owned(session_id, principal)
+        if session.status == "expired":
+            raise SessionExpired(f"upload session {session_id} expired at {session.expires_at}")
+        if session.status != "active":
+            raise SessionConflict(
+                f"upload session {session_id} was already used (status {session.status})",
+                details={"status": session.status},
+            )
+        self._check_size(declared_size, session)
+        self._check_quota(session.user_id, declared_size or session.expected_file_size)
+        return session
+
+    async def upload(
+        self,
+        session_id: str,
+        principal: Principal,
+        body: AsyncIterator[bytes],
+        *,
+        content_type: str | None,
+        declared_size: int | None,
+    ) -> tuple[UploadSession, UploadResult]:
+        if self._active.draining:
+            raise ServiceUnavailable("the server is shutting down; retry on another instance")
+        session, _ = await self._sessions.claim(
+            session_id, principal, instance_id=self._instance_id
+        )
+        try:
+            size = self._check_size(declared_size, session)
+            quota = self._check_quota(session.user_id, size)
+        except IngestError as error:
+            await self._sessions.finish(
+                session_id, "failed", message=error.message, error_code=error.error_code
+            )
+            raise
+        target = self._target(session, content_type, size, quota)
+        interrupt = Interrupt()
+        task = asyncio.create_task(
+            stream_upload(
+                target,
+                body,
+                store=self._store,
+                sink=self._sink,
+                budget=self._budget,
+                config=self._pipeline,
+                interrupt=interrupt,
+                find_duplicate=self._duplicates.video_id_of,
+            ),
+            name=f"upload-{session_id}",
+        )
+        self._active.add(session_id, task, interrupt)
+        watcher = asyncio.create_task(
+            self._watch_for_cancel(session_id), name=f"watch-{session_id}"
+        )
+        try:
+            result = await self._await_pipeline(task, interrupt)
+        except IngestError as error:
+            await self._record_failure(session_id, error)
+            raise
+        finally:
+            watcher.cancel()
+            self._active.remove(session_id)
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        await self._duplicates.record(
+            session.user_id,
+            StoredFile(session_id=session_id, filename=session.filename, result=result),
+        )
+        completed = await self._sessions.finish(
+            session_id,
+            "completed",
+            message="upload completed",
+            bytes_received=result.size_bytes,
+            result=result,
+        )
+        return completed, result
+
+    async def _await_pipeline(
+        self, task: asyncio.Task[UploadResult], interrupt: Interrupt
+    ) -> UploadResult:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled() and interrupt.reason == "cancelled":
+                raise UploadCancelledError("the upload was cancelled") from None
+            if not task.done():
+                # This request itself is being cancelled (shutdown): stop the pipeline cleanly.
+                interrupt.reason = interrupt.reason or "shutdown"
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            raise
+
+    async def _watch_for_cancel(self, session_id: str) -> None:
+        while True:
+            await asyncio.sleep(self._cancel_poll)
+            try:
+                status = await self._sessions.status_of(session_id)
+            except IngestError as error:
+                log.warning("cannot poll session %s for a cancel: %s", session_id, error)
+                continue
+            if status == "cancelled":
+                self._active.interrupt(session_id, "cancelled")
+                return
+
+    async def _record_failure(self, session_id: str, error: IngestError) -> None:
+        status: SessionStatus = "cancelled" if isinstance(error, UploadCancelledError) else "failed"
+        try:
+            await self._sessions.finish(
+                session_id, status, message=error.message, error_code=error.error_code
+            )
+        except IngestError as record_error:
+            log.error("could not record the end of session %s: %s", session_id, record_error)
+
+    def _check_size(self, declared_size: int | None, session: UploadSession) -> int | None:
+        size = declared_size if declared_size is not None else session.expected_file_size
+        if size is not None and size > self._limits.max_size:
+            raise TooLarge(
+                f"the file is {size} bytes; the maximum is {self._limits.max_size}",
+                details={"max_file_size": self._limits.max_size, "declared_size": size},
+            )
+        if (
+            declared_size is not None
+            and session.expected_file_size is not None
+            and declared_size > session.expected_file_size
+        ):
+            raise TooLarge(
+                f"the body is {declared_size} bytes; the session declared "
+                f"{session.expected_file_size}",
+                details={"expected_file_size": session.expected_file_size},
+            )
+        return size
+
+    def _check_quota(self, user_id: str, size: int | None) -> int:
+        status = self._quota.status(user_id)
+        if status.uploads_remaining <= 0:
+            raise QuotaExceeded(
+                f"the upload limit of {status.uploads_limit} per period is reached",
+                details={"uploads_limit": status.uploads_limit, "reset_date": status.period_end},
+            )
+        if size is not None and size > status.bytes_remaining:
+            raise QuotaExceeded(
+                f"{size} bytes would pass the quota ({status.bytes_remaining} bytes remaining)",
+                details={
+                    "remaining_quota": status.bytes_remaining,
+                    "reset_date": status.period_end,
+                },
+            )
+        return status.bytes_remaining
+
+    def _target(
+        self,
+        session: UploadSession,
+        content_type: str | None,
+        declared_size: int | None,
+        quota_remaining: int,
+    ) -> UploadTarget:
+        return UploadTarget(
+            upload_id=session.session_id,
+            user_id=session.user_id,
+            bucket=self._store.bucket,
+            s3_key=session.s3_key,
+            filename=session.filename,
+            content_type=content_type,
+            declared_format=session.file_format,
+            allowed_formats=self._limits.allowed_formats,
+            protocol=session.protocol,
+            priority=session.priority,
+            auto_analyze=session.auto_analyze,
+            metadata=session.metadata,
+            dashboard_context=session.dashboard_context,
+            declared_size=declared_size,
+            max_size=min(
+                self._limits.max_size, session.expected_file_size or self._limits.max_size
+            ),
+            min_size=self._limits.min_size,
+            quota_bytes_remaining=quota_remaining,
+        )

@@ -1,0 +1,122 @@
+"""Request and response bodies of the ingest HTTP API, as published to clients.
+
+The same evolution rules as the events apply (see `schemas.events`): fields are
+only added, with defaults. Requests forbid nothing unknown, so an older server
+ignores a newer client's extra fields.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+Sha256Hex = Annotated[str, Meta(pattern="^[0-9a-fA-F]{64}$")]
+SessionStatus = Literal["active", "uploading", "completed", "failed", "cancelled", "expired"]
+
+
+class CreateUploadRequest(msgspec.Struct, frozen=True, kw_only=True):
+    filename: Annotated[str, Meta(min_length=1, max_length=1024)] | None = None
+    expected_file_size: Annotated[int, Meta(ge=0)] | None = None
+    file_format: Annotated[str, Meta(min_length=1, max_length=16)] | None = None
+    file_hash: Sha256Hex | None = None
+    auto_analyze: bool = True
+    priority: Annotated[int, Meta(ge=1, le=10)] = 5
+    metadata: dict[str, Any] | None = None
+    dashboard_context: dict[str, Any] | None = None
+
+
+class UploadInstructions(msgspec.Struct, frozen=True, kw_only=True):
+    method: str
+    url: str
+    alternatives: list[str]
+    part_size: int
+    headers: dict[str, str]
+    notes: str
+
+
+class CreateUploadResponse(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    upload_url: str
+    max_file_size: int
+    allowed_formats: list[str]
+    remaining_quota: int
+    quota_limit: int
+    session_expires_at: datetime
+    dashboard_context: dict[str, Any] | None
+    upload_instructions: UploadInstructions | None
+    status: SessionStatus = "active"
+    duplicate_of: str | None = None
+    result: UploadResponse | None = None
+
+
+class UploadResponse(msgspec.Struct, frozen=True, kw_only=True):
+    video_id: str
+    analysis_id: str
+    upload_status: Literal["completed"]
+    redirect_url: str
+    estimated_processing_time: float
+    filename: str | None
+    file_size: int
+    file_hash: str
+    format: str
+    s3_key: str
+    created_at: datetime
+    uploaded_at: datetime
+    metadata: dict[str, Any]
+    duplicate_of: str | None = None
+
+
+class SessionStatusResponse(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: str
+    status: SessionStatus
+    message: str
+    filename: str | None
+    expected_file_size: int | None
+    bytes_received: int
+    created_at: datetime
+    expires_at: datetime
+    updated_at: datetime | None
+    error_code: str | None = None
+    result: UploadResponse | None = None
+
+
+class SessionList(msgspec.Struct, frozen=True, kw_only=True):
+    sessions: list[SessionStatusResponse]
+    total: int
+
+
+class ValidateRequest(msgspec.Struct, frozen=True, kw_only=True):
+    session_id: Annotated[str, Meta(min_length=1)]
+
+
+class ValidateResponse(msgspec.Struct, frozen=True, kw_only=True):
+    is_valid: bool
+    is_owner: bool
+    session_status: SessionStatus | None
+
+
+class QuotaResponse(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: str
+    quota_limit: int
+    quota_used: int
+    quota_remaining: int
+    usage_percentage: float
+    uploads_limit: int
+    uploads_used: int
+    period_start: str
+    reset_date: str
+
+
+class SetQuotaRequest(msgspec.Struct, frozen=True, kw_only=True):
+    quota_limit: Annotated[int, Meta(ge=0)] | None = None
+    uploads_limit: Annotated[int, Meta(ge=0)] | None = None
+
+
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    error_code: str
+    error_message: str
+    details: dict[str, Any]
+    timestamp: datetime

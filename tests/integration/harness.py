@@ -1,0 +1,119 @@
+"""Run real ingest servers inside the test's event loop, and read back what they did.
+
+`running_ingest` builds the real services (S3 on MinIO, Kafka) from settings and
+serves them on a free loopback port; `UploadEvents` reads the module's topics;
+`stored_sha256` and `open_uploads` look at the bucket directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer
+
+from ingest.adapters.s3_client import open_s3, warm_session
+from ingest.auth import issue_token
+from ingest.composition import ingest_services
+from ingest.http.app import build_app
+from ingest.http.services import IngestServices
+from ingest.settings import IngestSettings
+from schemas import Event, Topics, UploadEvent, decode
+
+
+@dataclass(frozen=True)
+class RunningIngest:
+    url: str
+    port: int
+    services: IngestServices
+    runner: web.AppRunner
+
+    def token(self, user: str, *, admin: bool = False, ttl: float = 600) -> str:
+        secret = self.services.settings.jwt_secret
+        assert secret is not None
+        return issue_token(secret, user, admin=admin, ttl_seconds=ttl)
+
+    def auth(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user)}"}
+
+
+@asynccontextmanager
+async def running_ingest(settings: IngestSettings) -> AsyncIterator[RunningIngest]:
+    async with ingest_services(settings) as services:
+        runner = web.AppRunner(build_app(services), shutdown_timeout=5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            yield RunningIngest(f"http://127.0.0.1:{port}", port, services, runner)
+        finally:
+            await runner.cleanup()
+
+
+async def upload_events(
+    settings: IngestSettings,
+    upload_id: str,
+    *,
+    until: Callable[[list[UploadEvent]], bool],
+    within: float = 30.0,
+) -> list[UploadEvent]:
+    """Every event of one upload, from the uploads and progress topics, in sequence order."""
+    topics = Topics(settings.topic_prefix)
+    consumer = AIOKafkaConsumer(
+        topics.uploads,
+        topics.progress,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[UploadEvent] = []
+    try:
+        async with asyncio.timeout(within):
+            while not until(found):
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    for record in records:
+                        event: Event | None = decode(record.value, record.headers)
+                        if isinstance(event, UploadEvent) and event.upload_id == upload_id:
+                            found.append(event)
+                found.sort(key=lambda e: e.sequence)
+    finally:
+        await consumer.stop()
+    return found
+
+
+def ended(events: list[UploadEvent]) -> bool:
+    return any(
+        type(e).__name__ in {"UploadCompleted", "UploadFailed", "UploadCancelled"} for e in events
+    )
+
+
+async def stored_sha256(settings: IngestSettings, key: str) -> tuple[str, int]:
+    async with open_s3(await warm_session(), settings.s3_endpoint()) as s3:
+        response = await s3.get_object(Bucket=settings.s3_bucket, Key=key)
+        digest = hashlib.sha256()
+        size = 0
+        async with response["Body"] as body:
+            async for chunk in body.iter_chunks(1024 * 1024):
+                digest.update(chunk)
+                size += len(chunk)
+        return digest.hexdigest(), size
+
+
+async def open_uploads(settings: IngestSettings, key: str) -> list[dict[str, Any]]:
+    async with open_s3(await warm_session(), settings.s3_endpoint()) as s3:
+        listed = await s3.list_multipart_uploads(Bucket=settings.s3_bucket, Prefix=key)
+        return [u for u in listed.get("Uploads", []) if u["Key"] == key]
+
+
+async def object_exists(settings: IngestSettings, key: str) -> bool:
+    async with open_s3(await warm_session(), settings.s3_endpoint()) as s3:
+        listed = await s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=key)
+        return any(o["Key"] == key for o in listed.get("Contents", []))

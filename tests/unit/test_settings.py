@@ -1,0 +1,51 @@
+"""Settings from the environment: sizes, durations, lists, and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.settings import GiB, MiB, SettingsError, TiB, ingest_settings_from_env
+
+
+def test_defaults_work_with_the_local_stack() -> None:
+    settings = ingest_settings_from_env({})
+    assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert settings.s3_endpoint_url == "http://127.0.0.1:9000"
+    assert settings.max_file_size == 500 * MiB
+    assert settings.part_size == 8 * MiB
+    assert settings.allowed_formats == ("mp4", "mov", "avi", "mkv", "webm")
+    assert settings.session_ttl_seconds == 3600
+    assert settings.quota_bytes == 10 * GiB
+
+
+def test_sizes_durations_and_lists_parse() -> None:
+    settings = ingest_settings_from_env(
+        {
+            "INGEST_MAX_FILE_SIZE": "5TiB",
+            "INGEST_PART_SIZE": "16MiB",
+            "INGEST_SESSION_TTL": "90m",
+            "INGEST_ALLOWED_FORMATS": "MP4, .webm",
+            "S3_ENDPOINT_URL": "",
+        }
+    )
+    assert settings.max_file_size == 5 * TiB
+    assert settings.part_size == 16 * MiB
+    assert settings.session_ttl_seconds == 5400
+    assert settings.allowed_formats == ("mp4", "webm")
+    assert settings.s3_endpoint_url is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("INGEST_MAX_FILE_SIZE", "lots", "INGEST_MAX_FILE_SIZE"),
+        ("INGEST_MAX_FILE_SIZE", "6TiB", "5 TiB"),
+        ("INGEST_PART_SIZE", "1MiB", "5 MiB"),
+        ("INGEST_SESSION_TTL", "soon", "INGEST_SESSION_TTL"),
+        ("INGEST_PORT", "http", "INGEST_PORT"),
+        ("INGEST_ALLOWED_FORMATS", " , ", "INGEST_ALLOWED_FORMATS"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        ingest_settings_from_env({name: value})
