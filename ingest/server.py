@@ -9,7 +9,7 @@ import signal
 from aiohttp import web
 
 from ingest.composition import ingest_services
-from ingest.http.app import build_app
+from ingest.http.app import build_app, stop_gracefully
 from ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ async def serve(settings: IngestSettings, *, stop: asyncio.Event | None = None) 
                 await stop.wait()
                 log.info("shutting down")
             finally:
-                await runner.cleanup()
+                await stop_gracefully(runner)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

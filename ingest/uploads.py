@@ -211,6 +211,10 @@ class UploadService:
         except asyncio.CancelledError:
             if task.cancelled() and interrupt.reason == "cancelled":
                 raise UploadCancelledError("the upload was cancelled") from None
+            if task.cancelled() and interrupt.reason == "shutdown":
+                raise ServiceUnavailable(
+                    "the server shut down before the upload finished; start a new session"
+                ) from None
             if not task.done():
                 # This request itself is being cancelled (shutdown): stop the pipeline cleanly.
                 interrupt.reason = interrupt.reason or "shutdown"

@@ -1,9 +1,11 @@
 """The ingest aiohttp application: routes, error middleware, and graceful shutdown.
 
-On shutdown (SIGTERM), aiohttp stops accepting connections and then runs
-`on_shutdown`: uploads in flight get the grace period to finish, the rest are
-stopped (their multipart uploads aborted and `upload.failed` emitted) before
-the adapters close.
+Graceful shutdown must drain uploads *before* aiohttp's own shutdown starts:
+once aiohttp closes its connections for shutdown it drops every byte that
+still arrives on them, so a body in flight could never finish. `stop_gracefully`
+therefore stops listening, gives uploads in flight the grace period, stops the
+rest (multipart upload aborted, `upload.failed` emitted), and only then hands
+over to aiohttp. The `on_shutdown` hook is the same drain for runners that skip it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ def build_app(services: IngestServices) -> web.Application:
     return app
 
 
+async def stop_gracefully(runner: web.AppRunner) -> None:
+    for site in list(runner.sites):
+        await site.stop()
+    await _drain_uploads(runner.app)
+    await runner.cleanup()
+
+
 async def _drain_uploads(app: web.Application) -> None:
     services = app[SERVICES]
     grace = services.settings.shutdown_grace_seconds
@@ -39,4 +48,4 @@ async def _drain_uploads(app: web.Application) -> None:
         )
     stopped = await services.active.drain(grace)
     if stopped:
-        log.warning("shutdown stopped %d uploads that did not finish in %.0fs", stopped, grace)
+        log.warning("shutdown stopped %d uploads that did not finish in %.1fs", stopped, grace)

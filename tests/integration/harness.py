@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from ingest.adapters.s3_client import open_s3, warm_session
 from ingest.auth import issue_token
 from ingest.composition import ingest_services
-from ingest.http.app import build_app
+from ingest.http.app import build_app, stop_gracefully
 from ingest.http.services import IngestServices
 from ingest.settings import IngestSettings
 from schemas import Event, Topics, UploadEvent, decode
@@ -37,6 +37,10 @@ class RunningIngest:
         secret = self.services.settings.jwt_secret
         assert secret is not None
         return issue_token(secret, user, admin=admin, ttl_seconds=ttl)
+
+    async def stop(self) -> None:
+        """Shut down as on SIGTERM."""
+        await stop_gracefully(self.runner)
 
     def auth(self, user: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(user)}"}
