@@ -1,0 +1,538 @@
+"""Hand-written in-memory implementations of the ports in `ingest.ports`, for tests.
+
+These are working fakes, not mocks: each behaves like the real service in the
+ways the write path relies on (S3 verifies part checksums and refuses unknown
+or aborted uploads; the document store is compare-and-swap), keeps what it
+stored for assertions, and has a few knobs to inject faults or slowness.
+Everything is plain attributes: set a knob, run the code, read the record.
+Also here: `ScriptedBody` (a request body that can fail, stall or go slowly),
+`video_bytes` (bytes with a real container signature) and `upload_target`.
+
+    store = MemoryObjectStore()
+    store.fail_parts[2] = StorageError("S3 answered 503")
+    sink = RecordingEventSink()
+    ...
+    assert store.uploads[0].state == "aborted"
+    assert sink.types()[-1] == "ingest.upload.failed"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import random
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import msgspec
+
+from ingest.errors import (
+    ChecksumMismatch,
+    ServiceUnavailable,
+    SessionConflict,
+    StorageError,
+)
+from ingest.model import UploadTarget
+from ingest.pipeline.hashing import part_checksum
+from ingest.ports import QuotaStatus, StoredObject, StoredPart, Versioned
+from schemas import Event, UploadEvent, event_type
+
+if TYPE_CHECKING:
+    from ingest.ports import DocumentStore, EventSink, MultipartUpload, ObjectStore, QuotaView
+
+E = TypeVar("E", bound=Event)
+
+MAX_PART_NUMBER = 10_000
+S3_MIN_PART_SIZE = 5 * 1024 * 1024
+"""What real S3 demands of every part but the last; pass it as `min_part_size` to enforce it."""
+
+
+def _quoted_md5(data: bytes) -> str:
+    return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
+
+
+# Object storage.
+
+UploadState = Literal["open", "completed", "aborted"]
+
+
+class MemoryMultipartUpload:
+    """One multipart upload of a `MemoryObjectStore`; inspect `state` and `parts`."""
+
+    def __init__(
+        self,
+        store: MemoryObjectStore,
+        key: str,
+        upload_id: str,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+    ) -> None:
+        self._store = store
+        self._key = key
+        self._upload_id = upload_id
+        self.content_type = content_type
+        self.metadata = dict(metadata)
+        self.state: UploadState = "open"
+        self.parts: dict[int, tuple[StoredPart, bytes]] = {}
+        """Parts held now, by number: cleared by abort, as S3 frees them."""
+        self.part_attempts: list[int] = []
+        """Part numbers in the order `upload_part` was called."""
+        self.completed_parts: list[StoredPart] = []
+        self.abort_calls = 0
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    @property
+    def upload_id(self) -> str:
+        return self._upload_id
+
+    @property
+    def part_sizes(self) -> list[int]:
+        """Sizes of the parts held, by part number."""
+        return [self.parts[n][0].size for n in sorted(self.parts)]
+
+    async def upload_part(self, number: int, data: bytes, sha256_b64: str) -> StoredPart:
+        self.part_attempts.append(number)
+        self._require_open()
+        if not 1 <= number <= MAX_PART_NUMBER:
+            raise StorageError(f"part number {number} is outside 1..{MAX_PART_NUMBER}")
+        store = self._store
+        store._part_started(len(data))
+        try:
+            if store.on_part is not None:
+                store.on_part(self, number, data)
+            if store.gate is not None:
+                await store.gate.wait()
+            if store.part_delay:
+                await asyncio.sleep(store.part_delay)
+            failure = store.fail_parts.get(number)
+            if failure is not None:
+                raise failure
+            if part_checksum(data) != sha256_b64:
+                raise ChecksumMismatch(
+                    f"part {number}: the SHA-256 sent does not match the data",
+                    details={"part": number},
+                )
+            # An abort that lands while the part is in transit wins: nothing is kept.
+            self._require_open()
+        finally:
+            store._part_finished(len(data))
+        part = StoredPart(
+            number=number, etag=_quoted_md5(data), size=len(data), sha256_b64=sha256_b64
+        )
+        self.parts[number] = (part, bytes(data))
+        return part
+
+    async def complete(self, parts: Sequence[StoredPart]) -> StoredObject:
+        store = self._store
+        if store.fail_complete is not None:
+            raise store.fail_complete
+        self._require_open()
+        if not parts:
+            raise StorageError("a multipart upload needs at least one part")
+        numbers = [p.number for p in parts]
+        if numbers != sorted(set(numbers)):
+            raise StorageError("parts must be listed once each, in ascending order")
+        chunks: list[bytes] = []
+        for index, part in enumerate(parts):
+            held = self.parts.get(part.number)
+            if held is None or held[0].etag != part.etag:
+                raise StorageError(f"part {part.number} was not uploaded (InvalidPart)")
+            if held[0].sha256_b64 != part.sha256_b64:
+                raise ChecksumMismatch(f"part {part.number}: checksum differs from the upload")
+            if index < len(parts) - 1 and held[0].size < store.min_part_size:
+                raise StorageError(
+                    f"part {part.number} is smaller than the minimum (EntityTooSmall)"
+                )
+            chunks.append(held[1])
+        data = b"".join(chunks)
+        digests = b"".join(hashlib.md5(c, usedforsecurity=False).digest() for c in chunks)
+        etag = f'"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(chunks)}"'
+        store.objects[self._key] = data
+        store.object_info[self._key] = StoredObjectInfo(
+            content_type=self.content_type, metadata=dict(self.metadata), etag=etag
+        )
+        self.state = "completed"
+        self.completed_parts = list(parts)
+        return StoredObject(key=self._key, etag=etag, size=len(data))
+
+    async def abort(self) -> None:
+        self.abort_calls += 1
+        store = self._store
+        if store.abort_delay:
+            await asyncio.sleep(store.abort_delay)
+        if store.fail_abort is not None:
+            raise store.fail_abort
+        # Like the S3 adapter: aborting twice, or after completion, changes nothing.
+        if self.state == "open":
+            self.state = "aborted"
+            self.parts.clear()
+
+    def _require_open(self) -> None:
+        if self.state != "open":
+            raise StorageError(f"multipart upload {self._upload_id} is {self.state} (NoSuchUpload)")
+
+    def __repr__(self) -> str:
+        return f"<MemoryMultipartUpload {self._key} {self.state}, {len(self.parts)} parts>"
+
+
+@dataclass(frozen=True)
+class StoredObjectInfo:
+    content_type: str | None
+    metadata: dict[str, str]
+    etag: str
+
+
+class MemoryObjectStore:
+    """An in-memory S3 bucket holding multipart uploads and completed objects.
+
+    Knobs (plain attributes, change them at any time):
+    `fail_start`, `fail_complete`, `fail_abort`: raised by that call;
+    `fail_parts[n]`: raised by every upload of part n;
+    `part_delay`, `abort_delay`: seconds each such call takes;
+    `gate`: when set to an asyncio.Event, part uploads wait for it;
+    `on_part(upload, number, data)`: called as each part upload starts;
+    `min_part_size`: smallest part allowed but the last (S3: `S3_MIN_PART_SIZE`);
+    `healthy`: `check()` raises ServiceUnavailable when False.
+
+    Records: `objects` (key -> bytes), `object_info`, `uploads` (every multipart
+    upload, in start order), and the concurrency seen by part uploads:
+    `max_parts_in_flight`, `max_bytes_in_flight`.
+    """
+
+    def __init__(
+        self,
+        bucket: str = "test-bucket",
+        *,
+        min_part_size: int = 0,
+        part_delay: float = 0.0,
+    ) -> None:
+        self._bucket = bucket
+        self._ids = itertools.count(1)
+        self.min_part_size = min_part_size
+        self.part_delay = part_delay
+        self.abort_delay = 0.0
+        self.fail_start: Exception | None = None
+        self.fail_parts: dict[int, Exception] = {}
+        self.fail_complete: Exception | None = None
+        self.fail_abort: Exception | None = None
+        self.gate: asyncio.Event | None = None
+        self.on_part: Callable[[MemoryMultipartUpload, int, bytes], None] | None = None
+        self.healthy = True
+        self.objects: dict[str, bytes] = {}
+        self.object_info: dict[str, StoredObjectInfo] = {}
+        self.uploads: list[MemoryMultipartUpload] = []
+        self.parts_in_flight = 0
+        self.max_parts_in_flight = 0
+        self.bytes_in_flight = 0
+        self.max_bytes_in_flight = 0
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    @property
+    def open_uploads(self) -> list[MemoryMultipartUpload]:
+        return [u for u in self.uploads if u.state == "open"]
+
+    @property
+    def aborted_uploads(self) -> list[MemoryMultipartUpload]:
+        return [u for u in self.uploads if u.state == "aborted"]
+
+    @property
+    def completed_uploads(self) -> list[MemoryMultipartUpload]:
+        return [u for u in self.uploads if u.state == "completed"]
+
+    def parts_held(self) -> int:
+        """Parts stored in uploads that are not completed: what a failed upload must leave at 0."""
+        return sum(len(u.parts) for u in self.uploads if u.state != "completed")
+
+    async def start_multipart(
+        self, key: str, *, content_type: str | None, metadata: Mapping[str, str]
+    ) -> MemoryMultipartUpload:
+        if self.fail_start is not None:
+            raise self.fail_start
+        upload = MemoryMultipartUpload(self, key, f"mpu-{next(self._ids)}", content_type, metadata)
+        self.uploads.append(upload)
+        return upload
+
+    async def incomplete_uploads(self, key: str) -> list[str]:
+        return [u.upload_id for u in self.open_uploads if u.key == key]
+
+    async def check(self) -> None:
+        if not self.healthy:
+            raise ServiceUnavailable(f"bucket {self._bucket} does not answer")
+
+    def _part_started(self, size: int) -> None:
+        self.parts_in_flight += 1
+        self.bytes_in_flight += size
+        self.max_parts_in_flight = max(self.max_parts_in_flight, self.parts_in_flight)
+        self.max_bytes_in_flight = max(self.max_bytes_in_flight, self.bytes_in_flight)
+
+    def _part_finished(self, size: int) -> None:
+        self.parts_in_flight -= 1
+        self.bytes_in_flight -= size
+
+
+# Events.
+
+
+class RecordingEventSink:
+    """An event bus that keeps every event it accepts, in order, in `events`.
+
+    Knobs: `fail_with` (raised by `emit`, for every type or only `fail_types`),
+    `delay` seconds per emit (for every type or only `delay_types`), `healthy`.
+    Refused events go to `refused`; `attempts` counts every call.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.refused: list[Event] = []
+        self.attempts = 0
+        self.fail_with: Exception | None = None
+        self.fail_types: tuple[type[Event], ...] = ()
+        self.delay = 0.0
+        self.delay_types: tuple[type[Event], ...] = ()
+        self.healthy = True
+
+    async def emit(self, event: Event) -> None:
+        self.attempts += 1
+        if self.delay and (not self.delay_types or isinstance(event, self.delay_types)):
+            await asyncio.sleep(self.delay)
+        if self.fail_with is not None and (
+            not self.fail_types or isinstance(event, self.fail_types)
+        ):
+            self.refused.append(event)
+            raise self.fail_with
+        self.events.append(event)
+
+    async def check(self) -> None:
+        if not self.healthy:
+            raise ServiceUnavailable("the event bus does not answer")
+
+    def of_type(self, cls: type[E]) -> list[E]:
+        return [e for e in self.events if isinstance(e, cls)]
+
+    def types(self) -> list[str]:
+        """The CloudEvents type of every event, in order."""
+        return [event_type(e) for e in self.events]
+
+    def for_upload(self, upload_id: str) -> list[UploadEvent]:
+        return [e for e in self.events if isinstance(e, UploadEvent) and e.upload_id == upload_id]
+
+    def clear(self) -> None:
+        self.events.clear()
+        self.refused.clear()
+
+
+# Documents (sessions).
+
+
+class MemoryDocumentStore:
+    """Documents with compare-and-swap versions, like the S3-backed store (conditional writes).
+
+    `fail_with` makes every call raise (e.g. ServiceUnavailable); `writes` counts
+    successful create/replace calls.
+    """
+
+    def __init__(self) -> None:
+        self._documents: dict[str, Versioned] = {}
+        self._versions = itertools.count(1)
+        self.fail_with: Exception | None = None
+        self.writes = 0
+
+    async def create(self, key: str, data: bytes) -> str:
+        self._maybe_fail()
+        if key in self._documents:
+            raise SessionConflict(f"document {key} already exists")
+        return self._put(key, data)
+
+    async def read(self, key: str) -> Versioned | None:
+        self._maybe_fail()
+        return self._documents.get(key)
+
+    async def replace(self, key: str, data: bytes, *, version: str) -> str:
+        self._maybe_fail()
+        current = self._documents.get(key)
+        if current is None or current.version != version:
+            raise SessionConflict(f"document {key} changed since version {version}")
+        return self._put(key, data)
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        self._maybe_fail()
+        return sorted(k for k in self._documents if k.startswith(prefix))
+
+    def snapshot(self) -> dict[str, bytes]:
+        """Every document's current data, by key."""
+        return {k: v.data for k, v in self._documents.items()}
+
+    def _put(self, key: str, data: bytes) -> str:
+        version = f"v{next(self._versions)}"
+        self._documents[key] = Versioned(data=bytes(data), version=version)
+        self.writes += 1
+        return version
+
+    def _maybe_fail(self) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+
+
+# Quota.
+
+
+@dataclass
+class FixedQuotaView:
+    """Quota status from fixed numbers: defaults for everyone, overridden per user with `set`."""
+
+    bytes_limit: int = 10 * 1024**3
+    uploads_limit: int = 100
+    period_start: str = "2024-01-01T00:00:00Z"
+    period_end: str = "2024-01-31T00:00:00Z"
+    _users: dict[str, QuotaStatus] = field(default_factory=dict, repr=False)
+
+    def set(
+        self,
+        user_id: str,
+        *,
+        bytes_used: int = 0,
+        uploads_used: int = 0,
+        bytes_limit: int | None = None,
+        uploads_limit: int | None = None,
+    ) -> None:
+        self._users[user_id] = QuotaStatus(
+            user_id=user_id,
+            bytes_limit=self.bytes_limit if bytes_limit is None else bytes_limit,
+            bytes_used=bytes_used,
+            uploads_limit=self.uploads_limit if uploads_limit is None else uploads_limit,
+            uploads_used=uploads_used,
+            period_start=self.period_start,
+            period_end=self.period_end,
+        )
+
+    def status(self, user_id: str) -> QuotaStatus:
+        known = self._users.get(user_id)
+        if known is not None:
+            return known
+        return QuotaStatus(
+            user_id=user_id,
+            bytes_limit=self.bytes_limit,
+            bytes_used=0,
+            uploads_limit=self.uploads_limit,
+            uploads_used=0,
+            period_start=self.period_start,
+            period_end=self.period_end,
+        )
+
+
+# Request bodies and targets.
+
+MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+MOV_HEAD = b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  "
+AVI_HEAD = b"RIFF\x00\x00\x10\x00AVI LIST"
+MKV_HEAD = (
+    b"\x1a\x45\xdf\xa3\xa3\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81\x04\x42\xf3\x81\x08"
+    b"\x42\x82\x88matroska\x42\x87\x81\x04\x42\x85\x81\x02"
+)
+WEBM_HEAD = (
+    b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81\x04\x42\xf3\x81\x08"
+    b"\x42\x82\x84webm\x42\x87\x81\x02\x42\x85\x81\x02"
+)
+HEADS: dict[str, bytes] = {
+    "mp4": MP4_HEAD,
+    "mov": MOV_HEAD,
+    "avi": AVI_HEAD,
+    "mkv": MKV_HEAD,
+    "webm": WEBM_HEAD,
+}
+
+
+def video_bytes(size: int, *, fmt: str = "mp4", seed: int = 0) -> bytes:
+    """`size` deterministic bytes that start like a `fmt` container (truncated if tiny)."""
+    head = HEADS[fmt]
+    return (head + random.Random(seed).randbytes(max(0, size - len(head))))[:size]
+
+
+class ScriptedBody:
+    """A request body that yields `data` in `chunk`-byte pieces, then ends as scripted.
+
+    `then`: raised after the last chunk (a reset connection, a timeout...);
+    `stall`: instead of ending, wait forever (a client gone quiet), setting `stalled`;
+    `delay`: seconds before each chunk; `before_chunk(index)`: called before each
+    chunk is yielded (index from 1), e.g. to move a fake clock.
+    `sent` counts the bytes handed out: what the server has read.
+    """
+
+    def __init__(
+        self,
+        data: bytes,
+        chunk: int = 100,
+        *,
+        then: BaseException | None = None,
+        stall: bool = False,
+        delay: float = 0.0,
+        before_chunk: Callable[[int], None] | None = None,
+    ) -> None:
+        if chunk <= 0:
+            raise ValueError("chunk must be positive")
+        self.data = data
+        self.chunk = chunk
+        self.then = then
+        self.stall = stall
+        self.delay = delay
+        self.before_chunk = before_chunk
+        self.sent = 0
+        self.started = False
+        self.stalled = asyncio.Event()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        self.started = True
+        for index, at in enumerate(range(0, len(self.data), self.chunk), start=1):
+            if self.before_chunk is not None:
+                self.before_chunk(index)
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            piece = self.data[at : at + self.chunk]
+            self.sent += len(piece)
+            yield piece
+        if self.then is not None:
+            raise self.then
+        if self.stall:
+            self.stalled.set()
+            await asyncio.Event().wait()
+
+
+def upload_target(**changes: Any) -> UploadTarget:
+    """An UploadTarget for user-1's upload upl-1 of an mp4, with `changes` applied."""
+    target = UploadTarget(
+        upload_id="upl-1",
+        user_id="user-1",
+        bucket="test-bucket",
+        s3_key="dashboard-uploads/user-1/upl-1/clip.mp4",
+        filename="clip.mp4",
+        content_type="video/mp4",
+        declared_format="mp4",
+        allowed_formats=("mp4", "mov", "avi", "mkv", "webm"),
+        protocol="stream",
+        priority=7,
+        auto_analyze=True,
+        metadata={"camera": "front"},
+        dashboard_context={"page": "library"},
+        declared_size=None,
+        max_size=1_000_000,
+        min_size=0,
+        quota_bytes_remaining=None,
+    )
+    return msgspec.structs.replace(target, **changes)
+
+
+if TYPE_CHECKING:
+    # mypy proves each fake still satisfies its port when the port changes.
+    _object_store: ObjectStore = MemoryObjectStore()
+    _multipart: MultipartUpload = MemoryMultipartUpload(MemoryObjectStore(), "k", "u", None, {})
+    _sink: EventSink = RecordingEventSink()
+    _documents: DocumentStore = MemoryDocumentStore()
+    _quota: QuotaView = FixedQuotaView()
