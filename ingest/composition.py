@@ -73,6 +73,8 @@ async def ingest_services(settings: IngestSettings) -> AsyncIterator[IngestServi
                 parts_in_flight=settings.parts_in_flight,
                 progress_interval=settings.progress_interval_seconds,
                 event_timeout=settings.event_timeout_seconds,
+                # Stopped uploads must be cleaned up well inside the shutdown grace period.
+                abort_timeout=max(1.0, min(30.0, settings.shutdown_grace_seconds / 2)),
             ),
             limits=UploadLimits(
                 max_size=settings.max_file_size,

@@ -57,6 +57,7 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     cancel_poll_seconds: float = 0.5
     shutdown_grace_seconds: float = 30.0
     event_timeout_seconds: float = 10.0
+    body_idle_timeout_seconds: float = 60.0
     instance_id: str = msgspec.field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}"
     )
@@ -159,6 +160,10 @@ def ingest_settings_from_env(environ: Mapping[str, str] | None = None) -> Ingest
         shutdown_grace_seconds=duration(
             text("INGEST_SHUTDOWN_GRACE", str(defaults.shutdown_grace_seconds)),
             "INGEST_SHUTDOWN_GRACE",
+        ),
+        body_idle_timeout_seconds=duration(
+            text("INGEST_BODY_IDLE_TIMEOUT", str(defaults.body_idle_timeout_seconds)),
+            "INGEST_BODY_IDLE_TIMEOUT",
         ),
         event_timeout_seconds=duration(
             text("INGEST_EVENT_TIMEOUT", str(defaults.event_timeout_seconds)),

@@ -3,10 +3,14 @@
 A raw body (PUT, Content-Length or chunked) is read as it arrives; a
 multipart/form-data body is read up to its `file` field, whose content is then
 streamed. Nothing is read ahead beyond aiohttp's own flow-control buffer.
+aiohttp puts no time limit on reading a body, so every read here is bounded by
+`idle_timeout`: a client that stops sending raises TimeoutError, which the
+pipeline reports as TIMEOUT, instead of holding its upload open for ever.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, web
@@ -16,13 +20,17 @@ from ingest.errors import InvalidRequest
 READ_SIZE = 1024 * 1024
 
 
-async def raw_body(request: web.Request) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_any():
+async def raw_body(request: web.Request, idle_timeout: float) -> AsyncIterator[bytes]:
+    while True:
+        async with asyncio.timeout(idle_timeout):
+            chunk = await request.content.readany()
+        if not chunk:
+            return
         yield chunk
 
 
 async def multipart_file(
-    request: web.Request,
+    request: web.Request, idle_timeout: float
 ) -> tuple[AsyncIterator[bytes], str | None, str | None]:
     """The `file` field's chunks, its filename and its content type."""
     if not request.content_type.startswith("multipart/"):
@@ -36,15 +44,20 @@ async def multipart_file(
         if part is None:
             raise InvalidRequest("the form has no `file` field", details={"field": "file"})
         if isinstance(part, BodyPartReader) and part.name == "file":
-            return _part_chunks(part), part.filename, part.headers.get("Content-Type")
+            return (
+                _part_chunks(part, idle_timeout),
+                part.filename,
+                part.headers.get("Content-Type"),
+            )
         # Small fields before the file are skipped; they cannot carry the file.
         if isinstance(part, BodyPartReader):
             await part.release()
 
 
-async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+async def _part_chunks(part: BodyPartReader, idle_timeout: float) -> AsyncIterator[bytes]:
     while True:
-        chunk = await part.read_chunk(READ_SIZE)
+        async with asyncio.timeout(idle_timeout):
+            chunk = await part.read_chunk(READ_SIZE)
         if not chunk:
             return
         yield chunk

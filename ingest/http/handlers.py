@@ -159,11 +159,12 @@ async def upload_file(request: web.Request) -> web.Response:
     user = principal(request)
     svc = services(request)
     session_id = request.match_info["session_id"]
+    idle = svc.settings.body_idle_timeout_seconds
     if request.content_type.startswith("multipart/"):
-        body, filename, content_type = await multipart_file(request)
+        body, filename, content_type = await multipart_file(request, idle)
         declared = None
     else:
-        body, filename = raw_body(request), None
+        body, filename = raw_body(request, idle), None
         content_type = request.headers.get("Content-Type")
         declared = declared_length(request)
     svc.metrics.uploads_in_flight.inc()

@@ -309,3 +309,27 @@ async def test_cancel_through_a_second_instance_stops_the_upload_on_the_first(
     assert isinstance(events[-1], UploadCancelled)
     assert await open_uploads(small_settings, key) == []
     assert not await object_exists(small_settings, key)
+
+
+async def test_a_client_that_stops_sending_times_out_and_leaves_nothing(
+    settings: IngestSettings, http: aiohttp.ClientSession
+) -> None:
+    impatient = msgspec.structs.replace(settings, body_idle_timeout_seconds=1.0)
+    async with running_ingest(impatient) as ingest:
+        session = await _session(http, ingest, filename="stalled.mp4")
+        key = await _key_of(http, ingest, session["session_id"])
+        reader, writer = await open_request(
+            ingest.port,
+            "PUT",
+            session["upload_url"],
+            {**ingest.auth("alice"), "Content-Length": str(12 * MiB)},
+        )
+        for chunk in fake_video_chunks(9 * MiB, seed=9):
+            writer.write(chunk)
+        await writer.drain()
+        response = await read_response(reader, within=15)  # the client now sends nothing
+        writer.close()
+    assert response.status == 408
+    assert response.json()["error_code"] == "TIMEOUT"
+    await _failed_with(settings, session["session_id"], "TIMEOUT")
+    assert await open_uploads(settings, key) == []
