@@ -1,0 +1,110 @@
+"""Upload sessions over the in-memory document store: ownership, expiry, single use, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ingest.auth import Principal
+from ingest.errors import Forbidden, SessionConflict, SessionExpired, SessionNotFound
+from ingest.sessions import SessionService
+from schemas.api import CreateUploadRequest
+from tests.fakes import MemoryDocumentStore
+
+ANN = Principal("ann", frozenset())
+BOB = Principal("bob", frozenset())
+ADMIN = Principal("root", frozenset({"admin"}))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2025, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def sessions(clock: Clock) -> SessionService:
+    return SessionService(MemoryDocumentStore(), ttl_seconds=3600, clock=clock)
+
+
+async def _new(sessions: SessionService, who: Principal = ANN) -> str:
+    created = await sessions.create(
+        who,
+        CreateUploadRequest(filename="../../etc/clip é.mp4"),
+        protocol="stream",
+        file_format="mp4",
+    )
+    return created.session_id
+
+
+async def test_a_session_is_visible_to_its_owner_and_admins_only(sessions: SessionService) -> None:
+    session_id = await _new(sessions)
+    session = await sessions.get_owned(session_id, ANN)
+    assert session.status == "active"
+    assert session.s3_key == f"dashboard-uploads/ann/{session_id}/clip_e.mp4"
+    assert (await sessions.get_owned(session_id, ADMIN)).user_id == "ann"
+    with pytest.raises(Forbidden):
+        await sessions.get_owned(session_id, BOB)
+    with pytest.raises(SessionNotFound):
+        await sessions.get_owned("../../escape", ANN)
+
+
+async def test_expiry_reads_as_expired_and_refuses_a_claim(
+    sessions: SessionService, clock: Clock
+) -> None:
+    session_id = await _new(sessions)
+    clock.now += timedelta(hours=1, seconds=1)
+    assert (await sessions.get_owned(session_id, ANN)).status == "expired"
+    with pytest.raises(SessionExpired):
+        await sessions.claim(session_id, ANN, instance_id="a")
+
+
+async def test_only_one_of_two_concurrent_claims_wins(sessions: SessionService) -> None:
+    session_id = await _new(sessions)
+    outcomes = await asyncio.gather(
+        sessions.claim(session_id, ANN, instance_id="a"),
+        sessions.claim(session_id, ANN, instance_id="b"),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(o, BaseException) for o in outcomes) == 1
+    assert sum(isinstance(o, SessionConflict) for o in outcomes) == 1
+    with pytest.raises(SessionConflict):
+        await sessions.claim(session_id, ANN, instance_id="c")
+
+
+async def test_cancel_wins_over_a_later_failure_but_not_over_completion(
+    sessions: SessionService,
+) -> None:
+    session_id = await _new(sessions)
+    await sessions.claim(session_id, ANN, instance_id="a")
+    await sessions.cancel(session_id, ANN)
+    await sessions.cancel(session_id, ANN)  # idempotent
+    finished = await sessions.finish(session_id, "failed", message="stopped")
+    assert finished.status == "cancelled"
+
+    done_id = await _new(sessions)
+    await sessions.claim(done_id, ANN, instance_id="a")
+    await sessions.finish(done_id, "completed", message="ok")
+    with pytest.raises(SessionConflict):
+        await sessions.cancel(done_id, ANN)
+    with pytest.raises(Forbidden):
+        await sessions.cancel(await _new(sessions), BOB)
+
+
+async def test_listing_filters_by_user_and_status(sessions: SessionService) -> None:
+    first = await _new(sessions)
+    second = await _new(sessions)
+    await _new(sessions, BOB)
+    await sessions.claim(second, ANN, instance_id="a")
+    assert {s.session_id for s in await sessions.list_for_user("ann")} == {first, second}
+    active = await sessions.list_for_user("ann", status="active")
+    assert [s.session_id for s in active] == [first]
