@@ -126,3 +126,7 @@ class QuotaView(Protocol):
     """What a user has used and may use, as last published on the quota topic."""
 
     def status(self, user_id: str) -> QuotaStatus: ...
+
+    async def check(self) -> None:
+        """Raise ServiceUnavailable unless the view is caught up and still reading."""
+        ...

@@ -413,6 +413,9 @@ class FixedQuotaView:
             period_end=self.period_end,
         )
 
+    async def check(self) -> None:
+        return None
+
     def status(self, user_id: str) -> QuotaStatus:
         known = self._users.get(user_id)
         if known is not None:

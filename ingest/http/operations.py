@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,7 +23,7 @@ async def readyz(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     if svc.active.draining:
         return json_response({"status": "draining"}, status=503)
-    checks = {"s3": svc.store.check(), "kafka": svc.sink.check()}
+    checks = {"s3": svc.store.check(), "kafka": svc.sink.check(), "quota": svc.quota.check()}
     results: dict[str, str] = {}
     for name, outcome in zip(
         checks, await asyncio.gather(*(_bounded(c) for c in checks.values())), strict=True
@@ -45,10 +46,10 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
-async def _bounded(check: object) -> str:
+async def _bounded(check: Awaitable[None]) -> str:
     try:
         async with asyncio.timeout(READINESS_TIMEOUT):
-            await check  # type: ignore[misc]
+            await check
         return "ok"
     except TimeoutError:
         return "timed out"

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ingest.auth import TokenVerifier, issue_token
 from ingest.errors import Unauthenticated
 
-SECRET = "unit-test-secret-that-is-long-enough"
+SECRET = "unit-test-secret-" + "x" * 64
 
 
 def test_a_valid_token_names_the_user_and_roles() -> None:

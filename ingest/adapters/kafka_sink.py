@@ -1,0 +1,301 @@
+"""Publishing events to Kafka: `EventSink` over one idempotent aiokafka producer.
+
+Events are CloudEvents in binary mode (`schemas.encode`), routed by type
+(`schemas.topic_for`) and keyed by `schemas.key_of`, so the events of one
+upload on a topic share a key, land on one partition and, since the producer
+is idempotent and the caller awaits each `emit` in turn, stay in order.
+
+How it fails: every wait is bounded. aiokafka's idempotent producer retries a
+batch for a dead broker forever (aiokafka #1101), so `emit` puts its own time
+limit around both the hand-over and the broker's acknowledgement and raises
+EventDeliveryError when it passes, or on any Kafka error (`details["retriable"]`
+says whether trying again may help; `details["may_be_delivered"]` is true when
+the record was already queued in the producer, which keeps trying and may
+still deliver it, so a resend can duplicate it: consumers de-duplicate by
+`ce_id`). `start` raises ServiceUnavailable when no broker answers within its
+time limit, `check` when the cluster does not answer. `stop` never hangs:
+records still undelivered after the time limit are failed and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.codec import has_gzip, has_lz4, has_snappy, has_zstd
+from aiokafka.errors import KafkaError, KafkaTimeoutError
+
+from ingest.errors import EventDeliveryError, ServiceUnavailable
+from schemas import Event, Topics, encode, event_type, topic_for
+
+log = logging.getLogger(__name__)
+
+KafkaCallObserver = Callable[[str, float, bool], None]
+"""Told of every emit: (event type, seconds, ok). `ok` is False when the emit failed."""
+
+_CODECS: dict[str, Callable[[], bool]] = {
+    "gzip": has_gzip,
+    "snappy": has_snappy,
+    "lz4": has_lz4,
+    "zstd": has_zstd,
+}
+_START_RETRY_SECONDS = 1.0
+
+
+class KafkaEventSink:
+    """`EventSink` publishing to the topics of `topics`; start it before use."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topics: Topics,
+        *,
+        source: str,
+        timeout: float = 10.0,
+        start_timeout: float = 30.0,
+        check_timeout: float = 5.0,
+        compression_type: str | None = "lz4",
+        linger_ms: int = 5,
+        request_timeout_ms: int | None = None,
+        client_id: str | None = None,
+        observer: KafkaCallObserver | None = None,
+    ) -> None:
+        if not source:
+            raise ValueError("a CloudEvents source must not be empty")
+        if compression_type is not None:
+            available = _CODECS.get(compression_type)
+            if available is None or not available():
+                raise ValueError(f"compression {compression_type!r} is not available here")
+        self._bootstrap_servers = bootstrap_servers
+        self._topics = topics
+        self._source = source
+        self._timeout = timeout
+        self._start_timeout = start_timeout
+        self._check_timeout = check_timeout
+        self._compression_type = compression_type
+        self._linger_ms = linger_ms
+        # An acknowledgement later than the emit's own limit is of no use to the
+        # caller; a shorter request timeout also lets stop() finish sooner.
+        self._request_timeout_ms = request_timeout_ms or max(1000, int(timeout * 1000))
+        self._client_id = client_id
+        self._observer = observer
+        self._producer: Any = None
+
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Connect; ServiceUnavailable if no broker answers within `start_timeout` seconds."""
+        if self._producer is not None:
+            return
+        last_error: BaseException | None = None
+        try:
+            async with asyncio.timeout(self._start_timeout):
+                while True:
+                    producer = self._new_producer()
+                    try:
+                        await producer.start()
+                    except (KafkaError, OSError) as error:
+                        # A broker still starting (compose, restarts) refuses
+                        # connections for a while: keep trying until the deadline.
+                        last_error = error
+                        await _stop_quietly(producer)
+                        log.warning(
+                            "Kafka at %s not reachable yet: %s", self._bootstrap_servers, error
+                        )
+                        await asyncio.sleep(_START_RETRY_SECONDS)
+                        continue
+                    except BaseException:
+                        await _stop_quietly(producer)
+                        raise
+                    self._producer = producer
+                    return
+        except TimeoutError:
+            raise ServiceUnavailable(
+                f"Kafka at {self._bootstrap_servers} did not answer within "
+                f"{self._start_timeout:g} s" + (f": {last_error}" if last_error else ""),
+                details={"bootstrap_servers": self._bootstrap_servers, "retriable": True},
+            ) from last_error
+
+    async def stop(self) -> None:
+        """Deliver what is pending within `timeout` seconds, fail the rest, disconnect."""
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            async with asyncio.timeout(self._timeout):
+                await producer.flush()
+        except TimeoutError:
+            log.error(
+                "Kafka did not take the pending events within %g s; they are dropped",
+                self._timeout,
+            )
+            await _abandon_pending(producer, self._timeout)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await producer.stop()
+        except TimeoutError:
+            log.error("the Kafka producer did not close within %g s", self._timeout)
+
+    async def emit(self, event: Event) -> None:
+        ce_type = event_type(event)
+        topic = topic_for(ce_type, self._topics)
+        details: dict[str, Any] = {
+            "event_id": event.event_id,
+            "event_type": ce_type,
+            "topic": topic,
+        }
+        producer = self._producer
+        if producer is None:
+            raise EventDeliveryError(
+                f"cannot emit {ce_type}: the Kafka producer is not started",
+                details={**details, "retriable": True, "may_be_delivered": False},
+            )
+        encoded = encode(event, source=self._source)
+        started = time.perf_counter()
+        delivery: asyncio.Future[Any] | None = None
+        try:
+            async with asyncio.timeout(self._timeout):
+                delivery = await producer.send(
+                    topic, value=encoded.value, key=encoded.key, headers=encoded.headers
+                )
+                # Shielded: cancelling aiokafka's own future would not withdraw the record.
+                await asyncio.shield(delivery)
+        except TimeoutError:
+            self._report(ce_type, started, ok=False)
+            raise EventDeliveryError(
+                f"Kafka did not take {ce_type} {event.event_id} within {self._timeout:g} s",
+                details={**details, "retriable": True, "may_be_delivered": delivery is not None},
+            ) from None
+        except KafkaError as error:
+            self._report(ce_type, started, ok=False)
+            raise EventDeliveryError(
+                f"Kafka refused {ce_type} {event.event_id}: {error}",
+                details={
+                    **details,
+                    # aiokafka marks a full send buffer (KafkaTimeoutError) as final; it is not.
+                    "retriable": bool(error.retriable) or isinstance(error, KafkaTimeoutError),
+                    "may_be_delivered": False,
+                },
+            ) from error
+        finally:
+            if delivery is not None and not delivery.done():
+                delivery.add_done_callback(_late_outcome_logger(event.event_id, ce_type))
+        self._report(ce_type, started, ok=True)
+
+    async def check(self) -> None:
+        """ServiceUnavailable unless the cluster answers a metadata request in time."""
+        producer = self._producer
+        if producer is None:
+            raise ServiceUnavailable(
+                "the Kafka producer is not started", details={"retriable": True}
+            )
+        sender_task = producer._sender.sender_task
+        if sender_task is not None and sender_task.done():
+            # Its failure already failed every pending send; nothing more will be sent.
+            raise ServiceUnavailable(
+                "the Kafka producer's sender has stopped", details={"retriable": False}
+            )
+        try:
+            async with asyncio.timeout(self._check_timeout):
+                await producer.client.fetch_all_metadata()
+        except TimeoutError:
+            raise ServiceUnavailable(
+                f"Kafka at {self._bootstrap_servers} did not answer within "
+                f"{self._check_timeout:g} s",
+                details={"retriable": True},
+            ) from None
+        except (KafkaError, OSError) as error:
+            raise ServiceUnavailable(
+                f"Kafka at {self._bootstrap_servers} is not available: {error}",
+                details={"retriable": True},
+            ) from error
+
+    def _new_producer(self) -> Any:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap_servers,
+            client_id=self._client_id,
+            enable_idempotence=True,
+            acks="all",
+            compression_type=self._compression_type,
+            linger_ms=self._linger_ms,
+            request_timeout_ms=self._request_timeout_ms,
+        )
+
+    def _report(self, ce_type: str, started: float, *, ok: bool) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer(ce_type, time.perf_counter() - started, ok)
+        except Exception:
+            # Metrics must never fail an upload; the bug still shows in the log.
+            log.exception("the Kafka emit observer failed on %s", ce_type)
+
+
+def _late_outcome_logger(event_id: str, ce_type: str) -> Callable[[asyncio.Future[Any]], None]:
+    """Logs what became of a record whose emit gave up waiting (and retrieves its error)."""
+
+    def log_outcome(delivery: asyncio.Future[Any]) -> None:
+        if delivery.cancelled():
+            return
+        error = delivery.exception()
+        if error is None:
+            log.warning("%s %s reached Kafka after its emit had timed out", ce_type, event_id)
+        else:
+            log.error("%s %s was never delivered to Kafka: %s", ce_type, event_id, error)
+
+    return log_outcome
+
+
+async def _abandon_pending(producer: Any, seconds: float) -> None:
+    """Stop the producer's sender, then fail every record it still holds.
+
+    aiokafka's stop() waits for every pending batch, and its idempotent
+    producer never gives one up (aiokafka #1101), so without this stop() would
+    hang. The order matters: failing batches while the sender still has them
+    in flight breaks its bookkeeping (a KeyError in `reenqueue`), so the sender
+    goes first. This reaches into aiokafka's internals (pinned < 0.15).
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            await producer._sender.close()
+    except TimeoutError:
+        log.error("the Kafka producer's sender did not stop within %g s", seconds)
+    accumulator = producer._message_accumulator
+    batches = [batch for queue in accumulator._batches.values() for batch in queue]
+    batches += list(accumulator._pending_batches)
+    accumulator.fail_all(
+        KafkaTimeoutError("the producer stopped before the broker took the record")
+    )
+    for batch in batches:
+        # fail_all also fails each batch's internal drain waiter, which nobody
+        # awaits once the sender is gone: retrieve it, or asyncio logs it as lost.
+        waiter = batch._drain_waiter
+        if waiter.done() and not waiter.cancelled():
+            waiter.exception()
+
+
+async def _stop_quietly(producer: Any) -> None:
+    try:
+        async with asyncio.timeout(5.0):
+            await producer.stop()
+    except (TimeoutError, KafkaError, OSError) as error:
+        log.warning("could not close a Kafka producer that failed to start: %s", error)

@@ -1,0 +1,388 @@
+"""S3 multipart uploads for the write path: `ObjectStore` over one shared aiobotocore client.
+
+Every part carries its own SHA-256 (`ChecksumSHA256`), so S3 verifies each part,
+and `complete` checks the composite checksum S3 reports against the parts it
+was given, so the stored object is exactly those parts in that order.
+
+How it fails: a part or object whose checksum S3 refuses raises ChecksumMismatch;
+any other S3 answer, connection error or timeout raises StorageError naming the
+operation and key (`details["retriable"]` tells whether trying again may help);
+`check` raises ServiceUnavailable. Aborting an upload that no longer exists is
+not an error. The client is shared and owned by the caller (or by `open`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Self
+
+import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import HTTPClientError as BotoHTTPClientError
+from botocore.handlers import convert_body_to_file_like_object
+
+from ingest.adapters.s3_client import S3Endpoint, open_s3, warm_session
+from ingest.errors import ChecksumMismatch, IngestError, ServiceUnavailable, StorageError
+from ingest.ports import StoredObject, StoredPart
+
+log = logging.getLogger(__name__)
+
+S3CallObserver = Callable[[str, float, bool], None]
+"""Told of every S3 call: (operation, seconds, ok). `ok` is False when the call failed."""
+
+# Codes S3 and MinIO use when a body does not match the checksum sent with it.
+CHECKSUM_ERROR_CODES = frozenset(
+    {
+        "BadDigest",
+        "InvalidDigest",
+        "XAmzContentChecksumMismatch",
+        "XAmzContentSHA256Mismatch",
+        "InvalidChecksum",
+    }
+)
+_RETRIABLE_CODES = frozenset(
+    {
+        "InternalError",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "ServiceUnavailable",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "XMinioServerNotInitialized",
+    }
+)
+# Exceptions of the client stack that mean "S3 did not answer properly".
+_CLIENT_FAILURES = (ClientError, BotoCoreError, aiohttp.ClientError, OSError, TimeoutError)
+
+
+def s3_client_config(
+    *,
+    path_style: bool,
+    max_pool_connections: int = 64,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 60.0,
+    max_attempts: int = 3,
+) -> AioConfig:
+    """The client configuration of the write path (also used by `open_s3_client`)."""
+    s3_options: dict[str, Any] = {
+        # Over plain http botocore otherwise hashes every request body once more
+        # (SHA-256, on the event loop) for the SigV4 payload hash. Parts and
+        # documents carry a signed x-amz-checksum-sha256 header that S3 verifies,
+        # and `complete` checks the composite checksum S3 answers with, so the
+        # payload hash would add cost and no protection. (Over https botocore
+        # already skips it for checksummed uploads.)
+        "payload_signing_enabled": False,
+    }
+    if path_style:
+        # MinIO and most S3-compatible servers are reached by host name, where
+        # virtual-hosted addressing (bucket.host) would not resolve.
+        s3_options["addressing_style"] = "path"
+    return AioConfig(
+        max_pool_connections=max_pool_connections,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        # Only where an operation requires one: parts and documents carry their
+        # own SHA-256 (botocore then adds nothing), and a default CRC32 on other
+        # calls would only be work, and a header some S3-compatible servers refuse.
+        request_checksum_calculation="when_required",
+        s3=s3_options,
+    )
+
+
+@asynccontextmanager
+async def open_s3_client(
+    endpoint: S3Endpoint,
+    *,
+    session: AioSession | None = None,
+    config: AioConfig | None = None,
+) -> AsyncIterator[Any]:
+    """An aiobotocore S3 client configured for the write path, closed on exit."""
+    if session is None:
+        session = await warm_session()
+    if config is None:
+        config = s3_client_config(path_style=endpoint.endpoint_url is not None)
+    async with open_s3(session, endpoint, config) as client:
+        yield client
+
+
+def send_part_bodies_as_is(client: Any) -> None:
+    """Let UploadPart send a `bytes` body without copying it.
+
+    botocore wraps a bytes body in a BytesIO; aiohttp then calls `getbuffer()`
+    on it, which copies the whole part (the BytesIO shares the bytes until a
+    buffer is exported), and reads it back in 64 KiB slices (a second copy).
+    Sent as bytes, the part goes to the socket as it is. Retries still work:
+    botocore resends a bytes body unchanged. The handler list is the client's
+    own copy, so other clients are not affected; calling this twice is harmless.
+    """
+    client.meta.events.unregister(
+        "before-parameter-build.s3.UploadPart", convert_body_to_file_like_object
+    )
+
+
+def error_code(error: BaseException) -> str | None:
+    """The S3 error code of a ClientError (`NoSuchKey`, `PreconditionFailed`, ...), else None."""
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code")
+        return str(code) if code is not None else None
+    return None
+
+
+def http_status(error: BaseException) -> int | None:
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return int(status) if status is not None else None
+    return None
+
+
+def storage_error(operation: str, bucket: str, key: str, error: BaseException) -> IngestError:
+    """The domain error for a failed S3 call: ChecksumMismatch or StorageError."""
+    code = error_code(error)
+    status = http_status(error)
+    details: dict[str, Any] = {
+        "operation": operation,
+        "bucket": bucket,
+        "key": key,
+        "code": code or type(error).__name__,
+        "status": status,
+        "retriable": _is_retriable(error, code, status),
+    }
+    target = f" of {key!r}" if key else f" on bucket {bucket!r}"
+    if code in CHECKSUM_ERROR_CODES:
+        return ChecksumMismatch(
+            f"S3 refused the checksum of {operation}{target}: {code}", details=details
+        )
+    if isinstance(error, ClientError):
+        message = error.response.get("Error", {}).get("Message") or str(error)
+        reason = f"{code} (HTTP {status}): {message}"
+    else:
+        reason = f"{type(error).__name__}: {error}"
+    return StorageError(f"S3 {operation}{target} failed: {reason}", details=details)
+
+
+def _is_retriable(error: BaseException, code: str | None, status: int | None) -> bool:
+    if isinstance(error, ClientError):
+        return code in _RETRIABLE_CODES or (status is not None and status >= 500)
+    return isinstance(
+        error,
+        BotoConnectionError | BotoHTTPClientError | aiohttp.ClientError | OSError | TimeoutError,
+    )
+
+
+class S3Calls:
+    """Times S3 calls for an observer and turns client failures into domain errors.
+
+    Shared by the object and the document store. Domain errors raised inside a
+    call (SessionConflict for a refused precondition, ...) pass through and
+    count as answered calls; cancellation is not reported.
+    """
+
+    def __init__(self, bucket: str, observer: S3CallObserver | None) -> None:
+        self.bucket = bucket
+        self._observer = observer
+
+    @asynccontextmanager
+    async def call(self, operation: str, key: str) -> AsyncIterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        except _CLIENT_FAILURES as error:
+            self._report(operation, started, ok=False)
+            raise storage_error(operation, self.bucket, key, error) from error
+        except IngestError as error:
+            self._report(operation, started, ok=not isinstance(error, StorageError))
+            raise
+        self._report(operation, started, ok=True)
+
+    def _report(self, operation: str, started: float, *, ok: bool) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer(operation, time.perf_counter() - started, ok)
+        except Exception:
+            # Metrics must never fail an upload; the bug still shows in the log.
+            log.exception("the S3 call observer failed on %s", operation)
+
+
+class S3MultipartUpload:
+    """One open multipart upload; parts may be uploaded concurrently, in any order."""
+
+    def __init__(self, client: Any, calls: S3Calls, key: str, upload_id: str) -> None:
+        self._client = client
+        self._calls = calls
+        self._key = key
+        self._upload_id = upload_id
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    @property
+    def upload_id(self) -> str:
+        return self._upload_id
+
+    async def upload_part(self, number: int, data: bytes, sha256_b64: str) -> StoredPart:
+        async with self._calls.call("upload_part", self._key):
+            response = await self._client.upload_part(
+                Bucket=self._calls.bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=data,
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=sha256_b64,
+            )
+        echoed = response.get("ChecksumSHA256")
+        if echoed is not None and echoed != sha256_b64:
+            raise ChecksumMismatch(
+                f"S3 stored part {number} of {self._key!r} with another SHA-256",
+                details={"key": self._key, "part": number, "sent": sha256_b64, "stored": echoed},
+            )
+        return StoredPart(
+            number=number, etag=response["ETag"], size=len(data), sha256_b64=sha256_b64
+        )
+
+    async def complete(self, parts: Sequence[StoredPart]) -> StoredObject:
+        ordered = sorted(parts, key=lambda part: part.number)
+        async with self._calls.call("complete_multipart_upload", self._key):
+            response = await self._client.complete_multipart_upload(
+                Bucket=self._calls.bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={
+                    "Parts": [
+                        {
+                            "PartNumber": part.number,
+                            "ETag": part.etag,
+                            "ChecksumSHA256": part.sha256_b64,
+                        }
+                        for part in ordered
+                    ]
+                },
+            )
+        reported = response.get("ChecksumSHA256")
+        expected = composite_sha256(ordered)
+        if reported is not None and reported != expected:
+            # The assembled object is not the parts we sent, in our order: never keep it.
+            await self._delete_quietly()
+            raise ChecksumMismatch(
+                f"S3 assembled {self._key!r} from other parts than the ones completed",
+                details={"key": self._key, "expected": expected, "reported": reported},
+            )
+        return StoredObject(
+            key=self._key, etag=response.get("ETag"), size=sum(part.size for part in ordered)
+        )
+
+    async def abort(self) -> None:
+        async with self._calls.call("abort_multipart_upload", self._key):
+            try:
+                await self._client.abort_multipart_upload(
+                    Bucket=self._calls.bucket, Key=self._key, UploadId=self._upload_id
+                )
+            except ClientError as error:
+                # Already aborted or completed: nothing of this upload is left to remove.
+                if error_code(error) != "NoSuchUpload":
+                    raise
+
+    async def _delete_quietly(self) -> None:
+        try:
+            async with self._calls.call("delete_object", self._key):
+                await self._client.delete_object(Bucket=self._calls.bucket, Key=self._key)
+        except IngestError as error:
+            log.error("could not delete the mis-assembled object %s: %s", self._key, error)
+
+
+def composite_sha256(parts: Sequence[StoredPart]) -> str:
+    """The checksum S3 reports for a multipart object: SHA-256 of the part digests, `-<n>`."""
+    digests = b"".join(base64.b64decode(part.sha256_b64) for part in parts)
+    return f"{base64.b64encode(hashlib.sha256(digests).digest()).decode()}-{len(parts)}"
+
+
+class S3ObjectStore:
+    """`ObjectStore` over a shared aiobotocore S3 client that the caller keeps open."""
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        *,
+        observer: S3CallObserver | None = None,
+        check_timeout: float = 5.0,
+    ) -> None:
+        self._client = client
+        self._calls = S3Calls(bucket, observer)
+        self._check_timeout = check_timeout
+        send_part_bodies_as_is(client)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        endpoint: S3Endpoint,
+        bucket: str,
+        *,
+        observer: S3CallObserver | None = None,
+        config: AioConfig | None = None,
+        check_timeout: float = 5.0,
+    ) -> AsyncIterator[Self]:
+        """A store with its own client (see `s3_client_config`), closed on exit."""
+        async with open_s3_client(endpoint, config=config) as client:
+            yield cls(client, bucket, observer=observer, check_timeout=check_timeout)
+
+    @property
+    def bucket(self) -> str:
+        return self._calls.bucket
+
+    async def start_multipart(
+        self, key: str, *, content_type: str | None, metadata: Mapping[str, str]
+    ) -> S3MultipartUpload:
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "ChecksumAlgorithm": "SHA256",
+            "Metadata": dict(metadata),
+        }
+        if content_type is not None:
+            params["ContentType"] = content_type
+        async with self._calls.call("create_multipart_upload", key):
+            response = await self._client.create_multipart_upload(**params)
+        return S3MultipartUpload(self._client, self._calls, key, response["UploadId"])
+
+    async def incomplete_uploads(self, key: str) -> list[str]:
+        upload_ids: list[str] = []
+        async with self._calls.call("list_multipart_uploads", key):
+            # MinIO lists multipart uploads only for a prefix that is an exact
+            # object key; S3 treats it as a prefix, hence the filter on Key.
+            paginator = self._client.get_paginator("list_multipart_uploads")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
+                upload_ids.extend(
+                    upload["UploadId"] for upload in page.get("Uploads", []) if upload["Key"] == key
+                )
+        return upload_ids
+
+    async def check(self) -> None:
+        try:
+            async with asyncio.timeout(self._check_timeout):
+                async with self._calls.call("head_bucket", ""):
+                    await self._client.head_bucket(Bucket=self.bucket)
+        except TimeoutError:
+            raise ServiceUnavailable(
+                f"S3 bucket {self.bucket!r} did not answer within {self._check_timeout:g} s",
+                details={"bucket": self.bucket, "retriable": True},
+            ) from None
+        except IngestError as error:
+            raise ServiceUnavailable(
+                f"S3 bucket {self.bucket!r} is not available: {error.message}",
+                details=error.details,
+            ) from error
