@@ -20,6 +20,7 @@ import msgspec
 
 from deploy import stack
 from ingest.auth import issue_token
+from ingest.cli import upload
 from ingest.provisioning import ensure_bucket, ensure_topics
 from ingest.settings import IngestSettings, SettingsError, duration, ingest_settings_from_env
 from schemas.topics import Topics
@@ -80,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--admin", action="store_true", help="grant the admin role")
     token.add_argument("--ttl", default="24h", help="lifetime, e.g. 3600, 90m, 24h (default 24h)")
     token.set_defaults(run=_token)
+
+    upload.add_parser(commands)
 
     provision = commands.add_parser(
         "provision", help="create the bucket and the topics (with their configurations) if missing"

@@ -1,0 +1,118 @@
+"""`ingest upload FILE...`: stream files to an ingest server with a progress bar each.
+
+Exit status 0 when every file was stored, 1 when any failed (each failure is
+named on stderr), 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from ingest.client.errors import UploadFailed
+from ingest.client.resume import ResumeStore, default_state_file
+from ingest.client.uploader import ClientConfig, Uploader
+
+
+def add_parser(commands: Any) -> None:
+    upload = commands.add_parser("upload", help="upload video files to an ingest server")
+    upload.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    upload.add_argument(
+        "--server",
+        default=os.environ.get("INGEST_URL", "http://127.0.0.1:8080"),
+        help="ingest server URL (INGEST_URL; default http://127.0.0.1:8080)",
+    )
+    upload.add_argument(
+        "--token", default=os.environ.get("INGEST_TOKEN"), help="bearer token (INGEST_TOKEN)"
+    )
+    upload.add_argument(
+        "--resumable", action="store_true", help="use tus: an interrupted upload resumes"
+    )
+    upload.add_argument("--parallel", type=int, default=2, help="files at once (default 2)")
+    upload.add_argument("--retries", type=int, default=5, help="retries per file (default 5)")
+    upload.add_argument("--json", action="store_true", help="print the results as JSON")
+    upload.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.token:
+        print("ingest upload: a token is needed (--token or INGEST_TOKEN)", file=sys.stderr)
+        return 2
+    missing = [str(f) for f in args.files if not f.is_file()]
+    if missing:
+        print(f"ingest upload: not a file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if args.parallel < 1:
+        print("ingest upload: --parallel must be at least 1", file=sys.stderr)
+        return 2
+    sizes = {path: path.stat().st_size for path in args.files}
+    results = asyncio.run(_upload_all(args, sizes))
+    failed = [r for r in results if "error" in r]
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            if "error" in result:
+                print(f"FAILED {result['file']}: {result['error']}", file=sys.stderr)
+            else:
+                print(
+                    f"{result['file']}: video {result['video_id']} analysis {result['analysis_id']}"
+                    f" sha256 {result['file_hash']} {result['redirect_url']}"
+                    + (
+                        f" (duplicate of {result['duplicate_of']})"
+                        if result.get("duplicate_of")
+                        else ""
+                    )
+                )
+    return 1 if failed else 0
+
+
+async def _upload_all(args: argparse.Namespace, sizes: dict[Path, int]) -> list[dict[str, Any]]:
+    config = ClientConfig(server=args.server, token=args.token, retries=args.retries)
+    slots = asyncio.Semaphore(args.parallel)
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        uploader = Uploader(http, config, ResumeStore(default_state_file()))
+        with Progress(*columns, console=console, transient=False) as bars:
+
+            async def one(path: Path) -> dict[str, Any]:
+                task: TaskID = bars.add_task(path.name, total=sizes[path], start=False)
+                async with slots:
+                    bars.start_task(task)
+                    try:
+                        result = await uploader.upload(
+                            path,
+                            resumable=args.resumable,
+                            progress=lambda done: bars.update(task, completed=done),
+                        )
+                    except UploadFailed as error:
+                        bars.update(task, description=f"[red]{path.name} failed")
+                        return {"file": str(path), "error": str(error)}
+                    return {"file": str(path), **result}
+
+            return list(await asyncio.gather(*(one(path) for path in args.files)))
