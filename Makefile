@@ -43,3 +43,6 @@ stack-down: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+dev: setup
+	$(BIN)/ingest dev

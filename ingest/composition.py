@@ -20,6 +20,7 @@ from ingest.http.metrics import IngestMetrics
 from ingest.http.services import IngestServices
 from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.stream import PipelineConfig
+from ingest.ports import DocumentStore, EventSink, ObjectStore, QuotaView
 from ingest.sessions import SessionService
 from ingest.settings import IngestSettings
 from ingest.uploads import ActiveUploads, UploadLimits, UploadService
@@ -57,44 +58,59 @@ async def ingest_services(settings: IngestSettings) -> AsyncIterator[IngestServi
                 period_days=settings.quota_period_days,
             )
         )
-        sessions = SessionService(documents, ttl_seconds=settings.session_ttl_seconds)
-        duplicates = DuplicateIndex(documents)
-        budget = MemoryBudget(settings.memory_budget)
-        active = ActiveUploads()
-        uploads = UploadService(
-            sessions=sessions,
-            duplicates=duplicates,
-            store=store,
-            sink=sink,
-            quota=quota,
-            budget=budget,
-            pipeline=PipelineConfig(
-                part_size=settings.part_size,
-                parts_in_flight=settings.parts_in_flight,
-                progress_interval=settings.progress_interval_seconds,
-                event_timeout=settings.event_timeout_seconds,
-                # Stopped uploads must be cleaned up well inside the shutdown grace period.
-                abort_timeout=max(1.0, min(30.0, settings.shutdown_grace_seconds / 2)),
-            ),
-            limits=UploadLimits(
-                max_size=settings.max_file_size,
-                min_size=settings.min_file_size,
-                allowed_formats=settings.allowed_formats,
-            ),
-            active=active,
-            instance_id=settings.instance_id,
-            cancel_poll_seconds=settings.cancel_poll_seconds,
+        yield wire_services(
+            settings, store=store, documents=documents, sink=sink, quota=quota, metrics=metrics
         )
-        yield IngestServices(
-            settings=settings,
-            verifier=TokenVerifier(secret=settings.jwt_secret, public_key=settings.jwt_public_key),
-            sessions=sessions,
-            uploads=uploads,
-            duplicates=duplicates,
-            quota=quota,
-            store=store,
-            sink=sink,
-            budget=budget,
-            active=active,
-            metrics=metrics,
-        )
+
+
+def wire_services(
+    settings: IngestSettings,
+    *,
+    store: ObjectStore,
+    documents: DocumentStore,
+    sink: EventSink,
+    quota: QuotaView,
+    metrics: IngestMetrics,
+) -> IngestServices:
+    """The services of one process over whichever adapters stand behind the ports."""
+    sessions = SessionService(documents, ttl_seconds=settings.session_ttl_seconds)
+    duplicates = DuplicateIndex(documents)
+    budget = MemoryBudget(settings.memory_budget)
+    active = ActiveUploads()
+    uploads = UploadService(
+        sessions=sessions,
+        duplicates=duplicates,
+        store=store,
+        sink=sink,
+        quota=quota,
+        budget=budget,
+        pipeline=PipelineConfig(
+            part_size=settings.part_size,
+            parts_in_flight=settings.parts_in_flight,
+            progress_interval=settings.progress_interval_seconds,
+            event_timeout=settings.event_timeout_seconds,
+            # Stopped uploads must be cleaned up well inside the shutdown grace period.
+            abort_timeout=max(1.0, min(30.0, settings.shutdown_grace_seconds / 2)),
+        ),
+        limits=UploadLimits(
+            max_size=settings.max_file_size,
+            min_size=settings.min_file_size,
+            allowed_formats=settings.allowed_formats,
+        ),
+        active=active,
+        instance_id=settings.instance_id,
+        cancel_poll_seconds=settings.cancel_poll_seconds,
+    )
+    return IngestServices(
+        settings=settings,
+        verifier=TokenVerifier(secret=settings.jwt_secret, public_key=settings.jwt_public_key),
+        sessions=sessions,
+        uploads=uploads,
+        duplicates=duplicates,
+        quota=quota,
+        store=store,
+        sink=sink,
+        budget=budget,
+        active=active,
+        metrics=metrics,
+    )

@@ -74,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port to listen on (INGEST_PORT)")
     serve.set_defaults(run=_serve)
 
+    dev = commands.add_parser(
+        "dev", help="everything in one process on one port, on local disk unless Kafka/S3 are set"
+    )
+    dev.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    dev.add_argument("--port", type=int, default=None, help="port (default 8080)")
+    dev.set_defaults(run=_dev)
+
     token = commands.add_parser(
         "token", help="issue a development token (HS256, INGEST_JWT_SECRET)"
     )
@@ -149,10 +156,23 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dev(args: argparse.Namespace) -> int:
+    from ingest.dev import dev_settings, run_dev
+
+    _configure_logging()
+    settings = dev_settings(ingest_settings_from_env(), os.environ)
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    asyncio.run(run_dev(msgspec.structs.replace(settings, **overrides)))
+    return 0
+
+
 def _token(args: argparse.Namespace) -> int:
-    settings = ingest_settings_from_env()
+    from ingest.dev import dev_settings
+
+    # Without INGEST_JWT_SECRET, sign with the secret `ingest dev` keeps in its data dir.
+    settings = dev_settings(ingest_settings_from_env(), os.environ)
     if not settings.jwt_secret:
-        raise SettingsError("INGEST_JWT_SECRET is not set: tokens are signed with it (HS256)")
+        raise SettingsError("tokens are signed with INGEST_JWT_SECRET (HS256), which is not set")
     ttl = duration(args.ttl, "--ttl")
     print(issue_token(settings.jwt_secret, args.user, admin=args.admin, ttl_seconds=ttl))
     return 0

@@ -14,6 +14,7 @@ import logging
 
 from aiohttp import web
 
+from ingest.http.dashboard import add_dashboard_routes
 from ingest.http.errors import error_middleware
 from ingest.http.routes import add_routes
 from ingest.http.services import SERVICES, IngestServices
@@ -24,10 +25,12 @@ log = logging.getLogger(__name__)
 MAX_JSON_BODY = 1024 * 1024
 
 
-def build_app(services: IngestServices) -> web.Application:
+def build_app(services: IngestServices, *, dashboard: bool = False) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_JSON_BODY)
     app[SERVICES] = services
     add_routes(app)
+    if dashboard:
+        add_dashboard_routes(app)
     app.on_shutdown.append(_drain_uploads)
     return app
 

@@ -1,0 +1,131 @@
+"""`ingest dev`: the whole service in one process on one port, for trying it out.
+
+On the embedded default it needs nothing else: uploads and session documents go
+to a directory on local disk and events to an in-process bus. When
+KAFKA_BOOTSTRAP_SERVERS and S3_ENDPOINT_URL are both set, it runs on them
+instead. It prints the URL, the dashboard link and a ready-to-use token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import msgspec
+from aiohttp import web
+
+from ingest.adapters.local_documents import LocalDocumentStore
+from ingest.adapters.local_store import LocalObjectStore
+from ingest.adapters.memory_bus import InProcessEventBus
+from ingest.adapters.memory_quota import BusQuotaView
+from ingest.auth import issue_token
+from ingest.composition import ingest_services, wire_services
+from ingest.http.app import build_app, stop_gracefully
+from ingest.http.metrics import IngestMetrics
+from ingest.http.services import IngestServices
+from ingest.settings import IngestSettings
+from schemas import Topics
+
+log = logging.getLogger(__name__)
+
+DEV_USER = "dev"
+TOKEN_TTL_SECONDS = 7 * 24 * 3600
+
+
+def uses_real_services(environ: Mapping[str, str]) -> bool:
+    return bool(environ.get("KAFKA_BOOTSTRAP_SERVERS") and environ.get("S3_ENDPOINT_URL"))
+
+
+def dev_settings(settings: IngestSettings, environ: Mapping[str, str]) -> IngestSettings:
+    """Settings for dev: a JWT secret of its own (kept in the data dir) when none is set."""
+    if settings.jwt_secret or settings.jwt_public_key:
+        return settings
+    secret_file = settings.data_dir / "dev-jwt-secret"
+    if secret_file.exists():
+        secret = secret_file.read_text().strip()
+    else:
+        secret_file.parent.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(48)
+        secret_file.write_text(secret)
+        secret_file.chmod(0o600)
+    return msgspec.structs.replace(settings, jwt_secret=secret)
+
+
+@asynccontextmanager
+async def embedded_services(settings: IngestSettings) -> AsyncIterator[IngestServices]:
+    metrics = IngestMetrics()
+    data = settings.data_dir
+    async with AsyncExitStack() as stack:
+        bus = await stack.enter_async_context(
+            InProcessEventBus(
+                Topics(settings.topic_prefix), source=f"/ingest-dev/{settings.instance_id}"
+            )
+        )
+        quota = await stack.enter_async_context(
+            BusQuotaView(
+                bus,
+                quota_bytes=settings.quota_bytes,
+                quota_uploads=settings.quota_uploads,
+                period_days=settings.quota_period_days,
+            )
+        )
+        yield wire_services(
+            settings,
+            store=LocalObjectStore(data / "objects", settings.s3_bucket),
+            documents=LocalDocumentStore(data / "state"),
+            sink=bus,
+            quota=quota,
+            metrics=metrics,
+        )
+
+
+async def run_dev(settings: IngestSettings, *, environ: Mapping[str, str] = os.environ) -> None:
+    real = uses_real_services(environ)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    services_cm = ingest_services(settings) if real else embedded_services(settings)
+    async with services_cm as services:
+        runner = web.AppRunner(build_app(services, dashboard=True), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        _announce(settings, real)
+        try:
+            await stop.wait()
+        finally:
+            await stop_gracefully(runner)
+
+
+def _announce(settings: IngestSettings, real: bool) -> None:
+    assert settings.jwt_secret is not None
+    token = issue_token(settings.jwt_secret, DEV_USER, ttl_seconds=TOKEN_TTL_SECONDS)
+    admin = issue_token(settings.jwt_secret, "admin", admin=True, ttl_seconds=TOKEN_TTL_SECONDS)
+    url = f"http://{settings.host}:{settings.port}"
+    where = (
+        f"Kafka {settings.kafka_bootstrap_servers} and S3 {settings.s3_endpoint_url}"
+        if real
+        else f"embedded: local disk under {Path(settings.data_dir).resolve()}, in-process events"
+    )
+    print(
+        f"""
+ingest dev is running ({where})
+
+  API        {url}/v1/uploads
+  dashboard  {url}/dashboard?token={token}
+
+  token for user "{DEV_USER}" (7 days):
+    export INGEST_URL={url} INGEST_TOKEN={token}
+  admin token:
+    {admin}
+
+  try: ingest upload some-video.mp4
+""",
+        flush=True,
+    )
