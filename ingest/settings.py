@@ -35,8 +35,9 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     topic_prefix: str = "ingest."
     s3_endpoint_url: str | None = "http://127.0.0.1:9000"
     s3_bucket: str = "ingest"
-    aws_access_key_id: str = "minioadmin"
-    aws_secret_access_key: str = "minioadmin"
+    # None: botocore's own credential chain (instance role, web identity, profile...).
+    aws_access_key_id: str | None = "minioadmin"
+    aws_secret_access_key: str | None = "minioadmin"
     aws_region: str = "us-east-1"
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
@@ -107,13 +108,19 @@ def ingest_settings_from_env(environ: Mapping[str, str] | None = None) -> Ingest
     def text(name: str, default: str) -> str:
         return env.get(name) or default
 
+    # The local stack's credentials are only assumed for its own endpoint; against AWS
+    # (S3_ENDPOINT_URL empty) no keys means the standard credential chain.
+    on_default_endpoint = (
+        env.get("S3_ENDPOINT_URL", defaults.s3_endpoint_url) == defaults.s3_endpoint_url
+    )
+    local_credential = "minioadmin" if on_default_endpoint else None
     settings = IngestSettings(
         kafka_bootstrap_servers=text("KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap_servers),
         topic_prefix=env.get("INGEST_TOPIC_PREFIX", defaults.topic_prefix),
         s3_endpoint_url=env.get("S3_ENDPOINT_URL", defaults.s3_endpoint_url) or None,
         s3_bucket=text("S3_BUCKET", defaults.s3_bucket),
-        aws_access_key_id=text("AWS_ACCESS_KEY_ID", defaults.aws_access_key_id),
-        aws_secret_access_key=text("AWS_SECRET_ACCESS_KEY", defaults.aws_secret_access_key),
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or local_credential,
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or local_credential,
         aws_region=text("AWS_REGION", defaults.aws_region),
         jwt_secret=env.get("INGEST_JWT_SECRET") or None,
         jwt_public_key=env.get("INGEST_JWT_PUBLIC_KEY") or None,

@@ -24,8 +24,8 @@ _DATA = ("endpoints", "partitions", "_retry", "sdk-default-configuration")
 class S3Endpoint:
     endpoint_url: str | None
     region: str
-    access_key_id: str
-    secret_access_key: str
+    access_key_id: str | None
+    secret_access_key: str | None
 
 
 async def warm_session() -> AioSession:

@@ -49,3 +49,12 @@ def test_sizes_durations_and_lists_parse() -> None:
 def test_bad_values_name_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         ingest_settings_from_env({name: value})
+
+
+def test_local_credentials_are_assumed_only_for_the_local_endpoint() -> None:
+    assert ingest_settings_from_env({}).aws_access_key_id == "minioadmin"
+    on_aws = ingest_settings_from_env({"S3_ENDPOINT_URL": ""})
+    assert on_aws.aws_access_key_id is None  # botocore's credential chain decides
+    assert on_aws.aws_secret_access_key is None
+    explicit = ingest_settings_from_env({"S3_ENDPOINT_URL": "", "AWS_ACCESS_KEY_ID": "AKIA"})
+    assert explicit.aws_access_key_id == "AKIA"
