@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -29,31 +29,13 @@ from aiokafka.errors import KafkaError
 
 from ingest.errors import ServiceUnavailable
 from ingest.ports import QuotaStatus
+from ingest.quota import quota_status
 from schemas import InvalidEvent, QuotaUpdated, Topics, decode
 
 log = logging.getLogger(__name__)
 
-# Periods are counted from this instant, so every process computes the same ones.
-PERIOD_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_BACKOFF_SECONDS = 30.0
 _START_RETRY_SECONDS = 1.0
-
-
-def current_period(now: datetime, period_days: int) -> tuple[datetime, datetime]:
-    """Start and end of the quota period holding `now`.
-
-    Periods are `period_days`-day slices counted from 1970-01-01 00:00 UTC.
-    """
-    if period_days < 1:
-        raise ValueError("a quota period lasts at least one day")
-    length = timedelta(days=period_days)
-    start = PERIOD_EPOCH + ((now - PERIOD_EPOCH) // length) * length
-    return start, start + length
-
-
-def rfc3339(moment: datetime) -> str:
-    """UTC, with a `Z`, the way the events encode their timestamps."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _utc_now() -> datetime:
@@ -189,29 +171,13 @@ class KafkaQuotaView:
             )
 
     def status(self, user_id: str) -> QuotaStatus:
-        now = self._clock()
-        snapshot = self._snapshots.get(user_id)
-        if snapshot is not None and snapshot.period_end > now:
-            return QuotaStatus(
-                user_id=user_id,
-                bytes_limit=snapshot.bytes_limit,
-                bytes_used=snapshot.bytes_used,
-                uploads_limit=snapshot.uploads_limit,
-                uploads_used=snapshot.uploads_used,
-                period_start=rfc3339(snapshot.period_start),
-                period_end=rfc3339(snapshot.period_end),
-            )
-        start, end = current_period(now, self._period_days)
-        # A snapshot from an ended period still carries the user's limits (an
-        # admin may have set them); its usage belongs to that period only.
-        return QuotaStatus(
-            user_id=user_id,
-            bytes_limit=snapshot.bytes_limit if snapshot else self._quota_bytes,
-            bytes_used=0,
-            uploads_limit=snapshot.uploads_limit if snapshot else self._quota_uploads,
-            uploads_used=0,
-            period_start=rfc3339(start),
-            period_end=rfc3339(end),
+        return quota_status(
+            user_id,
+            self._snapshots.get(user_id),
+            now=self._clock(),
+            period_days=self._period_days,
+            quota_bytes=self._quota_bytes,
+            quota_uploads=self._quota_uploads,
         )
 
     async def _connect(self) -> tuple[Any, dict[TopicPartition, int]]:

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from deploy import stack
 from deploy.stack import kafka, process
 from deploy.stack.process import free_port
-from ingest.adapters.kafka_quota import KafkaQuotaView, current_period, rfc3339
+from ingest.adapters.kafka_quota import KafkaQuotaView
 from ingest.adapters.kafka_sink import KafkaEventSink
 from ingest.errors import EventDeliveryError, ServiceUnavailable
 from ingest.provisioning import ensure_topics
@@ -34,6 +34,7 @@ from schemas import (
     headers_dict,
     schema_uri,
 )
+from schemas.periods import current_period, rfc3339
 from tests.samples import SAMPLES, SOURCE
 
 QUOTA_BYTES = 10 * GiB

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.adapters.kafka_quota import KafkaQuotaView, current_period, rfc3339
+from ingest.adapters.kafka_quota import KafkaQuotaView
 from ingest.settings import GiB
 from schemas import QuotaUpdated, Topics, encode
+from schemas.periods import current_period, rfc3339
 
 NOW = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 

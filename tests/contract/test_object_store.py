@@ -1,0 +1,238 @@
+"""ObjectStore and MultipartUpload: the local-disk store and S3 (MinIO) answer alike."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import random
+
+import pytest
+
+from ingest.errors import ChecksumMismatch, StorageError
+from ingest.ports import ObjectStore, ResumableObjectStore, StoredPart
+from tests.contract.conftest import ObjectBackend
+
+MiB = 1024 * 1024
+
+
+def sha256_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def quoted_md5(data: bytes) -> str:
+    return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
+
+
+def multipart_etag(bodies: list[bytes]) -> str:
+    digests = b"".join(hashlib.md5(body, usedforsecurity=False).digest() for body in bodies)
+    return f'"{hashlib.md5(digests, usedforsecurity=False).hexdigest()}-{len(bodies)}"'
+
+
+async def test_three_parts_uploaded_out_of_order_complete_to_the_right_bytes(
+    object_store: ObjectBackend,
+) -> None:
+    store = object_store.store
+    rng = random.Random(11)
+    bodies = [rng.randbytes(5 * MiB), rng.randbytes(5 * MiB), rng.randbytes(MiB + 17)]
+    key = "uploads/user-1/three-parts.mp4"
+    upload = await store.start_multipart(key, content_type="video/mp4", metadata={"user": "u-1"})
+    assert upload.key == key
+    assert await store.incomplete_uploads(key) == [upload.upload_id]
+
+    stored = await asyncio.gather(
+        *(
+            upload.upload_part(number, body, sha256_b64(body))
+            for number, body in reversed(list(enumerate(bodies, start=1)))
+        )
+    )
+    assert [part.number for part in stored] == [3, 2, 1]
+    assert [part.size for part in stored] == [MiB + 17, 5 * MiB, 5 * MiB]
+    assert [part.etag for part in stored] == [quoted_md5(body) for body in reversed(bodies)]
+    assert [part.sha256_b64 for part in stored] == [sha256_b64(b) for b in reversed(bodies)]
+
+    result = await upload.complete(stored)
+
+    assert result.key == key
+    assert result.size == 11 * MiB + 17
+    assert result.etag == multipart_etag(bodies)
+    assert await object_store.read(key) == b"".join(bodies)
+    assert await store.incomplete_uploads(key) == []
+
+
+async def test_a_part_uploaded_again_replaces_the_earlier_one(
+    object_store: ObjectBackend,
+) -> None:
+    store = object_store.store
+    key = "uploads/user-1/retried-part.bin"
+    upload = await store.start_multipart(key, content_type=None, metadata={})
+    first, second = b"first attempt", b"second attempt, longer"
+    await upload.upload_part(1, first, sha256_b64(first))
+    part = await upload.upload_part(1, second, sha256_b64(second))
+
+    result = await upload.complete([part])
+
+    assert result.size == len(second)
+    assert await object_store.read(key) == second
+
+
+async def test_a_part_with_a_wrong_checksum_is_refused_and_not_kept(
+    object_store: ObjectBackend,
+) -> None:
+    store = object_store.store
+    key = "uploads/user-1/wrong-checksum.mp4"
+    upload = await store.start_multipart(key, content_type="video/mp4", metadata={})
+    body = random.Random(5).randbytes(MiB)
+    try:
+        with pytest.raises(ChecksumMismatch) as refused:
+            await upload.upload_part(1, body, sha256_b64(body + b"tampered"))
+        assert refused.value.details["key"] == key
+        assert refused.value.details["operation"] == "upload_part"
+        assert refused.value.details["retriable"] is False
+
+        # What S3 would have kept is the part with these digests: there is none.
+        phantom = StoredPart(1, quoted_md5(body), len(body), sha256_b64(body))
+        with pytest.raises(StorageError) as missing:
+            await upload.complete([phantom])
+        assert missing.value.details["code"] == "InvalidPart"
+        assert await store.incomplete_uploads(key) == [upload.upload_id]
+    finally:
+        await upload.abort()
+    assert await store.incomplete_uploads(key) == []
+
+
+async def test_abort_leaves_no_incomplete_upload_and_may_be_repeated(
+    object_store: ObjectBackend,
+) -> None:
+    store = object_store.store
+    key = "uploads/user-1/aborted.mp4"
+    upload = await store.start_multipart(key, content_type="video/mp4", metadata={})
+    body = random.Random(6).randbytes(MiB)
+    part = await upload.upload_part(1, body, sha256_b64(body))
+    assert await store.incomplete_uploads(key) == [upload.upload_id]
+
+    await upload.abort()
+    assert await store.incomplete_uploads(key) == []
+    await upload.abort()
+    assert await store.incomplete_uploads(key) == []
+
+    with pytest.raises(StorageError) as completed:
+        await upload.complete([part])
+    assert completed.value.details["code"] == "NoSuchUpload"
+    assert completed.value.details["retriable"] is False
+    with pytest.raises(StorageError) as uploaded:
+        await upload.upload_part(2, body, sha256_b64(body))
+    assert uploaded.value.details["code"] == "NoSuchUpload"
+
+
+async def test_incomplete_uploads_lists_exactly_the_key_asked_for(
+    object_store: ObjectBackend,
+) -> None:
+    store = object_store.store
+    key = "uploads/user-2/clip.mp4"
+    first = await store.start_multipart(key, content_type=None, metadata={})
+    second = await store.start_multipart(key, content_type=None, metadata={})
+    longer = await store.start_multipart(key + ".other", content_type=None, metadata={})
+    below = await store.start_multipart(key + "/below", content_type=None, metadata={})
+    try:
+        assert sorted(await store.incomplete_uploads(key)) == sorted(
+            [first.upload_id, second.upload_id]
+        )
+        assert await store.incomplete_uploads(key + ".other") == [longer.upload_id]
+        assert await store.incomplete_uploads("uploads/user-2/clip") == []
+        assert await store.incomplete_uploads("uploads/user-2/never.mp4") == []
+
+        await first.abort()
+        assert await store.incomplete_uploads(key) == [second.upload_id]
+    finally:
+        for upload in (first, second, longer, below):
+            await upload.abort()
+    assert await store.incomplete_uploads(key) == []
+
+
+async def test_a_part_under_the_minimum_size_is_refused_unless_it_is_the_last(
+    object_store: ObjectBackend,
+) -> None:
+    store = object_store.store
+    key = "uploads/user-1/small-parts.bin"
+    upload = await store.start_multipart(key, content_type=None, metadata={})
+    small, last = b"s" * 1024, b"l" * 10
+    try:
+        parts = [
+            await upload.upload_part(1, small, sha256_b64(small)),
+            await upload.upload_part(2, last, sha256_b64(last)),
+        ]
+        with pytest.raises(StorageError) as refused:
+            await upload.complete(parts)
+        assert refused.value.details["code"] == "EntityTooSmall"
+        # A refused complete leaves the upload open, to be aborted.
+        assert await store.incomplete_uploads(key) == [upload.upload_id]
+    finally:
+        await upload.abort()
+
+
+async def test_completing_with_a_part_etag_that_was_not_stored_fails(
+    object_store: ObjectBackend,
+) -> None:
+    store = object_store.store
+    key = "uploads/user-1/wrong-etag.bin"
+    upload = await store.start_multipart(key, content_type=None, metadata={})
+    body = b"only part"
+    try:
+        part = await upload.upload_part(1, body, sha256_b64(body))
+        forged = StoredPart(part.number, quoted_md5(b"another body"), part.size, part.sha256_b64)
+        with pytest.raises(StorageError) as refused:
+            await upload.complete([forged])
+        assert refused.value.details["code"] == "InvalidPart"
+    finally:
+        await upload.abort()
+
+
+async def test_check_answers(object_store: ObjectBackend) -> None:
+    await object_store.store.check()
+
+
+# --- the optional resumable capability (tus): run wherever a store offers it ---------
+
+
+def resumable(store: ObjectStore) -> ResumableObjectStore:
+    if not isinstance(store, ResumableObjectStore):
+        pytest.skip(f"{type(store).__name__} does not offer ResumableObjectStore")
+    return store
+
+
+async def test_an_upload_is_resumed_by_id_and_lists_the_parts_it_holds(
+    object_store: ObjectBackend,
+) -> None:
+    store = resumable(object_store.store)
+    key = "tus/user-1/resumed.bin"
+    started = await object_store.store.start_multipart(key, content_type=None, metadata={})
+    rng = random.Random(21)
+    first, last = rng.randbytes(5 * MiB), rng.randbytes(1000)
+    second_part = await started.upload_part(2, last, sha256_b64(last))
+    first_part = await started.upload_part(1, first, sha256_b64(first))
+
+    assert await store.stored_parts(key, started.upload_id) == [first_part, second_part]
+    resumed = store.resume_multipart(key, started.upload_id)
+    assert (resumed.key, resumed.upload_id) == (key, started.upload_id)
+    result = await resumed.complete(await store.stored_parts(key, started.upload_id))
+
+    assert result.etag == multipart_etag([first, last])
+    assert await object_store.read(key) == first + last
+    with pytest.raises(StorageError):
+        await store.stored_parts(key, started.upload_id)
+
+
+async def test_small_objects_are_put_replaced_read_and_deleted(
+    object_store: ObjectBackend,
+) -> None:
+    store = resumable(object_store.store)
+    key = "tus/user-1/tails/1000"
+    assert await store.get_small(key) is None
+    await store.put_small(key, b"first tail")
+    await store.put_small(key, b"second tail")
+    assert await store.get_small(key) == b"second tail"
+    assert b"".join([chunk async for chunk in store.read_object(key)]) == b"second tail"
+    await store.delete(key)
+    await store.delete(key)
+    assert await store.get_small(key) is None
