@@ -29,6 +29,7 @@ from rich.progress import (
 from ingest.client.errors import UploadFailed
 from ingest.client.resume import ResumeStore, default_state_file
 from ingest.client.uploader import ClientConfig, Uploader
+from ingest.settings import SettingsError, size
 
 
 def add_parser(commands: Any) -> None:
@@ -44,6 +45,11 @@ def add_parser(commands: Any) -> None:
     )
     upload.add_argument(
         "--resumable", action="store_true", help="use tus: an interrupted upload resumes"
+    )
+    upload.add_argument(
+        "--chunk-size",
+        default=None,
+        help="with --resumable: largest request, e.g. 64MiB (default: the rest of the file)",
     )
     upload.add_argument("--parallel", type=int, default=2, help="files at once (default 2)")
     upload.add_argument("--retries", type=int, default=5, help="retries per file (default 5)")
@@ -61,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.parallel < 1:
         print("ingest upload: --parallel must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        if args.chunk_size and size(args.chunk_size, "--chunk-size") < 1:
+            raise SettingsError("--chunk-size must be positive")
+    except SettingsError as error:
+        print(f"ingest upload: {error}", file=sys.stderr)
         return 2
     sizes = {path: path.stat().st_size for path in args.files}
     results = asyncio.run(_upload_all(args, sizes))
@@ -85,7 +97,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _upload_all(args: argparse.Namespace, sizes: dict[Path, int]) -> list[dict[str, Any]]:
-    config = ClientConfig(server=args.server, token=args.token, retries=args.retries)
+    config = ClientConfig(
+        server=args.server,
+        token=args.token,
+        retries=args.retries,
+        patch_size=size(args.chunk_size, "--chunk-size") if args.chunk_size else None,
+    )
     slots = asyncio.Semaphore(args.parallel)
     console = Console(stderr=True)
     columns = (

@@ -38,6 +38,9 @@ class ClientConfig:
     retries: int = 5
     backoff_seconds: float = 1.0
     chunk: int = 1024 * 1024
+    patch_size: int | None = None
+    """Largest resumable request; None sends the rest of the file in one (the server keeps
+    whatever arrives, so smaller requests only matter behind proxies that cap bodies)."""
 
 
 class Uploader:
@@ -84,7 +87,7 @@ class Uploader:
             progress(sent)
 
         progress(0)
-        return await self._json(
+        result = await self._json(
             "PUT",
             session["upload_url"],
             data=file_chunks(path, chunk=self._config.chunk, on_chunk=count),
@@ -92,6 +95,7 @@ class Uploader:
             expect=201,
             expect100=True,
         )
+        return {**result, "resumed_from": 0, "bytes_sent": sent}
 
     async def _upload_tus(self, path: Path, progress: Progress) -> dict[str, Any]:
         size = (await asyncio.to_thread(path.stat)).st_size
@@ -103,8 +107,16 @@ class Uploader:
             await self._resume.put(key, location)
             offset = 0
         progress(offset)
+        resumed_from = offset
+        sent = 0
+
+        def count(done: int) -> None:
+            nonlocal sent
+            sent = max(sent, done - resumed_from)
+            progress(done)
+
         while offset < size:
-            offset = await self._patch(path, location, offset, size, progress)
+            offset = await self._patch(path, location, offset, size, count)
         upload_id = location.rstrip("/").rsplit("/", 1)[-1]
         result = await self._finished_session(upload_id)
         await self._resume.forget(key)
@@ -114,7 +126,7 @@ class Uploader:
                 f"{result.get('message')}",
                 retriable=False,
             )
-        return dict(result["result"])
+        return {**result["result"], "resumed_from": resumed_from, "bytes_sent": sent}
 
     async def _finished_session(self, upload_id: str) -> dict[str, Any]:
         """The session once the server has finished it (hashing the stored file takes a moment)."""
@@ -164,16 +176,21 @@ class Uploader:
             sent += n
             progress(sent)
 
+        length = size - offset
+        if self._config.patch_size is not None:
+            length = min(length, self._config.patch_size)
         try:
             async with self._http.patch(
                 self._url(location),
-                data=file_chunks(path, start=offset, chunk=self._config.chunk, on_chunk=count),
+                data=file_chunks(
+                    path, start=offset, length=length, chunk=self._config.chunk, on_chunk=count
+                ),
                 headers={
                     **self._auth,
                     "Tus-Resumable": TUS_VERSION,
                     "Upload-Offset": str(offset),
                     "Content-Type": "application/offset+octet-stream",
-                    "Content-Length": str(size - offset),
+                    "Content-Length": str(length),
                 },
             ) as response:
                 if response.status == 204:

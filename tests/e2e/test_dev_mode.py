@@ -6,6 +6,8 @@ import hashlib
 import json
 import shutil
 import subprocess
+import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -109,3 +111,59 @@ def test_the_dashboard_lists_an_upload_in_a_real_browser(
     assert "Signed in as dev" in dom
     assert "seen-in-browser.mp4" in dom
     assert f'href="/dashboard/videos/{video_id}/results"' in dom
+
+
+def test_an_interrupted_resumable_upload_finishes_from_the_servers_offset(
+    dev_server: DevServer, tmp_path: Path
+) -> None:
+    video = tmp_path / "resumed.mp4"
+    size = 96 * MiB
+    digest = _write_video(video, size, seed=7)
+    env = {**dev_server.env, "INGEST_URL": dev_server.url, "INGEST_TOKEN": dev_server.token}
+    command = [
+        sys.executable,
+        "-m",
+        "ingest.cli.main",
+        "upload",
+        str(video),
+        "--resumable",
+        "--chunk-size",
+        "8MiB",
+        "--json",
+    ]
+
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while _tus_offset(dev_server) < 20 * MiB and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.kill()  # mid-file, as a crash or a closed laptop would
+    first.wait(timeout=10)
+    kept = _tus_offset(dev_server)
+    assert 0 < kept < size, f"the server kept {kept} bytes"
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    result = json.loads(second.stdout)[0]
+    assert result["file_hash"] == digest
+    assert result["file_size"] == size
+    # The second run sent about the remainder, not the whole file.
+    assert result["resumed_from"] >= kept - 16 * MiB
+    assert result["bytes_sent"] <= size - kept + 16 * MiB
+
+
+def _tus_offset(dev_server: DevServer) -> int:
+    """What the server holds of the one resumable upload the client remembers (0 before it)."""
+    try:
+        remembered = json.loads((dev_server.data_dir / "client-state.json").read_text())
+    except (OSError, ValueError):
+        return 0
+    if not remembered:
+        return 0
+    (location,) = remembered.values()
+    request = urllib.request.Request(
+        f"{dev_server.url}{location}" if location.startswith("/") else location,
+        method="HEAD",
+        headers={"Authorization": f"Bearer {dev_server.token}", "Tus-Resumable": "1.0.0"},
+    )
+    with urllib.request.urlopen(request) as response:
+        return int(response.headers["Upload-Offset"])
