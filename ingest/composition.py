@@ -20,9 +20,11 @@ from ingest.http.metrics import IngestMetrics
 from ingest.http.services import IngestServices
 from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.stream import PipelineConfig
-from ingest.ports import DocumentStore, EventSink, ObjectStore, QuotaView
+from ingest.ports import DocumentStore, EventSink, ObjectStore, QuotaView, ResumableObjectStore
 from ingest.sessions import SessionService
 from ingest.settings import IngestSettings
+from ingest.tus.lease import LeaseTimes
+from ingest.tus.service import TusConfig, TusService
 from ingest.uploads import ActiveUploads, UploadLimits, UploadService
 from schemas import Topics
 
@@ -77,6 +79,14 @@ def wire_services(
     duplicates = DuplicateIndex(documents)
     budget = MemoryBudget(settings.memory_budget)
     active = ActiveUploads()
+    pipeline = PipelineConfig(
+        part_size=settings.part_size,
+        parts_in_flight=settings.parts_in_flight,
+        progress_interval=settings.progress_interval_seconds,
+        event_timeout=settings.event_timeout_seconds,
+        # Stopped uploads must be cleaned up well inside the shutdown grace period.
+        abort_timeout=max(1.0, min(30.0, settings.shutdown_grace_seconds / 2)),
+    )
     uploads = UploadService(
         sessions=sessions,
         duplicates=duplicates,
@@ -84,14 +94,7 @@ def wire_services(
         sink=sink,
         quota=quota,
         budget=budget,
-        pipeline=PipelineConfig(
-            part_size=settings.part_size,
-            parts_in_flight=settings.parts_in_flight,
-            progress_interval=settings.progress_interval_seconds,
-            event_timeout=settings.event_timeout_seconds,
-            # Stopped uploads must be cleaned up well inside the shutdown grace period.
-            abort_timeout=max(1.0, min(30.0, settings.shutdown_grace_seconds / 2)),
-        ),
+        pipeline=pipeline,
         limits=UploadLimits(
             max_size=settings.max_file_size,
             min_size=settings.min_file_size,
@@ -113,4 +116,58 @@ def wire_services(
         budget=budget,
         active=active,
         metrics=metrics,
+        tus=_tus_service(
+            settings,
+            store=store,
+            documents=documents,
+            sink=sink,
+            quota=quota,
+            sessions=sessions,
+            duplicates=duplicates,
+            budget=budget,
+            pipeline=pipeline,
+            limits=uploads.limits,
+            active=active,
+        ),
+    )
+
+
+def _tus_service(
+    settings: IngestSettings,
+    *,
+    store: ObjectStore,
+    documents: DocumentStore,
+    sink: EventSink,
+    quota: QuotaView,
+    sessions: SessionService,
+    duplicates: DuplicateIndex,
+    budget: MemoryBudget,
+    pipeline: PipelineConfig,
+    limits: UploadLimits,
+    active: ActiveUploads,
+) -> TusService | None:
+    """Resumable uploads, when the store can resume a multipart upload from any instance."""
+    if not isinstance(store, ResumableObjectStore):
+        return None
+    return TusService(
+        sessions=sessions,
+        documents=documents,
+        duplicates=duplicates,
+        store=store,
+        sink=sink,
+        quota=quota,
+        budget=budget,
+        pipeline=pipeline,
+        limits=limits,
+        active=active,
+        instance_id=settings.instance_id,
+        config=TusConfig(
+            session_ttl_seconds=settings.session_ttl_seconds,
+            lease=LeaseTimes(
+                lease_seconds=30.0,
+                poll_seconds=settings.cancel_poll_seconds,
+                wait_seconds=20.0,
+            ),
+            tail_prefix=f"{STATE_PREFIX}tus/",
+        ),
     )

@@ -125,3 +125,28 @@ class EventDeliveryError(ServiceUnavailable):
     """An event could not be handed to the broker within its time bound."""
 
     error_code = "EVENT_DELIVERY_FAILED"
+
+
+# Resumable (tus) uploads.
+class UnsupportedProtocolVersion(IngestError):
+    """The client speaks a version of the resumable-upload protocol this server does not."""
+
+    error_code = "UNSUPPORTED_PROTOCOL_VERSION"
+
+
+class OffsetMismatch(IngestError):
+    """A resumed upload was sent from an offset other than the one the server holds."""
+
+    error_code = "OFFSET_MISMATCH"
+
+
+class UploadGone(IngestError):
+    """A resumable upload that existed but can no longer be resumed: terminated, failed, expired."""
+
+    error_code = "UPLOAD_GONE"
+
+
+class UploadLocked(IngestError):
+    """Another request is still writing to this resumable upload; retry shortly."""
+
+    error_code = "UPLOAD_LOCKED"

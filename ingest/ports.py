@@ -8,9 +8,9 @@ than a client library's exceptions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from schemas import Event
 
@@ -129,4 +129,38 @@ class QuotaView(Protocol):
 
     async def check(self) -> None:
         """Raise ServiceUnavailable unless the view is caught up and still reading."""
+        ...
+
+
+@runtime_checkable
+class ResumableObjectStore(Protocol):
+    """Optional capability: what an upload resumed across requests and instances needs.
+
+    A store offers it on top of `ObjectStore` when a multipart upload can be
+    picked up again by its id from any process, and small objects can be kept
+    beside it (the bytes of a part not yet full). Same errors as `ObjectStore`.
+    """
+
+    def resume_multipart(self, key: str, upload_id: str) -> MultipartUpload:
+        """A handle on a multipart upload started earlier, possibly by another process."""
+        ...
+
+    async def stored_parts(self, key: str, upload_id: str) -> list[StoredPart]:
+        """The parts the multipart upload holds now, by number; StorageError once it is gone."""
+        ...
+
+    async def put_small(self, key: str, data: bytes) -> None:
+        """Store a small object whole (replacing one with that key)."""
+        ...
+
+    async def get_small(self, key: str) -> bytes | None:
+        """A small object's bytes, or None when there is no such object."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove an object; removing one that does not exist is not an error."""
+        ...
+
+    def read_object(self, key: str) -> AsyncIterator[bytes]:
+        """A stored object's bytes, as a stream of chunks (never the whole object at once)."""
         ...

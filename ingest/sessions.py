@@ -74,26 +74,26 @@ class SessionService:
             expires_at=now + self._ttl,
             updated_at=now,
         )
-        await self._documents.create(_session_key(session_id), _encoder.encode(session))
+        await self._documents.create(session_key(session_id), _encoder.encode(session))
         await self._documents.create(_user_index_key(principal.user_id, session_id), b"")
         return session
 
     async def store_new(self, session: UploadSession) -> None:
         """Persist a session built elsewhere (an answered duplicate, a tus creation)."""
-        await self._documents.create(_session_key(session.session_id), _encoder.encode(session))
+        await self._documents.create(session_key(session.session_id), _encoder.encode(session))
         await self._documents.create(_user_index_key(session.user_id, session.session_id), b"")
 
     async def load(self, session_id: str) -> tuple[UploadSession, str]:
         if not _SESSION_ID.match(session_id):
             raise SessionNotFound(f"no upload session {session_id!r}")
-        stored = await self._documents.read(_session_key(session_id))
+        stored = await self._documents.read(session_key(session_id))
         if stored is None:
             raise SessionNotFound(f"no upload session {session_id!r}")
         return _decoder.decode(stored.data), stored.version
 
     async def get_owned(self, session_id: str, principal: Principal) -> UploadSession:
         session, _ = await self.load(session_id)
-        _check_owner(session, principal)
+        check_owner(session, principal)
         return self.with_effective_status(session)
 
     def with_effective_status(self, session: UploadSession) -> UploadSession:
@@ -106,7 +106,7 @@ class SessionService:
     ) -> tuple[UploadSession, str]:
         """Move an active session to `uploading`; only one caller ever wins."""
         session, version = await self.load(session_id)
-        _check_owner(session, principal)
+        check_owner(session, principal)
         if self.with_effective_status(session).status == "expired":
             raise SessionExpired(f"upload session {session_id} expired at {session.expires_at}")
         if session.status != "active":
@@ -132,7 +132,7 @@ class SessionService:
     ) -> tuple[UploadSession, str]:
         updated = msgspec.structs.replace(session, updated_at=self._clock(), **changes)
         new_version = await self._documents.replace(
-            _session_key(session.session_id), _encoder.encode(updated), version=version
+            session_key(session.session_id), _encoder.encode(updated), version=version
         )
         return updated, new_version
 
@@ -154,7 +154,7 @@ class SessionService:
     async def cancel(self, session_id: str, principal: Principal) -> UploadSession:
         while True:
             session, version = await self.load(session_id)
-            _check_owner(session, principal)
+            check_owner(session, principal)
             if session.status == "cancelled":
                 return session
             if session.status in TERMINAL_STATUSES:
@@ -191,12 +191,12 @@ class SessionService:
         return sessions
 
 
-def _check_owner(session: UploadSession, principal: Principal) -> None:
+def check_owner(session: UploadSession, principal: Principal) -> None:
     if session.user_id != principal.user_id and not principal.is_admin:
         raise Forbidden("this upload session belongs to another user")
 
 
-def _session_key(session_id: str) -> str:
+def session_key(session_id: str) -> str:
     return f"sessions/{session_id}.json"
 
 

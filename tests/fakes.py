@@ -40,7 +40,14 @@ from ingest.ports import QuotaStatus, StoredObject, StoredPart, Versioned
 from schemas import Event, UploadEvent, event_type
 
 if TYPE_CHECKING:
-    from ingest.ports import DocumentStore, EventSink, MultipartUpload, ObjectStore, QuotaView
+    from ingest.ports import (
+        DocumentStore,
+        EventSink,
+        MultipartUpload,
+        ObjectStore,
+        QuotaView,
+        ResumableObjectStore,
+    )
 
 E = TypeVar("E", bound=Event)
 
@@ -197,7 +204,8 @@ class MemoryObjectStore:
     `gate`: when set to an asyncio.Event, part uploads wait for it;
     `on_part(upload, number, data)`: called as each part upload starts;
     `min_part_size`: smallest part allowed but the last (S3: `S3_MIN_PART_SIZE`);
-    `healthy`: `check()` raises ServiceUnavailable when False.
+    `healthy`: `check()` raises ServiceUnavailable when False;
+    `fail_small`: raised by `put_small` and `get_small`; `read_chunk`: chunk size of `read_object`.
 
     Records: `objects` (key -> bytes), `object_info`, `uploads` (every multipart
     upload, in start order), and the concurrency seen by part uploads:
@@ -222,6 +230,8 @@ class MemoryObjectStore:
         self.fail_abort: Exception | None = None
         self.gate: asyncio.Event | None = None
         self.on_part: Callable[[MemoryMultipartUpload, int, bytes], None] | None = None
+        self.fail_small: Exception | None = None
+        self.read_chunk = 64 * 1024
         self.healthy = True
         self.objects: dict[str, bytes] = {}
         self.object_info: dict[str, StoredObjectInfo] = {}
@@ -266,6 +276,47 @@ class MemoryObjectStore:
     async def check(self) -> None:
         if not self.healthy:
             raise ServiceUnavailable(f"bucket {self._bucket} does not answer")
+
+    # ResumableObjectStore: small objects live in `objects` like completed ones.
+
+    def resume_multipart(self, key: str, upload_id: str) -> MemoryMultipartUpload:
+        for upload in self.uploads:
+            if upload.upload_id == upload_id and upload.key == key:
+                return upload
+        # Like S3: the handle exists, every call on it fails.
+        gone = MemoryMultipartUpload(self, key, upload_id, None, {})
+        gone.state = "aborted"
+        return gone
+
+    async def stored_parts(self, key: str, upload_id: str) -> list[StoredPart]:
+        upload = self.resume_multipart(key, upload_id)
+        if upload.state != "open":
+            raise StorageError(
+                f"multipart upload {upload_id} is {upload.state} (NoSuchUpload)",
+                details={"code": "NoSuchUpload"},
+            )
+        return [upload.parts[number][0] for number in sorted(upload.parts)]
+
+    async def put_small(self, key: str, data: bytes) -> None:
+        if self.fail_small is not None:
+            raise self.fail_small
+        self.objects[key] = bytes(data)
+
+    async def get_small(self, key: str) -> bytes | None:
+        if self.fail_small is not None:
+            raise self.fail_small
+        return self.objects.get(key)
+
+    async def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+        self.object_info.pop(key, None)
+
+    async def read_object(self, key: str) -> AsyncIterator[bytes]:
+        data = self.objects.get(key)
+        if data is None:
+            raise StorageError(f"no object {key!r} (NoSuchKey)", details={"code": "NoSuchKey"})
+        for at in range(0, max(len(data), 1), self.read_chunk):
+            yield data[at : at + self.read_chunk]
 
     def _part_started(self, size: int) -> None:
         self.parts_in_flight += 1
@@ -535,6 +586,7 @@ def upload_target(**changes: Any) -> UploadTarget:
 if TYPE_CHECKING:
     # mypy proves each fake still satisfies its port when the port changes.
     _object_store: ObjectStore = MemoryObjectStore()
+    _resumable: ResumableObjectStore = MemoryObjectStore()
     _multipart: MultipartUpload = MemoryMultipartUpload(MemoryObjectStore(), "k", "u", None, {})
     _sink: EventSink = RecordingEventSink()
     _documents: DocumentStore = MemoryDocumentStore()

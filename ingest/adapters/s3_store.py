@@ -4,6 +4,9 @@ Every part carries its own SHA-256 (`ChecksumSHA256`), so S3 verifies each part,
 and `complete` checks the composite checksum S3 reports against the parts it
 was given, so the stored object is exactly those parts in that order.
 
+A part body goes to the socket as slices of the caller's bytes, never copied
+whole on the way (`SlicedBody`, sent by the client `s3_client_config` builds).
+
 How it fails: a part or object whose checksum S3 refuses raises ChecksumMismatch;
 any other S3 answer, connection error or timeout raises StorageError naming the
 operation and key (`details["retriable"]` tells whether trying again may help);
@@ -23,8 +26,11 @@ from contextlib import asynccontextmanager
 from typing import Any, Self
 
 import aiohttp
+import aiohttp.payload
 from aiobotocore.config import AioConfig
+from aiobotocore.httpsession import AIOHTTPSession
 from aiobotocore.session import AioSession
+from aiohttp.abc import AbstractStreamWriter
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import HTTPClientError as BotoHTTPClientError
@@ -88,6 +94,7 @@ def s3_client_config(
         # virtual-hosted addressing (bucket.host) would not resolve.
         s3_options["addressing_style"] = "path"
     return AioConfig(
+        http_session_cls=SlicingHTTPSession,
         max_pool_connections=max_pool_connections,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
@@ -116,15 +123,80 @@ async def open_s3_client(
         yield client
 
 
+PART_WRITE_SIZE = 256 * 1024
+"""Bytes of a large request body handed to the transport at a time (see `SlicedBody`)."""
+
+
+class SlicedBody(aiohttp.payload.Payload):
+    """A large `bytes` request body sent as memoryview slices: no copy of the whole.
+
+    Given plain bytes, aiohttp (on Python < 3.12.9) joins the request head and
+    the whole body into one new buffer, then asyncio's transport copies what
+    the socket did not take at once (`data[n:]` of bytes) and appends that to
+    its own buffer: three copies of every byte of every part, on the event
+    loop, each into freshly faulted-in pages. Here the body goes out in slices
+    of `PART_WRITE_SIZE`, and aiohttp's writer waits for the transport to
+    drain after each, so the kernel takes the bytes from where they are and
+    at most the slice the socket could not take at once is copied.
+    """
+
+    _value: bytes
+    _autoclose = True
+
+    def __init__(self, value: bytes, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("content_type", "application/octet-stream")
+        super().__init__(value, *args, **kwargs)
+        self._size = len(value)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return self._value.decode(encoding, errors)
+
+    async def as_bytes(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return self._value
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        view = memoryview(self._value)
+        end = len(view) if content_length is None else min(content_length, len(view))
+        for start in range(0, end, PART_WRITE_SIZE):
+            await writer.write(view[start : min(start + PART_WRITE_SIZE, end)])
+
+
+class SlicingHTTPSession(AIOHTTPSession):  # type: ignore[misc]
+    """aiobotocore's HTTP session, sending large `bytes` bodies as a `SlicedBody`.
+
+    The swap happens here, at the last moment, so everything botocore does
+    with the request (validation, signing, event hooks, rewinding for a
+    retry) still sees the caller's bytes, and the request gets them back
+    once sent.
+    """
+
+    async def send(self, request: Any) -> Any:
+        body = request.body
+        if not isinstance(body, bytes) or len(body) <= PART_WRITE_SIZE:
+            return await super().send(request)
+        request.body = SlicedBody(body)
+        try:
+            return await super().send(request)
+        finally:
+            request.body = body
+
+
 def send_part_bodies_as_is(client: Any) -> None:
     """Let UploadPart send a `bytes` body without copying it.
 
     botocore wraps a bytes body in a BytesIO; aiohttp then calls `getbuffer()`
     on it, which copies the whole part (the BytesIO shares the bytes until a
     buffer is exported), and reads it back in 64 KiB slices (a second copy).
-    Sent as bytes, the part goes to the socket as it is. Retries still work:
-    botocore resends a bytes body unchanged. The handler list is the client's
-    own copy, so other clients are not affected; calling this twice is harmless.
+    Sent as bytes, the part reaches the HTTP session as it is (and a client
+    configured by `s3_client_config` sends it in slices, see `SlicedBody`).
+    Retries still work: botocore resends a bytes body unchanged. The handler
+    list is the client's own copy, so other clients are not affected; calling
+    this twice is harmless.
     """
     client.meta.events.unregister(
         "before-parameter-build.s3.UploadPart", convert_body_to_file_like_object
@@ -386,3 +458,58 @@ class S3ObjectStore:
                 f"S3 bucket {self.bucket!r} is not available: {error.message}",
                 details=error.details,
             ) from error
+
+    # ResumableObjectStore: what a tus upload resumed on any instance needs.
+
+    def resume_multipart(self, key: str, upload_id: str) -> S3MultipartUpload:
+        return S3MultipartUpload(self._client, self._calls, key, upload_id)
+
+    async def stored_parts(self, key: str, upload_id: str) -> list[StoredPart]:
+        parts: list[StoredPart] = []
+        async with self._calls.call("list_parts", key):
+            paginator = self._client.get_paginator("list_parts")
+            async for page in paginator.paginate(Bucket=self.bucket, Key=key, UploadId=upload_id):
+                parts.extend(
+                    StoredPart(
+                        number=part["PartNumber"],
+                        etag=part["ETag"],
+                        size=part["Size"],
+                        sha256_b64=part.get("ChecksumSHA256", ""),
+                    )
+                    for part in page.get("Parts", [])
+                )
+        return sorted(parts, key=lambda part: part.number)
+
+    async def put_small(self, key: str, data: bytes) -> None:
+        # "Small" is up to a part: hashed off the event loop.
+        checksum = await asyncio.to_thread(hashlib.sha256, data)
+        async with self._calls.call("put_object", key):
+            await self._client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                ChecksumSHA256=base64.b64encode(checksum.digest()).decode(),
+            )
+
+    async def get_small(self, key: str) -> bytes | None:
+        async with self._calls.call("get_object", key):
+            try:
+                response = await self._client.get_object(Bucket=self.bucket, Key=key)
+            except ClientError as error:
+                if error_code(error) == "NoSuchKey":
+                    return None
+                raise
+            async with response["Body"] as body:
+                data: bytes = await body.read()
+        return data
+
+    async def delete(self, key: str) -> None:
+        async with self._calls.call("delete_object", key):
+            await self._client.delete_object(Bucket=self.bucket, Key=key)
+
+    async def read_object(self, key: str) -> AsyncIterator[bytes]:
+        async with self._calls.call("read_object", key):
+            response = await self._client.get_object(Bucket=self.bucket, Key=key)
+            async with response["Body"] as body:
+                async for chunk in body.iter_chunks(1024 * 1024):
+                    yield chunk

@@ -39,6 +39,10 @@ _STATUS: list[tuple[type[errors.IngestError], int]] = [
     (errors.UploadTimeout, 408),
     (errors.StorageError, 502),
     (errors.ServiceUnavailable, 503),
+    (errors.UnsupportedProtocolVersion, 412),
+    (errors.OffsetMismatch, 409),
+    (errors.UploadGone, 410),
+    (errors.UploadLocked, 423),
 ]
 
 _encoder = msgspec.json.Encoder()

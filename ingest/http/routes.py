@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ingest.http import handlers, operations
+from ingest.tus import http as tus
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
@@ -23,6 +24,7 @@ class Route:
 
 
 SESSION = "{session_id}"
+TUS = tus.PREFIX
 
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/uploads", handlers.create_upload, ("/v1/dashboard/upload/initiate",)),
@@ -50,13 +52,21 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "DELETE",
         f"/v1/uploads/{SESSION}",
-        handlers.cancel_upload,
+        # A tus upload is terminated (its PATCH stops on any instance); others go to the
+        # session handler.
+        tus.cancel_upload,
         (f"/v1/dashboard/upload/{SESSION}", f"/v1/dashboard/upload/sessions/{SESSION}"),
     ),
     Route("POST", f"/v1/uploads/{SESSION}/validate", handlers.validate_session),
     Route("POST", "/v1/dashboard/upload/validate", handlers.validate_session),
     Route("GET", "/v1/quota", handlers.get_quota, ("/v1/dashboard/upload/quota",)),
     Route("PUT", "/v1/admin/quotas/{user_id}", handlers.set_quota),
+    Route("OPTIONS", TUS, tus.options, ("/v1/tus", f"{TUS}{SESSION}")),
+    Route("POST", TUS, tus.create, ("/v1/tus",)),
+    Route("HEAD", f"{TUS}{SESSION}", tus.head),
+    Route("PATCH", f"{TUS}{SESSION}", tus.patch, expect=tus.expect_patch),
+    Route("DELETE", f"{TUS}{SESSION}", tus.terminate),
+    Route("POST", f"{TUS}{SESSION}", tus.override),
     Route("GET", "/healthz", operations.healthz),
     Route("GET", "/readyz", operations.readyz),
     Route("GET", "/metrics", operations.metrics),

@@ -13,6 +13,7 @@ from ingest.pipeline.budget import MemoryBudget
 from ingest.ports import EventSink, ObjectStore, QuotaView
 from ingest.sessions import SessionService
 from ingest.settings import IngestSettings
+from ingest.tus.service import TusService
 from ingest.uploads import ActiveUploads, UploadService
 
 
@@ -29,6 +30,8 @@ class IngestServices:
     budget: MemoryBudget
     active: ActiveUploads
     metrics: IngestMetrics
+    tus: TusService | None = None
+    """Resumable uploads; None when the object store cannot resume a multipart upload."""
 
 
 SERVICES = web.AppKey("services", IngestServices)

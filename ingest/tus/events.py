@@ -1,0 +1,174 @@
+"""The events one request emits for a tus upload, numbered from the sequence its lease reserved.
+
+The same events as every other way in (`upload.started`, throttled and per-part
+`upload.progress`, `upload.completed` / `failed` / `cancelled`), built by the
+pipeline's event writer from an `UploadTarget`, so the fields are the same.
+What tus adds is the numbering: each request starts at the upload's
+`next_sequence`, counts every event it tries to send, and the count goes back
+into the session document, so the sequence keeps increasing whichever
+instance handles the next request. Progress is reported for the whole file:
+the committed offset plus what this request has read.
+
+How it fails: `emit` raises EventDeliveryError (bounded by the event timeout);
+a progress event that cannot be sent is logged and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from ingest.model import UploadResult, UploadTarget
+from ingest.pipeline.progress import ProgressTracker
+from ingest.pipeline.stream import PipelineConfig
+from ingest.ports import EventSink
+from ingest.tus.reuse import EventWriter, UploadFields
+from ingest.tus.state import TusSession
+from schemas import (
+    ErrorCode,
+    Event,
+    UploadCancelled,
+    UploadCompleted,
+    UploadFailed,
+    UploadProgress,
+    UploadStarted,
+)
+
+log = logging.getLogger(__name__)
+
+
+def upload_target(
+    session: TusSession, *, bucket: str, allowed_formats: tuple[str, ...], max_size: int
+) -> UploadTarget:
+    state = session.state
+    return UploadTarget(
+        upload_id=session.session_id,
+        user_id=session.user_id,
+        bucket=bucket,
+        s3_key=session.s3_key,
+        filename=session.filename,
+        content_type=state.content_type,
+        declared_format=state.format or session.file_format,
+        allowed_formats=allowed_formats,
+        protocol="tus",
+        priority=session.priority,
+        auto_analyze=session.auto_analyze,
+        metadata=session.metadata,
+        dashboard_context=session.dashboard_context,
+        declared_size=state.upload_length,
+        max_size=max_size,
+        min_size=0,
+    )
+
+
+class TusEvents:
+    def __init__(
+        self, target: UploadTarget, sink: EventSink, config: PipelineConfig, *, first_sequence: int
+    ) -> None:
+        self._writer = EventWriter(target, sink, first_sequence, config)
+        self._first = first_sequence
+        self._tried = 0
+        self._config = config
+        self._length = target.declared_size
+        self._committed = 0
+        self._tracker = self._new_tracker()
+        self.parts_stored = 0
+        self.started = False
+
+    @property
+    def next_sequence(self) -> int:
+        """The sequence number after every event this request tried to send.
+
+        Counting attempts, not successes, keeps the numbers strictly increasing:
+        a number an event may have used is never handed out again.
+        """
+        return self._first + self._tried
+
+    def set_format(self, fmt: str) -> None:
+        self._writer.format = fmt
+
+    def start_from(self, committed: int) -> None:
+        """Report progress for the whole file, from the committed offset on."""
+        self._committed = committed
+        self._tracker = self._new_tracker()
+
+    async def emit(self, build: Callable[[UploadFields], Event]) -> None:
+        self._tried += 1
+        await self._writer.emit(build)
+
+    async def upload_started(self, started_at: datetime) -> None:
+        await self.emit(lambda f: UploadStarted(**f, started_at=started_at))
+        self.started = True
+
+    async def on_chunk(self, size: int) -> None:
+        now = self._config.clock()
+        self._tracker.add(size, now)
+        if self.started and self._tracker.due(now):
+            await self.progress(forced=False)
+
+    async def progress(self, *, forced: bool) -> None:
+        if not self.started:
+            return  # nothing is reported before the upload is known to be a video
+
+        def build(fields: UploadFields) -> UploadProgress:
+            now = self._config.clock()
+            snapshot = self._tracker.report(now) if forced else self._tracker.snapshot(now)
+            received = self._committed + snapshot.bytes_received
+            return UploadProgress(
+                **fields,
+                bytes_received=received,
+                percentage=_percentage(received, self._length),
+                speed_bps=snapshot.speed_bps,
+                eta_seconds=snapshot.eta_seconds,
+                parts_stored=self.parts_stored,
+            )
+
+        try:
+            await self.emit(build)
+        except Exception:
+            # A lost progress tick is harmless; failing the request for it is not.
+            log.warning("could not emit progress of a tus upload", exc_info=True)
+
+    async def completed(self, result: UploadResult) -> None:
+        await self.emit(
+            lambda f: UploadCompleted(
+                **f,
+                video_id=result.video_id,
+                analysis_id=result.analysis_id,
+                size_bytes=result.size_bytes,
+                sha256=result.sha256,
+                etag=result.etag,
+                parts=result.parts,
+                started_at=result.started_at,
+                completed_at=result.completed_at,
+                duplicate_of=result.duplicate_of,
+            )
+        )
+
+    async def failed(self, code: ErrorCode, message: str, received: int) -> None:
+        await self.emit(
+            lambda f: UploadFailed(
+                **f, error_code=code, error_message=message, bytes_received=received
+            )
+        )
+
+    async def cancelled(self, reason: str, received: int) -> None:
+        await self.emit(lambda f: UploadCancelled(**f, bytes_received=received, reason=reason))
+
+    def _new_tracker(self) -> ProgressTracker:
+        remaining = None if self._length is None else max(0, self._length - self._committed)
+        return ProgressTracker(
+            remaining,
+            interval=self._config.progress_interval,
+            now=self._config.clock(),
+            window=self._config.speed_window,
+        )
+
+
+def _percentage(received: int, length: int | None) -> float | None:
+    if length is None:
+        return None
+    if length == 0:
+        return 100.0
+    return min(100.0, received * 100.0 / length)

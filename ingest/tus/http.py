@@ -1,0 +1,235 @@
+"""The tus 1.0.0 routes at /v1/tus/: parse the protocol's headers, call the tus service, answer.
+
+Every response but OPTIONS carries `Tus-Resumable: 1.0.0`, errors included:
+they keep the service's JSON error body (`ingest.http.errors`) and add the tus
+headers (`Tus-Version` on 412). A request that does not say `Tus-Resumable:
+1.0.0` is refused with 412 before anything else. `X-HTTP-Method-Override` on
+a POST to an upload is honoured, as the core protocol requires. The generic
+`DELETE /v1/uploads/{id}` of a tus upload is a termination, so a request
+writing to it on any instance stops and the upload is reported cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ingest.errors import (
+    IngestError,
+    SessionConflict,
+    SessionNotFound,
+    UnsupportedFormat,
+    UnsupportedProtocolVersion,
+    UploadGone,
+)
+from ingest.http import handlers
+from ingest.http.body import raw_body
+from ingest.http.errors import error_response
+from ingest.http.services import SERVICES, IngestServices
+from ingest.tus.protocol import (
+    CHECKSUM_ALGORITHMS,
+    EXTENSIONS,
+    OFFSET_CONTENT_TYPE,
+    SUPPORTED_VERSIONS,
+    VERSION,
+    PatchRequest,
+    UploadInfo,
+    check_version,
+    http_date,
+    parse_checksum,
+    parse_creation_length,
+    parse_length,
+    parse_metadata,
+    parse_offset,
+)
+from ingest.tus.service import Creation, TusService
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PREFIX = "/v1/tus/"
+
+
+def tus_endpoint(handler: Handler) -> Handler:
+    """Check the protocol version first; answer errors with the tus headers."""
+
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        try:
+            check_version(request.headers.get("Tus-Resumable"))
+            response = await handler(request)
+        except IngestError as error:
+            response = tus_error(error)
+        response.headers["Tus-Resumable"] = VERSION
+        return response
+
+    return endpoint
+
+
+def tus_error(error: IngestError, headers: dict[str, str] | None = None) -> web.Response:
+    response = error_response(error)
+    response.headers["Tus-Resumable"] = VERSION
+    if isinstance(error, UnsupportedProtocolVersion):
+        response.headers["Tus-Version"] = ",".join(SUPPORTED_VERSIONS)
+    response.headers.update(headers or {})
+    return response
+
+
+async def options(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    return web.Response(
+        status=204,
+        headers={
+            "Tus-Version": ",".join(SUPPORTED_VERSIONS),
+            "Tus-Extension": ",".join(EXTENSIONS),
+            "Tus-Max-Size": str(svc.uploads.limits.max_size),
+            "Tus-Checksum-Algorithm": ",".join(CHECKSUM_ALGORITHMS),
+        },
+    )
+
+
+@tus_endpoint
+async def create(request: web.Request) -> web.StreamResponse:
+    svc, tus = _services(request)
+    user = handlers.principal(request)
+    header = request.headers.get("Upload-Metadata")
+    metadata = parse_metadata(header)
+    creation = Creation(
+        length=parse_creation_length(
+            request.headers.get("Upload-Length"), request.headers.get("Upload-Defer-Length")
+        ),
+        metadata=metadata,
+        metadata_header=header.strip() if metadata and header else None,
+    )
+    with_upload = request.content_type == OFFSET_CONTENT_TYPE
+    patch = _patch_request(request, offset=0) if with_upload else None
+    session = await tus.create(user, creation)
+    location = f"{PREFIX}{session.session_id}"
+    headers = {"Location": location, "Upload-Expires": http_date(session.expires_at)}
+    if patch is not None and request.can_read_body:
+        body = raw_body(request, svc.settings.body_idle_timeout_seconds)
+        try:
+            info = await tus.patch(session.session_id, user, patch, body)
+        except IngestError as error:
+            # The upload exists: the client may resume it from its offset.
+            return tus_error(error, {"Location": location})
+        headers.update(_offset_headers(info))
+    elif patch is not None:
+        headers["Upload-Offset"] = "0"
+    return web.Response(status=201, headers=headers)
+
+
+@tus_endpoint
+async def head(request: web.Request) -> web.StreamResponse:
+    _, tus = _services(request)
+    try:
+        info = await tus.info(request.match_info["session_id"], handlers.principal(request))
+    except IngestError as error:
+        return tus_error(error, {"Cache-Control": "no-store"})
+    headers = {"Upload-Offset": str(info.offset), "Cache-Control": "no-store"}
+    if info.length is None:
+        headers["Upload-Defer-Length"] = "1"
+    else:
+        headers["Upload-Length"] = str(info.length)
+    if info.metadata_header is not None:
+        headers["Upload-Metadata"] = info.metadata_header
+    if info.expires_at is not None:
+        headers["Upload-Expires"] = http_date(info.expires_at)
+    return web.Response(status=200, headers=headers)
+
+
+@tus_endpoint
+async def patch(request: web.Request) -> web.StreamResponse:
+    svc, tus = _services(request)
+    user = handlers.principal(request)
+    request_ = _patch_request(request)
+    body = raw_body(request, svc.settings.body_idle_timeout_seconds)
+    svc.metrics.uploads_in_flight.inc()
+    try:
+        info = await tus.patch(request.match_info["session_id"], user, request_, body)
+    finally:
+        svc.metrics.uploads_in_flight.dec()
+    if info.expires_at is None and info.length is not None:
+        # This request completed the upload.
+        svc.metrics.uploads.labels("completed").inc()
+        svc.metrics.upload_bytes.inc(info.length)
+        svc.metrics.upload_size.observe(info.length)
+    return web.Response(status=204, headers=_offset_headers(info))
+
+
+@tus_endpoint
+async def terminate(request: web.Request) -> web.StreamResponse:
+    _, tus = _services(request)
+    await tus.terminate(request.match_info["session_id"], handlers.principal(request))
+    return web.Response(status=204)
+
+
+async def override(request: web.Request) -> web.StreamResponse:
+    """POST to an upload with X-HTTP-Method-Override: for clients that cannot send PATCH."""
+    method = request.headers.get("X-HTTP-Method-Override", "").upper()
+    handler = {"PATCH": patch, "DELETE": terminate, "HEAD": head}.get(method)
+    if handler is None:
+        return tus_error(
+            SessionNotFound(f"POST {request.path} needs X-HTTP-Method-Override: PATCH or DELETE")
+        )
+    return await handler(request)
+
+
+async def expect_patch(request: web.Request) -> web.StreamResponse | None:
+    """Answer `Expect: 100-continue` only when the PATCH would be accepted."""
+    try:
+        check_version(request.headers.get("Tus-Resumable"))
+        _, tus = _services(request)
+        user = handlers.principal(request)
+        await tus.precheck(request.match_info["session_id"], user, _patch_request(request))
+    except IngestError as error:
+        response = tus_error(error)
+        response.force_close()
+        return response
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    return None
+
+
+async def cancel_upload(request: web.Request) -> web.StreamResponse:
+    """DELETE /v1/uploads/{id}: a tus upload is terminated, any other session cancelled."""
+    svc = request.app[SERVICES]
+    session_id = request.match_info["session_id"]
+    session, _ = await svc.sessions.load(session_id)
+    if session.protocol != "tus" or svc.tus is None:
+        return await handlers.cancel_upload(request)
+    try:
+        await svc.tus.terminate(session_id, handlers.principal(request))
+    except UploadGone as error:
+        status = error.details.get("status")
+        if status != "cancelled":
+            raise SessionConflict(
+                f"upload session {session_id} already ended ({status})", details={"status": status}
+            ) from None
+    return web.Response(status=204)
+
+
+def _services(request: web.Request) -> tuple[IngestServices, TusService]:
+    svc = request.app[SERVICES]
+    if svc.tus is None:
+        raise SessionNotFound("resumable uploads are not enabled on this server")
+    return svc, svc.tus
+
+
+def _patch_request(request: web.Request, offset: int | None = None) -> PatchRequest:
+    if request.content_type != OFFSET_CONTENT_TYPE:
+        raise UnsupportedFormat(
+            f"a PATCH body must be sent as {OFFSET_CONTENT_TYPE}, not {request.content_type}",
+            details={"content_type": request.content_type},
+        )
+    return PatchRequest(
+        offset=parse_offset(request.headers.get("Upload-Offset")) if offset is None else offset,
+        length=parse_length(request.headers.get("Upload-Length")),
+        checksum=parse_checksum(request.headers.get("Upload-Checksum")),
+        content_length=request.content_length,
+    )
+
+
+def _offset_headers(info: UploadInfo) -> dict[str, str]:
+    headers = {"Upload-Offset": str(info.offset)}
+    if info.expires_at is not None:
+        headers["Upload-Expires"] = http_date(info.expires_at)
+    return headers

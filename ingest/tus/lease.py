@@ -1,0 +1,181 @@
+"""The lease of the one request writing to a tus upload: taken, renewed, watched, given back.
+
+Only one request at a time may write to an upload, since its parts follow its
+offset and its events one sequence. That request holds a lease in the session
+document, taken by compare-and-swap. A second request (a client that
+reconnected to another instance while the first still reads its dead
+connection) asks the holder to let go and waits: the holder saves what it has,
+commits, and clears the lease; the newcomer then sees the new offset.
+
+While its request runs, the keeper polls the document: a cancel stops the
+request; a release request, or a lease found taken over, closes the body so the
+request saves what arrived. Every third of the lease time it renews the lease
+and reserves a block of sequence numbers ahead of the request's events, so
+that the events of a request whose instance dies are never numbered again.
+
+How it fails: `acquire` raises UploadLocked (423) when the holder does not let
+go in time, and whatever `check` raises; the keeper never raises: a poll or
+renewal that fails is retried, and a lease that runs out unrenewed closes the
+body ("lease lost").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import msgspec
+
+from ingest.auth import Principal
+from ingest.errors import IngestError, UploadLocked
+from ingest.tus.reuse import check_owner
+from ingest.tus.state import TusLease, TusSession, TusSessions, with_state
+
+log = logging.getLogger(__name__)
+
+SEQUENCE_BLOCK = 100_000
+"""Sequence numbers reserved ahead of a request's events: far more than it sends in a lease."""
+
+
+@dataclass(frozen=True)
+class LeaseTimes:
+    lease_seconds: float
+    """How long a lease lasts unrenewed: the longest a dead instance can keep an upload locked."""
+    poll_seconds: float
+    """How often the holder looks at the document (cancel, release requests)."""
+    wait_seconds: float
+    """How long a request waits for the holder to let go before answering 423."""
+
+
+@dataclass(frozen=True)
+class Held:
+    session: TusSession
+    owner: str
+    first_sequence: int
+
+
+async def acquire(
+    sessions: TusSessions,
+    session_id: str,
+    principal: Principal,
+    *,
+    admit: Callable[[TusSession], TusSession],
+    instance_id: str,
+    times: LeaseTimes,
+    clock: Callable[[], datetime],
+) -> Held:
+    """Take the upload's lease on the document as `admit` accepts and changes it.
+
+    `admit` raises when the request cannot go on (409, 410, 413...); what it
+    changes (a length declared late) is written only with the lease.
+    """
+    owner = uuid.uuid4().hex
+    first: list[int] = []
+
+    def take(session: TusSession) -> TusSession | None:
+        check_owner(session, principal)
+        admitted = admit(session)
+        state = session.state
+        now = clock()
+        if state.lease_alive(now) and state.lease is not None:
+            if state.lease.owner == owner or state.lease.release_requested:
+                return None
+            return with_state(
+                session, lease=msgspec.structs.replace(state.lease, release_requested=True)
+            )
+        first[:] = [state.next_sequence]
+        lease = TusLease(
+            owner=owner,
+            instance_id=instance_id,
+            expires_at=now + timedelta(seconds=times.lease_seconds),
+        )
+        return with_state(admitted, lease=lease, next_sequence=state.next_sequence + SEQUENCE_BLOCK)
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + times.wait_seconds
+    while True:
+        session = await sessions.mutate(session_id, take)
+        lease = session.state.lease
+        if lease is not None and lease.owner == owner:
+            return Held(session, owner, first[0])
+        if loop.time() >= deadline:
+            raise UploadLocked(
+                "another request is still writing to this upload; retry shortly",
+                details={"retry_after_seconds": times.poll_seconds * 4},
+            )
+        await asyncio.sleep(times.poll_seconds)
+
+
+class LeaseKeeper:
+    def __init__(
+        self,
+        sessions: TusSessions,
+        held: Held,
+        *,
+        times: LeaseTimes,
+        clock: Callable[[], datetime],
+        next_sequence: Callable[[], int],
+        on_cancelled: Callable[[], None],
+        on_release: Callable[[str], None],
+    ) -> None:
+        self._sessions = sessions
+        self._session_id = held.session.session_id
+        self._owner = held.owner
+        lease = held.session.state.lease
+        self._expires_at = lease.expires_at if lease is not None else clock()
+        self._times = times
+        self._clock = clock
+        self._next_sequence = next_sequence
+        self._on_cancelled = on_cancelled
+        self._on_release = on_release
+
+    async def run(self) -> None:
+        renew_every = timedelta(seconds=self._times.lease_seconds / 3)
+        renew_at = self._clock() + renew_every
+        while True:
+            await asyncio.sleep(self._times.poll_seconds)
+            try:
+                if self._clock() >= renew_at:
+                    session = await self._sessions.mutate(self._session_id, self._renew)
+                    renew_at = self._clock() + renew_every
+                else:
+                    session, _ = await self._sessions.load(self._session_id)
+            except IngestError as error:
+                log.warning("cannot look at tus upload %s: %s", self._session_id, error)
+                if self._clock() >= self._expires_at:
+                    self._on_release("lease lost")
+                    return
+                continue
+            if self._judge(session):
+                return
+
+    def _renew(self, session: TusSession) -> TusSession | None:
+        state = session.tus
+        if state is None or state.lease is None or state.lease.owner != self._owner:
+            return None
+        if session.status != "uploading":
+            return None
+        lease = msgspec.structs.replace(
+            state.lease, expires_at=self._clock() + timedelta(seconds=self._times.lease_seconds)
+        )
+        reserved = max(state.next_sequence, self._next_sequence() + SEQUENCE_BLOCK)
+        return with_state(session, lease=lease, next_sequence=reserved)
+
+    def _judge(self, session: TusSession) -> bool:
+        """React to what the document says; True once the request has been told to stop."""
+        if session.status == "cancelled":
+            self._on_cancelled()
+            return True
+        lease = session.tus.lease if session.tus is not None else None
+        if session.status != "uploading" or lease is None or lease.owner != self._owner:
+            self._on_release("lease lost")
+            return True
+        self._expires_at = lease.expires_at
+        if lease.release_requested:
+            self._on_release("released")
+            return True
+        return False

@@ -1,0 +1,236 @@
+"""How a tus upload ends: completed, failed, cancelled or expired, each recorded and reported once.
+
+Every ending is one compare-and-swap on the session document that also moves
+`next_sequence` past the event it reports, so the event's number is never
+used twice; the event is emitted after the state is recorded. An upload that
+ends without completing has its multipart upload aborted and its tail removed
+(`clean_up`), by whoever ended it or, failing that, by the next request that
+finds it ended and not yet cleaned.
+
+How it fails: completion raises StorageError and gives the lease back (the
+upload stays complete-but-unrecorded and is completed again later); events
+that cannot be sent and clean-ups that fail are logged, never raised, since
+the ending itself is recorded either way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import msgspec
+
+from ingest.duplicates import DuplicateIndex, StoredFile
+from ingest.errors import IngestError, UploadGone
+from ingest.pipeline.stream import PipelineConfig
+from ingest.ports import EventSink
+from ingest.tus.completion import complete_upload
+from ingest.tus.events import TusEvents, upload_target
+from ingest.tus.state import TusSession, TusSessions, tail_key, with_state
+from ingest.tus.store import TusStore
+from ingest.uploads import UploadLimits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    sessions: TusSessions
+    store: TusStore
+    sink: EventSink
+    duplicates: DuplicateIndex
+    pipeline: PipelineConfig
+    limits: UploadLimits
+    tail_prefix: str
+    clock: Callable[[], datetime]
+
+    def events_for(self, session: TusSession, first_sequence: int) -> TusEvents:
+        """The events of `session`, numbered from `first_sequence`, its progress from its offset."""
+        state = session.state
+        target = upload_target(
+            session,
+            bucket=self.store.bucket,
+            allowed_formats=self.limits.allowed_formats,
+            max_size=self.limits.max_size,
+        )
+        events = TusEvents(target, self.sink, self.pipeline, first_sequence=first_sequence)
+        events.start_from(state.offset)
+        events.parts_stored = state.offset // state.part_size
+        events.started = state.started_at is not None
+        return events
+
+    def tail_key(self, session_id: str, offset: int) -> str:
+        return tail_key(self.tail_prefix, session_id, offset)
+
+    async def complete(self, session: TusSession, owner: str, events: TusEvents) -> TusSession:
+        """Complete the file under the lease `owner` holds, record it, report it."""
+        try:
+            result = await complete_upload(
+                session,
+                store=self.store,
+                find_duplicate=self.duplicates.video_id_of,
+                lookup_timeout=self.pipeline.event_timeout,
+                wall_clock=self.clock,
+            )
+        except IngestError:
+            await self.release(session.session_id, owner, events.next_sequence)
+            raise
+        await self.duplicates.record(
+            session.user_id,
+            StoredFile(session_id=session.session_id, filename=session.filename, result=result),
+        )
+
+        def finish(current: TusSession) -> TusSession:
+            completed = msgspec.structs.replace(
+                current,
+                status="completed",
+                message="upload completed",
+                bytes_received=result.size_bytes,
+                result=result,
+            )
+            return with_state(completed, lease=None, next_sequence=events.next_sequence + 1)
+
+        session = await self.sessions.mutate(session.session_id, finish)
+        await quietly(events.completed(result))
+        return session
+
+    async def fail(self, session: TusSession, events: TusEvents, error: IngestError) -> None:
+        """End the upload for good on `error` (a body that is not a video)."""
+
+        def failed(current: TusSession) -> TusSession:
+            ended = msgspec.structs.replace(
+                current, status="failed", message=error.message, error_code=error.error_code
+            )
+            return with_state(ended, lease=None, next_sequence=events.next_sequence + 1)
+
+        session = await self.sessions.mutate(session.session_id, failed)
+        await quietly(events.failed(error.event_code, error.message, session.bytes_received))
+        await self.clean_up(session)
+
+    async def cancel(self, session_id: str, reason: str) -> None:
+        """Mark the upload cancelled; report and clean up unless a request still writes to it.
+
+        That request's lease keeper sees the cancel and does both (`after_cancel`).
+        """
+        first: list[int] = []
+
+        def cancel(current: TusSession) -> TusSession:
+            first.clear()
+            if current.status != "uploading":
+                raise _gone(current.status)
+            cancelled = msgspec.structs.replace(
+                current, status="cancelled", message=reason, error_code="UPLOAD_CANCELLED"
+            )
+            state = current.state
+            if state.lease_alive(self.clock()):
+                return cancelled
+            first.append(state.next_sequence)
+            return with_state(cancelled, next_sequence=state.next_sequence + 1)
+
+        session = await self.sessions.mutate(session_id, cancel)
+        if first:
+            await quietly(
+                self.events_for(session, first[0]).cancelled(reason, session.bytes_received)
+            )
+            await self.clean_up(session)
+
+    async def after_cancel(
+        self, session: TusSession, owner: str, events: TusEvents, new_tail: str | None
+    ) -> None:
+        """A PATCH stopped by a cancel: report it and remove what the upload stored."""
+        if new_tail is not None:
+            await self.drop(new_tail)
+        current, _ = await self.sessions.load(session.session_id)
+        if current.status == "cancelled":
+            reason = current.message or "cancelled"
+            await quietly(events.cancelled(reason, current.bytes_received))
+        await self.release(session.session_id, owner, events.next_sequence)
+        if current.status == "cancelled":
+            await self.clean_up(current)
+
+    async def expire(self, session_id: str) -> TusSession:
+        """Expire the upload if its time is up and nobody writes to it."""
+        first: list[int] = []
+
+        def expire(current: TusSession) -> TusSession | None:
+            first.clear()
+            state = current.tus
+            now = self.clock()
+            if current.status != "uploading" or state is None or state.lease_alive(now):
+                return None
+            if now < current.expires_at:
+                return None
+            first.append(state.next_sequence)
+            expired = msgspec.structs.replace(
+                current,
+                status="expired",
+                message="the upload expired before it was complete",
+                error_code="SESSION_EXPIRED",
+            )
+            return with_state(expired, next_sequence=state.next_sequence + 1)
+
+        session = await self.sessions.mutate(session_id, expire)
+        if first and session.state.started_at is not None:
+            events = self.events_for(session, first[0])
+            message = "the upload expired before it was complete"
+            await quietly(events.failed("TIMEOUT", message, session.bytes_received))
+        return session
+
+    async def release(self, session_id: str, owner: str, next_sequence: int) -> None:
+        """Give the lease back, keeping the sequence numbers used so far."""
+
+        def release(session: TusSession) -> TusSession | None:
+            state = session.tus
+            if state is None or state.lease is None or state.lease.owner != owner:
+                return None
+            # While the lease was held, only its holder numbered events: the rest of the
+            # block it reserved can be handed out again.
+            return with_state(session, lease=None, next_sequence=next_sequence)
+
+        try:
+            await self.sessions.mutate(session_id, release)
+        except IngestError as error:
+            # The lease then lapses on its own.
+            log.warning("could not give back the lease of tus upload %s: %s", session_id, error)
+
+    async def clean_up(self, session: TusSession) -> None:
+        """Remove the parts and the tail of an upload that ended without completing."""
+        state = session.tus
+        offset = state.offset if state is not None else session.bytes_received
+        try:
+            upload_ids = set(await self.store.incomplete_uploads(session.s3_key))
+            if state is not None and state.multipart_upload_id is not None:
+                upload_ids.add(state.multipart_upload_id)
+            for upload_id in upload_ids:
+                await self.store.resume_multipart(session.s3_key, upload_id).abort()
+            await self.store.delete(self.tail_key(session.session_id, offset))
+            if state is not None:
+                await self.sessions.mutate(session.session_id, _mark_cleaned)
+        except IngestError as error:
+            log.warning("could not clean up tus upload %s: %s", session.session_id, error)
+
+    async def drop(self, key: str) -> None:
+        try:
+            await self.store.delete(key)
+        except IngestError as error:
+            log.warning("could not delete %s: %s", key, error)
+
+
+def _mark_cleaned(session: TusSession) -> TusSession | None:
+    if session.tus is None or session.tus.cleaned:
+        return None
+    return with_state(session, cleaned=True)
+
+
+def _gone(status: str) -> IngestError:
+    return UploadGone(f"the upload is {status}", details={"status": status})
+
+
+async def quietly(emitting: Awaitable[None]) -> None:
+    try:
+        await emitting
+    except Exception:
+        # The state is recorded either way; the sink keeps what it can and logs the rest.
+        log.warning("could not emit an event of a tus upload", exc_info=True)

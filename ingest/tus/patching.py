@@ -1,0 +1,313 @@
+"""One PATCH of a tus upload, from a held lease to a committed offset.
+
+`PatchRun.run` reads the committed tail, judges the container from the first
+bytes of the file (415 before any part exists; the upload then fails for good),
+streams the body through the part writer, verifies `Upload-Checksum` when the
+client sent one, and commits the new offset, the next event sequence and a
+later expiry in the session document in one compare-and-swap, giving the lease
+back. When the upload length is reached it completes the upload under the same
+lease (see `completion`).
+
+How it fails. A body cut short (client gone, read timeout, size or quota
+passed) or closed (another request asked for the upload, shutdown) still
+commits everything that arrived, unless a checksum was sent: bytes that cannot
+be verified are never committed. A part that cannot be stored commits the
+parts stored before it. A checksum mismatch commits nothing and raises
+ChecksumMismatch (460). A lease taken over commits nothing and raises
+OffsetMismatch (409). After committing, the error that cut the body short is
+raised (413, 429, 408, 502...). Cancellation (the upload was terminated) aborts
+the multipart upload, removes the tails and emits `upload.cancelled`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from ingest.errors import (
+    ChecksumMismatch,
+    OffsetMismatch,
+    QuotaExceeded,
+    TooLarge,
+    UnsupportedFormat,
+    UploadGone,
+)
+from ingest.pipeline.body import MeteredBody, SizeLimits
+from ingest.pipeline.container import CONTENT_TYPES, HEAD_BYTES, detect_format, resolve_format
+from ingest.pipeline.parts import PartReader
+from ingest.ports import MultipartUpload
+from ingest.tus.body import EndOnFailure, TusInterrupt, Valve
+from ingest.tus.checksum import OrderedDigest, digesting
+from ingest.tus.events import TusEvents
+from ingest.tus.lease import Held
+from ingest.tus.protocol import PatchRequest, UploadInfo
+from ingest.tus.reuse import run_to_end
+from ingest.tus.state import TusSession, TusState, with_state
+from ingest.tus.writer import Layout, PartWriter, Written
+
+if TYPE_CHECKING:
+    from ingest.tus.service import TusService
+
+
+class PatchRun:
+    def __init__(
+        self,
+        service: TusService,
+        held: Held,
+        request: PatchRequest,
+        body: AsyncIterator[bytes],
+        events: TusEvents,
+    ) -> None:
+        self._svc = service
+        self._session = held.session
+        self._owner = held.owner
+        self._request = request
+        self._events = events
+        state = held.session.state
+        self._layout = Layout(state.part_size, state.offset, state.upload_length)
+        self.valve = Valve(body)
+        self.interrupt = TusInterrupt(valve=self.valve)
+        self._metered = MeteredBody(
+            self.valve, SizeLimits(max_size=sys.maxsize), on_chunk=self._on_chunk
+        )
+        checksum = request.checksum
+        self._digest = OrderedDigest(checksum.algorithm) if checksum is not None else None
+        self._arrived = EndOnFailure(
+            self._metered if self._digest is None else digesting(self._metered, self._digest)
+        )
+        self._quota_remaining: int | None = None
+        self._new_tail: str | None = None
+
+    @property
+    def session_id(self) -> str:
+        return self._session.session_id
+
+    async def run(self) -> UploadInfo:
+        try:
+            return await self._run()
+        except (asyncio.CancelledError, UploadGone):
+            # Terminated meanwhile: seen by the lease keeper, or by a commit.
+            await self._after_cancel()
+            raise
+        except Exception:
+            # Whatever stopped the request, the next one must not wait for the lease to lapse.
+            await self._svc.lifecycle.release(
+                self.session_id, self._owner, self._events.next_sequence
+            )
+            raise
+        finally:
+            if self._digest is not None:
+                await self._digest.close()
+
+    # The happy path, top to bottom.
+
+    async def _run(self) -> UploadInfo:
+        layout = self._layout
+        self._quota_remaining = self._svc.quota_remaining(self._session.user_id)
+        # The tail is read when the first part is, inside that part's share of the memory
+        # budget (holding it apart while waiting for more budget could deadlock uploads).
+        reader = PartReader(_after(self._read_tail, self._arrived))
+        await self._judge_first_bytes(reader)
+        written = await self._writer().write(reader)
+        self._new_tail = written.tail_key
+        if self.valve.reason == "lease lost":
+            raise OffsetMismatch("another request took this upload over; ask for its offset again")
+        cut_short = self._arrived.error or written.failure
+        end = await self._end_to_commit(written, cut_short)
+
+        if end > layout.committed:
+            await self._events.progress(forced=True)
+        session = await self._commit(end)
+        await self._tidy_tails(written, end)
+        if session.state.complete:
+            # Even for a request cut short: every byte of the file is stored.
+            self.interrupt.completing = True
+            session = await self._svc.lifecycle.complete(session, self._owner, self._events)
+        if cut_short is not None:
+            raise cut_short
+        return self._svc.info_of(session)
+
+    async def _judge_first_bytes(self, reader: PartReader) -> None:
+        """Refuse a non-video before any part exists (415, and the upload fails for good)."""
+        state = self._session.state
+        if state.format is not None:
+            return
+        head = await reader.peek(HEAD_BYTES)
+        whole_file = (
+            reader.exhausted
+            and state.upload_length is not None
+            and self._layout.base + reader.buffered >= state.upload_length
+        )
+        if len(head) < HEAD_BYTES and not whole_file:
+            return  # too few bytes to judge yet: they are kept as the tail
+        try:
+            fmt = resolve_format(
+                detect_format(head),
+                declared=self._session.file_format,
+                allowed=self._svc.limits.allowed_formats,
+            )
+        except UnsupportedFormat as error:
+            await self._svc.lifecycle.fail(self._session, self._events, error)
+            raise
+        started_at = self._svc.wall_clock()
+        self._events.set_format(fmt)
+        await self._events.upload_started(started_at)
+        content_type = CONTENT_TYPES.get(fmt)
+        self._session = await self._update(
+            lambda s: with_state(s, format=fmt, started_at=started_at, content_type=content_type)
+        )
+
+    async def _read_tail(self) -> bytes:
+        return await self._svc.read_tail(self._session)
+
+    def _writer(self) -> PartWriter:
+        return PartWriter(
+            self._layout,
+            store=self._svc.store,
+            tail_key=lambda offset: self._svc.lifecycle.tail_key(self.session_id, offset),
+            budget=self._svc.budget,
+            parts_in_flight=self._svc.pipeline.parts_in_flight,
+            open_multipart=self._open_multipart,
+            on_stored=self._on_part_stored,
+        )
+
+    async def _open_multipart(self) -> MultipartUpload:
+        state = self._session.state
+        store = self._svc.store
+        if state.multipart_upload_id is not None:
+            return store.resume_multipart(self._session.s3_key, state.multipart_upload_id)
+        multipart = await store.start_multipart(
+            self._session.s3_key,
+            content_type=state.content_type,
+            metadata={
+                "upload-id": self.session_id,
+                "user-id": self._session.user_id,
+                "format": state.format or "",
+            },
+        )
+        upload_id = multipart.upload_id
+        self._session = await self._update(lambda s: with_state(s, multipart_upload_id=upload_id))
+        return multipart
+
+    async def _on_chunk(self, size: int) -> None:
+        total = self._layout.committed + self._metered.received
+        length = self._layout.length
+        if length is not None and total > length:
+            raise TooLarge(
+                f"the upload is {length} bytes long; this request goes past it",
+                details={"upload_length": length, "offset": total},
+            )
+        if total > self._svc.limits.max_size:
+            raise TooLarge(
+                f"the upload passed the maximum size of {self._svc.limits.max_size} bytes",
+                details={"max_size": self._svc.limits.max_size, "offset": total},
+            )
+        if self._quota_remaining is not None and total > self._quota_remaining:
+            raise QuotaExceeded(
+                f"the upload passed the {self._quota_remaining} bytes left in the quota",
+                details={"quota_remaining": self._quota_remaining, "offset": total},
+            )
+        await self._events.on_chunk(size)
+
+    async def _on_part_stored(self, stored_through: int) -> None:
+        self._events.parts_stored = -(-stored_through // self._layout.part_size)
+        await self._events.progress(forced=True)
+
+    async def _end_to_commit(self, written: Written, cut_short: BaseException | None) -> int:
+        """How far the upload may now be committed; ChecksumMismatch keeps it where it was."""
+        checksum = self._request.checksum
+        if self._digest is None or checksum is None:
+            return written.end
+        if cut_short is not None or self.valve.reason is not None:
+            return self._layout.committed  # bytes that cannot be verified are not kept
+        if await self._digest.digest() == checksum.digest:
+            return written.end
+        await self._tidy_tails(written, self._layout.committed)
+        await self._svc.lifecycle.release(self.session_id, self._owner, self._events.next_sequence)
+        raise ChecksumMismatch(
+            f"the body does not match its {checksum.algorithm} Upload-Checksum; "
+            "nothing of it was kept",
+            details={"algorithm": checksum.algorithm, "offset": self._layout.committed},
+        )
+
+    async def _commit(self, end: int) -> TusSession:
+        """Store the new offset, the next sequence and a later expiry; give the lease back.
+
+        The lease is kept when the upload is complete: completing it is still to do.
+        """
+        expires_at = self._svc.wall_clock() + timedelta(seconds=self._svc.session_ttl)
+        next_sequence = self._events.next_sequence
+
+        def commit(session: TusSession) -> TusSession:
+            state = self._require_lease(session)
+            complete = state.upload_length is not None and end == state.upload_length
+            committed = with_state(
+                session,
+                offset=end,
+                lease=state.lease if complete else None,
+                next_sequence=state.next_sequence if complete else next_sequence,
+            )
+            length = "?" if state.upload_length is None else str(state.upload_length)
+            return msgspec.structs.replace(
+                committed,
+                bytes_received=end,
+                expires_at=expires_at,
+                message=f"{end} of {length} bytes stored",
+            )
+
+        return await self._svc.sessions.mutate(self.session_id, commit)
+
+    async def _tidy_tails(self, written: Written, end: int) -> None:
+        """Remove the tails that no longer match the committed offset."""
+        committed = self._layout.committed
+        if written.tail_key is not None and written.end != end:
+            await self._svc.lifecycle.drop(written.tail_key)
+        if end != committed and committed % self._layout.part_size:
+            await self._svc.lifecycle.drop(self._svc.lifecycle.tail_key(self.session_id, committed))
+
+    async def _update(self, change: Callable[[TusSession], TusSession]) -> TusSession:
+        def guarded(session: TusSession) -> TusSession:
+            self._require_lease(session)
+            return change(session)
+
+        return await self._svc.sessions.mutate(self.session_id, guarded)
+
+    def _require_lease(self, session: TusSession) -> TusState:
+        state = session.state
+        if session.status == "cancelled":
+            raise UploadGone("the upload was terminated", details={"status": "cancelled"})
+        if state.lease is None or state.lease.owner != self._owner:
+            raise OffsetMismatch(
+                "another request took this upload over; ask for its offset again",
+                details={"offset": state.offset},
+            )
+        return state
+
+    # The failure path.
+
+    async def _after_cancel(self) -> None:
+        """The upload was terminated while this request wrote to it: undo everything."""
+        await run_to_end(
+            self._svc.lifecycle.after_cancel(
+                self._session, self._owner, self._events, self._new_tail
+            ),
+            within=self._svc.pipeline.abort_timeout,
+            what=f"cleaning up the terminated tus upload {self.session_id}",
+        )
+
+
+async def _after(
+    first: Callable[[], Awaitable[bytes]], rest: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    """What `first()` returns once asked for, then every chunk of `rest`."""
+    head = await first()
+    if head:
+        yield head
+    del head
+    async for chunk in rest:
+        yield chunk

@@ -1,0 +1,348 @@
+"""Resumable (tus) uploads: created, resumed, inspected and terminated through any instance.
+
+A tus upload is an upload session (protocol "tus") whose document also holds
+its resumable state (`state`); nothing lives on local disk, so the next
+request may land on any instance. This facade holds what a request does:
+creation (the session's size, quota and format rules), HEAD, PATCH (the
+lease, a `PatchRun`, and a lease keeper that carries a cancel from any
+instance to it), and termination. Before anything, a request resolves the
+upload's state: an upload whose time is up is expired then (`lifecycle`),
+one that ended is cleaned up if nobody did, and one whose last byte is stored
+but which was never recorded as complete is completed.
+
+How it fails: domain errors only. UploadGone (410) for an upload terminated,
+failed or expired; SessionNotFound (404) for an unknown one; Forbidden (403)
+for another user's; the refusals of `admission`; UploadLocked (423) when
+another request does not let go in time; ServiceUnavailable (503) while the
+server shuts down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import cast
+
+from ingest.auth import Principal
+from ingest.duplicates import DuplicateIndex
+from ingest.errors import (
+    OffsetMismatch,
+    ServiceUnavailable,
+    SessionConflict,
+    StorageError,
+    UploadGone,
+)
+from ingest.model import UploadResult, object_key
+from ingest.pipeline.budget import MemoryBudget
+from ingest.pipeline.parts import plan_part_size
+from ingest.pipeline.stream import PipelineConfig
+from ingest.ports import DocumentStore, EventSink, QuotaView
+from ingest.sessions import SessionService, utc_now
+from ingest.tus.admission import Admission
+from ingest.tus.body import TusInterrupt
+from ingest.tus.events import TusEvents
+from ingest.tus.lease import Held, LeaseKeeper, LeaseTimes, acquire
+from ingest.tus.lifecycle import Lifecycle
+from ingest.tus.metadata import declared_from
+from ingest.tus.patching import PatchRun
+from ingest.tus.protocol import PatchRequest, UploadInfo
+from ingest.tus.reuse import run_to_end
+from ingest.tus.state import TusSession, TusSessions, TusState
+from ingest.tus.store import TusStore
+from ingest.uploads import ActiveUploads, UploadLimits
+
+ENDED = frozenset({"cancelled", "failed", "expired"})
+
+
+@dataclass(frozen=True)
+class TusConfig:
+    session_ttl_seconds: float
+    """Upload-Expires is this long after creation and after every PATCH."""
+    lease: LeaseTimes = field(
+        default_factory=lambda: LeaseTimes(lease_seconds=30.0, poll_seconds=0.5, wait_seconds=20.0)
+    )
+    tail_prefix: str = "_ingest/tus/"
+
+
+@dataclass(frozen=True)
+class Creation:
+    length: int | None
+    metadata: dict[str, str]
+    metadata_header: str | None
+
+
+class TusService:
+    def __init__(
+        self,
+        *,
+        sessions: SessionService,
+        documents: DocumentStore,
+        duplicates: DuplicateIndex,
+        store: TusStore,
+        sink: EventSink,
+        quota: QuotaView,
+        budget: MemoryBudget,
+        pipeline: PipelineConfig,
+        limits: UploadLimits,
+        active: ActiveUploads,
+        instance_id: str,
+        config: TusConfig,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.sessions = TusSessions(sessions, documents, clock)
+        self.store = store
+        self.budget = budget
+        self.pipeline = pipeline
+        self.limits = limits
+        self.admission = Admission(limits, quota, clock)
+        self.lifecycle = Lifecycle(
+            self.sessions, store, sink, duplicates, pipeline, limits, config.tail_prefix, clock
+        )
+        self._quota = quota
+        self._active = active
+        self._instance_id = instance_id
+        self._config = config
+        self._clock = clock
+
+    @property
+    def session_ttl(self) -> float:
+        return self._config.session_ttl_seconds
+
+    def wall_clock(self) -> datetime:
+        return self._clock()
+
+    # Creation and inspection.
+
+    async def create(self, principal: Principal, creation: Creation) -> TusSession:
+        length = creation.length
+        self.admission.check_length(length)
+        self.admission.check_quota(principal.user_id, length, new_upload=True)
+        declared = declared_from(creation.metadata, self.limits.allowed_formats)
+        now = self._clock()
+        session_id = uuid.uuid4().hex
+        session = TusSession(
+            session_id=session_id,
+            user_id=principal.user_id,
+            filename=declared.filename,
+            expected_file_size=length,
+            file_format=declared.format,
+            file_hash=None,
+            auto_analyze=declared.auto_analyze,
+            priority=declared.priority,
+            metadata=dict(creation.metadata),
+            dashboard_context=None,
+            protocol="tus",
+            s3_key=object_key(principal.user_id, session_id, declared.filename),
+            created_at=now,
+            expires_at=now + timedelta(seconds=self.session_ttl),
+            # Never "active": the one-shot PUT must not claim a tus upload.
+            status="uploading",
+            message="waiting for the first bytes",
+            instance_id=self._instance_id,
+            updated_at=now,
+            tus=TusState(
+                upload_length=length,
+                part_size=plan_part_size(length, self.pipeline.part_size, self.limits.max_size),
+                video_id=str(uuid.uuid4()),
+                analysis_id=str(uuid.uuid4()),
+                metadata_header=creation.metadata_header,
+            ),
+        )
+        await self.sessions.create(session)
+        return session
+
+    async def info(self, session_id: str, principal: Principal) -> UploadInfo:
+        session = await self._touch(session_id, principal)
+        state = session.state
+        if (
+            session.status == "uploading"
+            and state.complete
+            and not state.lease_alive(self._clock())
+        ):
+            # The request that stored the last byte could not complete the upload: do it
+            # now, or a client told "all bytes are there" would never see it completed.
+            session = await self._complete_later(session, principal)
+        return self.info_of(session)
+
+    def info_of(self, session: TusSession) -> UploadInfo:
+        state = session.state
+        return UploadInfo(
+            offset=state.offset,
+            length=state.upload_length,
+            metadata_header=state.metadata_header,
+            expires_at=None if session.status == "completed" else session.expires_at,
+        )
+
+    # PATCH.
+
+    async def precheck(self, session_id: str, principal: Principal, request: PatchRequest) -> None:
+        """Everything that can refuse a PATCH before its body is read (Expect: 100-continue)."""
+        session = await self._touch(session_id, principal)
+        if session.status == "completed":
+            self.admission.for_completed(session, request)
+        else:
+            self.admission.for_patch(request)(session)
+
+    async def patch(
+        self,
+        session_id: str,
+        principal: Principal,
+        request: PatchRequest,
+        body: AsyncIterator[bytes],
+    ) -> UploadInfo:
+        self._refuse_when_draining()
+        session = await self._touch(session_id, principal)
+        if session.status == "completed":
+            self.admission.for_completed(session, request)
+            return self.info_of(session)
+        held = await self._acquire(session_id, principal, self.admission.for_patch(request))
+        if self._active.draining:
+            await self.lifecycle.release(session_id, held.owner, held.first_sequence)
+            self._refuse_when_draining()
+        events = self.lifecycle.events_for(held.session, held.first_sequence)
+        run = PatchRun(self, held, request, body, events)
+        interrupt = run.interrupt
+        task = asyncio.create_task(run.run(), name=f"tus-{session_id}")
+        # ActiveUploads only waits for, and interrupts, the task: its result type does not matter.
+        self._active.add(session_id, cast("asyncio.Task[UploadResult]", task), interrupt)
+        try:
+            async with self._keeping(held, events, interrupt, task):
+                return await self._await(task, interrupt)
+        finally:
+            self._active.remove(session_id)
+
+    async def _await(self, task: asyncio.Task[UploadInfo], interrupt: TusInterrupt) -> UploadInfo:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                if interrupt.reason == "cancelled":
+                    raise UploadGone(
+                        "the upload was terminated", details={"status": "cancelled"}
+                    ) from None
+                raise ServiceUnavailable("the request was stopped; resume from HEAD") from None
+            # This request itself is being cancelled (shutdown): let it commit what it has.
+            if interrupt.valve is not None:
+                interrupt.valve.close("shutdown")
+            await run_to_end(
+                asyncio.wait({task}),
+                within=self.pipeline.abort_timeout,
+                what=f"saving tus request {task.get_name()}",
+            )
+            raise
+
+    # Termination.
+
+    async def terminate(self, session_id: str, principal: Principal) -> None:
+        """Stop the upload for good; a PATCH writing to it stops, wherever it runs."""
+        session = await self._touch(session_id, principal)
+        if session.status == "completed":
+            raise SessionConflict(
+                "the upload is complete; it can no longer be terminated",
+                details={"status": "completed"},
+            )
+        await self.lifecycle.cancel(session_id, "terminated by the client")
+        self._active.interrupt(session_id, "cancelled")
+
+    # Helpers of a running PATCH.
+
+    def quota_remaining(self, user_id: str) -> int:
+        return self._quota.status(user_id).bytes_remaining
+
+    async def read_tail(self, session: TusSession) -> bytes:
+        """The committed bytes after the last full part (b"" at a part boundary)."""
+        state = session.state
+        size = state.offset % state.part_size
+        if size == 0:
+            return b""
+        key = self.lifecycle.tail_key(session.session_id, state.offset)
+        data = await self.store.get_small(key)
+        if data is None or len(data) != size:
+            raise StorageError(
+                f"the stored tail of upload {session.session_id} is missing or damaged",
+                details={"key": key, "expected": size, "found": data and len(data)},
+            )
+        return data
+
+    # What a request finds.
+
+    async def _touch(self, session_id: str, principal: Principal) -> TusSession:
+        session = await self.sessions.owned(session_id, principal)
+        now = self._clock()
+        state = session.tus
+        lease_alive = state is not None and state.lease_alive(now)
+        if session.status == "uploading" and not lease_alive and now >= session.expires_at:
+            session = await self.lifecycle.expire(session_id)
+        if session.status in ENDED:
+            state = session.tus
+            if not lease_alive and (state is None or not state.cleaned):
+                await self.lifecycle.clean_up(session)
+            raise UploadGone(f"the upload is {session.status}", details={"status": session.status})
+        return session
+
+    async def _complete_later(self, session: TusSession, principal: Principal) -> TusSession:
+        def admit(current: TusSession) -> TusSession:
+            if current.status != "uploading" or not current.state.complete:
+                raise OffsetMismatch("the upload changed", details={"offset": current.state.offset})
+            return current
+
+        try:
+            held = await self._acquire(session.session_id, principal, admit)
+        except OffsetMismatch:
+            current, _ = await self.sessions.load(session.session_id)
+            return current
+        events = self.lifecycle.events_for(held.session, held.first_sequence)
+        task = asyncio.current_task()
+        assert task is not None
+        async with self._keeping(held, events, TusInterrupt(completing=True), task):
+            return await self.lifecycle.complete(held.session, held.owner, events)
+
+    async def _acquire(
+        self, session_id: str, principal: Principal, admit: Callable[[TusSession], TusSession]
+    ) -> Held:
+        return await acquire(
+            self.sessions,
+            session_id,
+            principal,
+            admit=admit,
+            instance_id=self._instance_id,
+            times=self._config.lease,
+            clock=self._clock,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _keeping(
+        self,
+        held: Held,
+        events: TusEvents,
+        interrupt: TusInterrupt,
+        task: asyncio.Task[object] | asyncio.Task[UploadInfo],
+    ) -> AsyncIterator[None]:
+        """Renew the lease and watch the document while the request runs."""
+        valve = interrupt.valve
+        keeper = asyncio.create_task(
+            LeaseKeeper(
+                self.sessions,
+                held,
+                times=self._config.lease,
+                clock=self._clock,
+                next_sequence=lambda: events.next_sequence,
+                on_cancelled=lambda: interrupt.cancel(task, "cancelled"),
+                on_release=valve.close if valve is not None else lambda reason: None,
+            ).run(),
+            name=f"tus-lease-{held.session.session_id}",
+        )
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    def _refuse_when_draining(self) -> None:
+        if self._active.draining:
+            raise ServiceUnavailable("the server is shutting down; resume on another instance")
