@@ -21,16 +21,14 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from ingest.errors import ServiceUnavailable
-from ingest.ports import QuotaStatus
-from ingest.quota import quota_status
-from schemas import InvalidEvent, QuotaUpdated, Topics, decode
+from ingest.quota import SnapshotQuotaView
+from schemas import Topics
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +40,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class KafkaQuotaView:
+class KafkaQuotaView(SnapshotQuotaView):
     """`QuotaView` kept up to date from the quota topic by an owned background task."""
 
     def __init__(
@@ -58,49 +56,18 @@ class KafkaQuotaView:
         client_id: str | None = None,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
-        if period_days < 1:
-            raise ValueError("a quota period lasts at least one day")
+        super().__init__(
+            topics.quota,
+            quota_bytes=quota_bytes,
+            quota_uploads=quota_uploads,
+            period_days=period_days,
+            clock=clock,
+        )
         self._bootstrap_servers = bootstrap_servers
-        self._topic = topics.quota
-        self._quota_bytes = quota_bytes
-        self._quota_uploads = quota_uploads
-        self._period_days = period_days
         self._start_timeout = start_timeout
         self._ready_timeout = ready_timeout
         self._client_id = client_id
-        self._clock = clock
-        self._snapshots: dict[str, QuotaUpdated] = {}
         self._consumer: Any = None
-        self._task: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
-        self._healthy = False
-        self._last_error: str | None = None
-
-    @property
-    def ready(self) -> asyncio.Event:
-        """Set once the snapshots published before `start` have all been read."""
-        return self._ready
-
-    @property
-    def healthy(self) -> bool:
-        """False while the reading task is failing (or not running)."""
-        return self._healthy and self._task is not None and not self._task.done()
-
-    @property
-    def last_error(self) -> str | None:
-        return self._last_error
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Read every partition from the beginning; wait a bounded time to catch up.
@@ -156,30 +123,6 @@ class KafkaQuotaView:
         if consumer is not None:
             await _stop_quietly(consumer)
 
-    async def check(self) -> None:
-        """ServiceUnavailable unless the view is reading and has caught up."""
-        if not self.healthy:
-            raise ServiceUnavailable(
-                f"the quota view of {self._topic!r} is failing: "
-                f"{self._last_error or 'not running'}",
-                details={"topic": self._topic, "retriable": True},
-            )
-        if not self._ready.is_set():
-            raise ServiceUnavailable(
-                f"the quota view has not caught up with {self._topic!r} yet",
-                details={"topic": self._topic, "retriable": True},
-            )
-
-    def status(self, user_id: str) -> QuotaStatus:
-        return quota_status(
-            user_id,
-            self._snapshots.get(user_id),
-            now=self._clock(),
-            period_days=self._period_days,
-            quota_bytes=self._quota_bytes,
-            quota_uploads=self._quota_uploads,
-        )
-
     async def _connect(self) -> tuple[Any, dict[TopicPartition, int]]:
         """A consumer assigned every partition from the beginning, and the end offsets now."""
         consumer = AIOKafkaConsumer(
@@ -220,9 +163,8 @@ class KafkaQuotaView:
                 for tp in list(behind):
                     if await consumer.position(tp) >= behind[tp]:
                         del behind[tp]
-                if not behind and not self._ready.is_set():
-                    log.info("quota view caught up: %d users", len(self._snapshots))
-                    self._ready.set()
+                if not behind:
+                    self._mark_ready()
                 batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
                 for records in batches.values():
                     for record in records:
@@ -241,32 +183,8 @@ class KafkaQuotaView:
                 self._last_error = None
 
     def _apply(self, record: Any) -> None:
-        if record.value is None:
-            # A tombstone: compaction will forget this user, and so do we.
-            if record.key is not None:
-                self._snapshots.pop(record.key.decode("utf-8", errors="replace"), None)
-            return
-        try:
-            event = decode(record.value, record.headers)
-        except InvalidEvent as error:
-            log.warning(
-                "skipping an invalid record at %s[%d]@%d: %s",
-                record.topic,
-                record.partition,
-                record.offset,
-                error,
-            )
-            return
-        if isinstance(event, QuotaUpdated):
-            self._snapshots[event.user_id] = event
-
-    def _on_task_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        error = task.exception()
-        self._healthy = False
-        self._last_error = repr(error) if error else "the reading task ended"
-        log.error("the quota view's reading task stopped", exc_info=error)
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        self._apply_record(record.key, record.value, record.headers, where)
 
 
 async def _stop_quietly(consumer: Any) -> None:

@@ -3,11 +3,8 @@
 The in-process twin of `ingest.adapters.kafka_quota.KafkaQuotaView`: an owned
 background task reads the bus's quota topic from the beginning (the bus
 compacts it, as Kafka does, so every user's latest snapshot is there), decodes
-each record with `schemas.decode` and keeps the latest `QuotaUpdated` per user.
-`status` answers from memory with the same rules as the Kafka view, periods
-from `kafka_quota.current_period`: a user without a snapshot, or whose snapshot
-belongs to a period that has ended, gets the current period with no usage
-(and, for the latter, the limits of the snapshot).
+each record and keeps the latest `QuotaUpdated` per user; the answers and the
+health reporting are those of every view (`ingest.quota.SnapshotQuotaView`).
 
 How it fails: records that are not valid events are logged and skipped, and
 unknown event types are skipped. When the bus drops the subscription (the view
@@ -23,8 +20,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 from ingest.adapters.memory_bus import (
     BusRecord,
@@ -32,10 +28,7 @@ from ingest.adapters.memory_bus import (
     SubscriberDropped,
     Subscription,
 )
-from ingest.errors import ServiceUnavailable
-from ingest.ports import QuotaStatus
-from ingest.quota import quota_status
-from schemas import InvalidEvent, QuotaUpdated, decode
+from ingest.quota import SnapshotQuotaView
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +39,10 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class BusQuotaView:
+class BusQuotaView(SnapshotQuotaView):
     """`QuotaView` kept up to date from the bus's quota topic by an owned background task."""
+
+    _ended_message = "the event bus closed"
 
     def __init__(
         self,
@@ -59,46 +54,15 @@ class BusQuotaView:
         ready_timeout: float = 5.0,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
-        if period_days < 1:
-            raise ValueError("a quota period lasts at least one day")
+        super().__init__(
+            bus.topics.quota,
+            quota_bytes=quota_bytes,
+            quota_uploads=quota_uploads,
+            period_days=period_days,
+            clock=clock,
+        )
         self._bus = bus
-        self._topic = bus.topics.quota
-        self._quota_bytes = quota_bytes
-        self._quota_uploads = quota_uploads
-        self._period_days = period_days
         self._ready_timeout = ready_timeout
-        self._clock = clock
-        self._snapshots: dict[str, QuotaUpdated] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
-        self._healthy = False
-        self._last_error: str | None = None
-
-    @property
-    def ready(self) -> asyncio.Event:
-        """Set once the snapshots the topic held at `start` have all been read."""
-        return self._ready
-
-    @property
-    def healthy(self) -> bool:
-        """False while the reading task is not reading (not started, resubscribing, ended)."""
-        return self._healthy and self._task is not None and not self._task.done()
-
-    @property
-    def last_error(self) -> str | None:
-        return self._last_error
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Start reading; wait (at most `ready_timeout`) until what the topic holds is read."""
@@ -133,30 +97,6 @@ class BusQuotaView:
             # Whatever the task ended with was logged by _on_task_done.
             await asyncio.wait([task])
 
-    async def check(self) -> None:
-        """ServiceUnavailable unless the view is reading and has caught up."""
-        if not self.healthy:
-            raise ServiceUnavailable(
-                f"the quota view of {self._topic!r} is failing: "
-                f"{self._last_error or 'not running'}",
-                details={"topic": self._topic, "retriable": True},
-            )
-        if not self._ready.is_set():
-            raise ServiceUnavailable(
-                f"the quota view has not caught up with {self._topic!r} yet",
-                details={"topic": self._topic, "retriable": True},
-            )
-
-    def status(self, user_id: str) -> QuotaStatus:
-        return quota_status(
-            user_id,
-            self._snapshots.get(user_id),
-            now=self._clock(),
-            period_days=self._period_days,
-            quota_bytes=self._quota_bytes,
-            quota_uploads=self._quota_uploads,
-        )
-
     async def _read(self) -> None:
         while True:
             subscription = self._bus.subscribe(self._topic, from_beginning=True)
@@ -182,29 +122,7 @@ class BusQuotaView:
             if subscription.caught_up:
                 self._mark_ready()
 
-    def _mark_ready(self) -> None:
-        if not self._ready.is_set():
-            log.info("quota view caught up: %d users", len(self._snapshots))
-            self._ready.set()
-
     def _apply(self, record: BusRecord) -> None:
-        try:
-            event = decode(record.value, record.headers)
-        except InvalidEvent as error:
-            log.warning(
-                "skipping an invalid record at %s@%d: %s", record.topic, record.offset, error
-            )
-            return
-        if isinstance(event, QuotaUpdated):
-            self._snapshots[event.user_id] = event
-
-    def _on_task_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        error = task.exception()
-        self._healthy = False
-        self._last_error = repr(error) if error else "the event bus closed"
-        if error is not None:
-            log.error("the quota view's reading task stopped", exc_info=error)
-        else:
-            log.info("the quota view stopped reading: the event bus closed")
+        self._apply_record(
+            record.key, record.value, record.headers, f"{record.topic}@{record.offset}"
+        )
