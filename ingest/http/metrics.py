@@ -43,6 +43,11 @@ class IngestMetrics:
             "Bytes of upload data held in memory (the budget in use)",
             registry=self.registry,
         )
+        self.parts_in_flight = Gauge(
+            "ingest_parts_in_flight",
+            "Parts held in memory: being read, hashed or sent to S3",
+            registry=self.registry,
+        )
         self.buffer_waiters = Gauge(
             "ingest_buffer_waiters", "Uploads waiting for memory budget", registry=self.registry
         )

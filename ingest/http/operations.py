@@ -40,6 +40,7 @@ async def metrics(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     svc.metrics.buffer_bytes.set(svc.budget.in_use)
     svc.metrics.buffer_waiters.set(svc.budget.waiting)
+    svc.metrics.parts_in_flight.set(svc.budget.holders)
     return web.Response(
         body=generate_latest(svc.metrics.registry),
         headers={"Content-Type": CONTENT_TYPE_LATEST},

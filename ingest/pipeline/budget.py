@@ -21,11 +21,13 @@ from types import TracebackType
 class Reservation:
     """Bytes held from a `MemoryBudget`; give them back with `release()` (idempotent)."""
 
-    __slots__ = ("_budget", "_size")
+    __slots__ = ("_budget", "_held", "_size")
 
     def __init__(self, budget: MemoryBudget, size: int) -> None:
         self._budget = budget
         self._size = size
+        self._held = True
+        budget._holders += 1
 
     @property
     def size(self) -> int:
@@ -43,6 +45,9 @@ class Reservation:
         if size < self._size:
             surplus, self._size = self._size - size, size
             self._budget._give_back(surplus)
+        if size == 0 and self._held:
+            self._held = False
+            self._budget._holders -= 1
 
     def release(self) -> None:
         self.shrink(0)
@@ -76,6 +81,7 @@ class MemoryBudget:
             raise ValueError("a memory budget needs at least 1 byte")
         self._total = total_bytes
         self._in_use = 0
+        self._holders = 0
         self._waiters: deque[_Waiter] = deque()
 
     @property
@@ -89,6 +95,11 @@ class MemoryBudget:
     @property
     def available(self) -> int:
         return self._total - self._in_use
+
+    @property
+    def holders(self) -> int:
+        """Reservations held now: one per part being read, hashed or sent."""
+        return self._holders
 
     @property
     def waiting(self) -> int:

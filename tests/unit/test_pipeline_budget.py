@@ -122,3 +122,17 @@ async def test_invalid_sizes() -> None:
         await budget.reserve(-1)
     zero = await budget.reserve(0)
     assert zero.size == 0
+
+
+async def test_holders_count_reservations_until_fully_released() -> None:
+    budget = MemoryBudget(100)
+    first = await budget.reserve(40)
+    second = await budget.reserve(0)
+    assert budget.holders == 2
+    first.shrink(10)
+    assert budget.holders == 2
+    first.release()
+    first.release()
+    second.release()
+    assert budget.holders == 0
+    assert budget.in_use == 0
