@@ -1,53 +1,145 @@
-"""`python -m benchmarks throughput [--sizes 64MiB,1GiB] [--runs 3]` against the running stack."""
+"""`python -m benchmarks {all,throughput,memory,concurrency,latency,consumers,profile}`.
+
+Runs against the stack named by the environment (`eval "$(ingest stack env)"`),
+in the bucket `bench` and topics `bench.*` (created when missing), prints a
+table per benchmark and writes `bench-results/<name>[-<label>].json` and
+`.png`. `--server-source DIR` serves another copy of the code (e.g. a
+checkout of the commit before a change) for before/after figures.
+Exit status 0, or 1 with the reason on stderr when a benchmark fails.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
+import sys
 from pathlib import Path
+from typing import Any
 
-from benchmarks import throughput
-from ingest.provisioning import ensure_bucket, ensure_topics
-from ingest.settings import ingest_settings_from_env, size
-from schemas import Topics
+from benchmarks import concurrency, consumers, latency, memory, profiling, throughput
+from benchmarks.context import Context, stack_pids
+from benchmarks.environment import bench_settings, provision
+from benchmarks.process import raise_open_files_limit
+from benchmarks.workload import KiB
+from ingest.settings import SettingsError, size
+
+BENCHMARKS = ("throughput", "memory", "concurrency", "latency", "consumers")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks")
-    parser.add_argument("which", choices=["throughput"])
-    parser.add_argument("--sizes", default="64MiB,256MiB,1GiB")
-    parser.add_argument("--runs", type=int, default=3)
+def _sizes(text: str) -> list[int]:
+    return [size(s, "size") for s in text.split(",") if s.strip()]
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise ValueError(f"--server-env wants NAME=VALUE, not {text!r}")
+    return name, value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("which", choices=[*BENCHMARKS, "all", "profile"])
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median, min, max)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
-    args = parser.parse_args()
-    settings = ingest_settings_from_env(
-        {**os.environ, "S3_BUCKET": "bench", "INGEST_TOPIC_PREFIX": "bench."}
+    parser.add_argument("--label", default=None, help="result files become <name>-<label>.json")
+    parser.add_argument("--server-source", type=Path, default=None, help="serve the code in DIR")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the server, e.g. INGEST_PARTS_IN_FLIGHT=8 (repeatable)",
     )
-    sizes = [size(s, "--sizes") for s in args.sizes.split(",")]
-
-    async def run() -> list[throughput.Run]:
-        await ensure_topics(settings.kafka_bootstrap_servers, Topics(settings.topic_prefix))
-        await ensure_bucket(settings.s3_endpoint(), settings.s3_bucket)
-        return await throughput.measure(settings, sizes, args.runs)
-
-    results = asyncio.run(run())
-    rows = throughput.summarize(results)
-    print(f"machine: {os.cpu_count()} cores, {platform.python_version()}, {platform.machine()}")
-    print(
-        f"{'size':>8} {'direct MB/s':>12} {'service MB/s':>13} {'ratio':>6} {'server peak RSS':>16}"
+    parser.add_argument("--no-plots", action="store_true")
+    group = parser.add_argument_group("throughput")
+    group.add_argument("--sizes", default=throughput.DEFAULT_SIZES, help="file sizes")
+    group = parser.add_argument_group("memory")
+    group.add_argument("--memory-size", default=memory.DEFAULT_SIZE)
+    group = parser.add_argument_group("concurrency")
+    group.add_argument("--levels", default=concurrency.DEFAULT_LEVELS, help="concurrent uploads")
+    group.add_argument(
+        "--level-sizes", default=concurrency.DEFAULT_SIZES, help="size per upload, per level"
     )
-    for row in rows:
-        print(
-            f"{row['size_mib']:>6}Mi {row['direct_mb_s']:>12.1f} {row['service_mb_s']:>13.1f} "
-            f"{row['ratio']:>6.2f} {row['server_peak_rss_mib']:>13.0f}MiB"
+    group.add_argument("--slow-clients", type=int, default=1000, help="0 skips the slow clients")
+    group.add_argument("--slow-size", default="256KiB")
+    group.add_argument("--slow-chunk", default="4KiB")
+    group.add_argument("--slow-interval", type=float, default=0.05, help="seconds between chunks")
+    group = parser.add_argument_group("latency")
+    group.add_argument("--latency-uploads", type=int, default=4, help="concurrent uploads")
+    group.add_argument("--latency-size", default=latency.DEFAULT_SIZE)
+    group = parser.add_argument_group("profile")
+    group.add_argument("--profile-size", default="1GiB")
+    group.add_argument("--profile-rate", type=int, default=250, help="samples per second")
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> None:
+    settings = bench_settings()
+    await provision(settings)
+    ctx = Context(
+        settings=settings,
+        out=args.out,
+        label=args.label,
+        source=args.server_source.resolve() if args.server_source else None,
+        plot=not args.no_plots,
+        stack_pids=await asyncio.to_thread(stack_pids, settings),
+        extra_env=dict(_pair(text) for text in args.server_env),
+    )
+    which = BENCHMARKS if args.which == "all" else (args.which,)
+    for name in which:
+        print(f"\n=== {name} ===", flush=True)
+        await _one(name, ctx, args)
+
+
+async def _one(name: str, ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    if name == "throughput":
+        return await throughput.run(ctx, sizes=_sizes(args.sizes), runs=args.runs)
+    if name == "memory":
+        return await memory.run(ctx, size=size(args.memory_size, "--memory-size"), runs=args.runs)
+    if name == "concurrency":
+        trickle = concurrency.Trickle(
+            clients=args.slow_clients,
+            size=size(args.slow_size, "--slow-size"),
+            chunk=size(args.slow_chunk, "--slow-chunk") or KiB,
+            interval=args.slow_interval,
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "throughput.json").write_text(
-        json.dumps({"summary": rows, "runs": throughput.as_json(results)}, indent=2)
-    )
+        return await concurrency.run(
+            ctx,
+            levels=[int(n) for n in args.levels.split(",")],
+            sizes=_sizes(args.level_sizes),
+            runs=args.runs,
+            trickle=trickle,
+        )
+    if name == "latency":
+        return await latency.run(
+            ctx,
+            uploads=args.latency_uploads,
+            size=size(args.latency_size, "--latency-size"),
+            runs=args.runs,
+        )
+    if name == "profile":
+        return await profiling.run(
+            ctx, size=size(args.profile_size, "--profile-size"), rate=args.profile_rate
+        )
+    return consumers.run()
+
+
+def main() -> int:
+    args = _parser().parse_args()
+    # Before anything opens a socket; `ingest serve` children inherit the limit.
+    raise_open_files_limit()
+    try:
+        asyncio.run(_run(args))
+    except (SettingsError, RuntimeError, ValueError, OSError) as error:
+        print(f"benchmarks: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

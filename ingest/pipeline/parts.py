@@ -1,14 +1,15 @@
 """Cutting a stream of arbitrary chunks into the fixed-size parts of an S3 multipart upload.
 
 `plan_part_size` picks the part size of one upload so that it fits S3's limits
-(at most 10,000 parts, at most 5 GiB each). `PartReader` re-buffers: it keeps
-the received chunks as they are and joins them once when a part is full, so
-the memory it holds is the bytes received and a part costs a single copy (none
-when a chunk is exactly a part). It raises whatever the chunk source raises.
+(at most 10,000 parts, at most 5 GiB each). `PartReader` re-buffers: each
+chunk is copied once, into the buffer of its part (none when a chunk is
+exactly a part), so the memory it holds is the bytes received. It raises
+whatever the chunk source raises, keeping what it had received.
 """
 
 from __future__ import annotations
 
+import io
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Final
@@ -38,8 +39,17 @@ def plan_part_size(declared_size: int | None, base: int, max_size: int) -> int:
 class PartReader:
     """Reads fixed-size parts out of an async iterator of chunks of any size.
 
+    Each chunk is copied into its part's buffer as soon as it arrives, so the
+    chunks themselves live only for an instant (the last one of a part until
+    the next part takes its remainder) and the memory a part costs is its own
+    buffer, allocated once at its final size: the pattern a memory budget can
+    account for. Keeping the chunks until a part was full, then joining them,
+    costs the same single copy but leaves the heap strewn with chunk-sized
+    holes, between the parts of concurrent uploads, that no part fits into:
+    with many uploads the process then holds twice its budget.
+
     Chunks must not be mutated once yielded: pieces of them are kept until
-    their part is joined.
+    they are copied into a part.
     """
 
     def __init__(self, chunks: AsyncIterator[bytes]) -> None:
@@ -65,7 +75,8 @@ class PartReader:
 
     async def peek(self, size: int) -> bytes:
         """The next `size` bytes (fewer when the stream ends sooner), left in place."""
-        await self._fill(size)
+        while self._buffered < size and await self._receive():
+            pass
         head = bytearray()
         for piece in self._pieces:
             head += piece[: size - len(head)]
@@ -73,44 +84,74 @@ class PartReader:
                 break
         return bytes(head)
 
-    async def read_part(self, size: int) -> bytes:
-        """The next `size` bytes; fewer only at the end of the stream (b"" once it is spent)."""
+    async def read_part(self, size: int, *, expected: int | None = None) -> bytes:
+        """The next `size` bytes; fewer only at the end of the stream (b"" once it is spent).
+
+        `expected` is how long the caller expects this part to be (a last part
+        is shorter); the part's buffer is allocated at that size, and a wrong
+        guess costs a reallocation, never a wrong part.
+        """
         if size <= 0:
             raise ValueError("a part has at least 1 byte")
-        await self._fill(size)
-        return self._take(size)
+        if not self._pieces and not await self._receive():
+            return b""
+        first = self._pieces[0]
+        if len(first) == size and isinstance(first, bytes):
+            # A chunk that is exactly a part is handed on as it is: no copy.
+            self._pieces.popleft()
+            self._buffered -= size
+            return first
+        part = io.BytesIO(bytes(min(size, expected or size)))
+        try:
+            await self._fill(part, size)
+        except BaseException:
+            # What was taken stays received-and-not-handed-out, as if never taken.
+            if part.tell():
+                self._buffered += part.tell()
+                self._pieces.appendleft(_value(part))
+            raise
+        return _value(part)
 
-    async def _fill(self, size: int) -> None:
-        while self._buffered < size and not self._exhausted:
+    async def _fill(self, part: io.BytesIO, size: int) -> None:
+        missing = size
+        while missing:
+            if not self._pieces and not await self._receive():
+                return
+            piece = self._pieces.popleft()
+            if len(piece) <= missing:
+                part.write(piece)
+                taken = len(piece)
+            else:
+                # A view, not a slice: the chunk is copied once, into its part.
+                view = memoryview(piece)
+                part.write(view[:missing])
+                self._pieces.appendleft(view[missing:])
+                taken = missing
+            missing -= taken
+            self._buffered -= taken
+
+    async def _receive(self) -> bool:
+        """Take one more (non-empty) chunk from the source; False once it has ended."""
+        while not self._exhausted:
             try:
                 chunk = await anext(self._chunks)
             except StopAsyncIteration:
                 self._exhausted = True
-                return
+                return False
             if chunk:
                 self._pieces.append(chunk)
                 self._buffered += len(chunk)
+                return True
+        return False
 
-    def _take(self, size: int) -> bytes:
-        taken: list[bytes | memoryview] = []
-        if self._buffered <= size:
-            taken.extend(self._pieces)
-            self._pieces.clear()
-            self._buffered = 0
-        else:
-            missing = size
-            while missing:
-                piece = self._pieces[0]
-                if len(piece) <= missing:
-                    taken.append(self._pieces.popleft())
-                    missing -= len(piece)
-                else:
-                    # A view, not a slice: the chunk is copied once, into its part.
-                    view = memoryview(piece)
-                    taken.append(view[:missing])
-                    self._pieces[0] = view[missing:]
-                    missing = 0
-            self._buffered -= size
-        if len(taken) == 1 and isinstance(taken[0], bytes):
-            return taken[0]
-        return b"".join(taken)
+
+def _value(part: io.BytesIO) -> bytes:
+    """The bytes written to `part` so far, without copying them.
+
+    CPython's BytesIO keeps its contents in a bytes object and `getvalue()`
+    returns that very object once it is trimmed to the written length, so
+    the part is not copied a second time (were that ever to change, this
+    would cost a copy, never a wrong result).
+    """
+    part.truncate(part.tell())
+    return part.getvalue()

@@ -244,6 +244,10 @@ class _Upload:
         self._started = False
         self._completed = False
         self._in_flight: set[asyncio.Task[None]] = set()
+        # Parts whose bytes are being hashed or sent; a part task outlives that
+        # while it reports the part's progress.
+        self._uploading = 0
+        self._slot_freed = asyncio.Event()
         self._reservations: set[Reservation] = set()
         self._stored: list[StoredPart] = []
         self._part_error: BaseException | None = None
@@ -328,17 +332,14 @@ class _Upload:
         return result
 
     async def _upload_parts(self, reader: PartReader, multipart: MultipartUpload) -> None:
-        declared = self._target.declared_size
         number = 0
         taken = 0
         while not reader.at_eof:
             await self._wait_for_slot()
             # Reserved before reading on: when the budget is spent the body is
             # not read, and the client is slowed down by TCP.
-            wanted = self._part_size if declared is None else min(self._part_size, declared - taken)
-            reservation = await self._budget.reserve(max(wanted, 0))
-            self._reservations.add(reservation)
-            data = await reader.read_part(self._part_size)
+            reservation = await self._reserve_part(taken)
+            data = await reader.read_part(self._part_size, expected=reservation.size or None)
             if not data:
                 self._give_back(reservation)
                 break
@@ -354,6 +355,14 @@ class _Upload:
             self._launch_part(multipart, 1, b"", reservation)
         await self._drain()
 
+    async def _reserve_part(self, taken: int) -> Reservation:
+        """The bytes of the next part (after `taken` bytes), from the memory budget."""
+        declared = self._target.declared_size
+        wanted = self._part_size if declared is None else min(self._part_size, declared - taken)
+        reservation = await self._budget.reserve(max(wanted, 0))
+        self._reservations.add(reservation)
+        return reservation
+
     def _launch_part(
         self, multipart: MultipartUpload, number: int, data: bytes, reservation: Reservation
     ) -> None:
@@ -363,6 +372,7 @@ class _Upload:
             name=f"upload {self._target.upload_id} part {number}",
         )
         self._in_flight.add(task)
+        self._uploading += 1
         task.add_done_callback(self._part_done)
 
     async def _store_part(
@@ -375,14 +385,23 @@ class _Upload:
     ) -> None:
         try:
             stored = await multipart.upload_part(number, data, await checksum)
+        except Exception as error:
+            # Seen by the reader before it takes on another part, not after.
+            self._part_error = self._part_error or error
+            raise
         finally:
             del data
             self._give_back(reservation)
+            self._uploading -= 1
+            self._slot_freed.set()
         self._stored.append(stored)
+        # Reported after the part's slot is free: waiting for Kafka's
+        # acknowledgement must not keep the next part from being sent.
         await self._emit_progress(forced=True)
 
     def _part_done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
+        self._slot_freed.set()
         if not task.cancelled() and task.exception() is not None and self._part_error is None:
             self._part_error = task.exception()
 
@@ -392,8 +411,12 @@ class _Upload:
 
     async def _wait_for_slot(self) -> None:
         self._raise_part_error()
-        while len(self._in_flight) >= self._config.parts_in_flight:
-            await asyncio.wait(set(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
+        limit = self._config.parts_in_flight
+        # Parts still reporting progress count too, up to as many again: when
+        # Kafka is slow the upload slows down, instead of queueing reports.
+        while self._uploading >= limit or len(self._in_flight) >= 2 * limit:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
             self._raise_part_error()
 
     async def _drain(self) -> None:

@@ -1,0 +1,135 @@
+"""The benchmark's HTTP client of `ingest serve`: users, sessions and streamed uploads.
+
+Uploads are spread over many users (one token each) so no per-user limit
+shapes a benchmark. `upload` never raises for an HTTP error or a broken
+connection: it returns an `UploadOutcome` whose `error` says what went wrong,
+so a benchmark of 1,000 uploads counts its failures instead of stopping at the
+first. Session creation does raise (RuntimeError): without sessions there is
+nothing to measure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from ingest.auth import issue_token
+
+UPLOADS_PER_USER = 50
+"""Well under the default per-user upload quota (100 per period)."""
+
+
+class Users:
+    """`count` benchmark users with a token each; upload i belongs to user i % count."""
+
+    def __init__(self, secret: str, count: int, *, prefix: str | None = None) -> None:
+        prefix = prefix or f"bench-{uuid.uuid4().hex[:6]}"
+        self._tokens = [
+            issue_token(secret, f"{prefix}-{n}", ttl_seconds=86_400) for n in range(max(1, count))
+        ]
+
+    @classmethod
+    def for_uploads(cls, secret: str, uploads: int) -> Users:
+        return cls(secret, -(-uploads // UPLOADS_PER_USER))
+
+    def auth(self, upload: int) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._tokens[upload % len(self._tokens)]}"}
+
+
+def http_session(timeout: float | None = None) -> aiohttp.ClientSession:
+    """A client without connection limits (the benchmark decides the concurrency)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
+        timeout=aiohttp.ClientTimeout(total=timeout),
+    )
+
+
+async def create_session(
+    http: aiohttp.ClientSession, url: str, auth: dict[str, str], size: int
+) -> str:
+    """A new upload session for a `size`-byte mp4; its upload URL (absolute)."""
+    async with http.post(
+        f"{url}/v1/uploads",
+        json={"filename": "bench.mp4", "expected_file_size": size},
+        headers=auth,
+    ) as response:
+        body = await response.json()
+        if response.status != 201:
+            raise RuntimeError(f"creating a session failed: {response.status} {body}")
+        return f"{url}{body['upload_url']}"
+
+
+async def create_sessions(
+    http: aiohttp.ClientSession,
+    url: str,
+    users: Users,
+    sizes: Sequence[int],
+    *,
+    concurrency: int = 32,
+) -> list[str]:
+    """One session per entry of `sizes` (upload i for user i), created `concurrency` at a time."""
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(index: int, size: int) -> str:
+        async with slots:
+            return await create_session(http, url, users.auth(index), size)
+
+    return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(sizes))))
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    size: int
+    started: float
+    """time.monotonic() when the request started."""
+    seconds: float
+    status: int | None
+    error: str | None
+    result: dict[str, Any] | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def ended(self) -> float:
+        return self.started + self.seconds
+
+
+async def upload(
+    http: aiohttp.ClientSession,
+    upload_url: str,
+    auth: dict[str, str],
+    body: AsyncIterable[memoryview],
+    size: int,
+) -> UploadOutcome:
+    """PUT `body` (exactly `size` bytes) to a session's upload URL."""
+    headers = {**auth, "Content-Length": str(size), "Content-Type": "video/mp4"}
+    started = time.monotonic()
+    status: int | None = None
+    try:
+        async with http.put(upload_url, data=body, headers=headers) as response:
+            status = response.status
+            answer = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+        kind = f"{type(error).__name__}: {error}"[:160]
+        return UploadOutcome(size, started, time.monotonic() - started, status, kind, None)
+    seconds = time.monotonic() - started
+    if status != 201:
+        code = answer.get("error_code") if isinstance(answer, dict) else None
+        return UploadOutcome(size, started, seconds, status, f"HTTP {status} {code}", None)
+    return UploadOutcome(size, started, seconds, status, None, answer)
+
+
+def error_counts(outcomes: Sequence[UploadOutcome]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        if outcome.error is not None:
+            counts[outcome.error] = counts.get(outcome.error, 0) + 1
+    return counts

@@ -1,0 +1,111 @@
+"""Every benchmark, end to end on tiny sizes, against the real stack: they run and report.
+
+Not a measurement (the sizes are far too small for figures to mean anything):
+it keeps `python -m benchmarks` working as the code around it changes. Each
+benchmark starts real `ingest serve` processes on the module's own bucket and
+topics and writes its JSON (and, with matplotlib installed, its PNG).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import concurrency, consumers, latency, memory, plots, throughput
+from benchmarks.context import Context, stack_pids
+from benchmarks.workload import KiB, MiB
+from ingest.settings import IngestSettings
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def ctx(settings: IngestSettings, tmp_path: Path) -> Context:
+    return Context(
+        settings=settings,
+        out=tmp_path,
+        plot=plots.available(),
+        stack_pids=stack_pids(settings),
+    )
+
+
+async def written(ctx: Context, name: str) -> dict[str, Any]:
+    text = await asyncio.to_thread((ctx.out / f"{name}.json").read_text)
+    document: dict[str, Any] = json.loads(text)
+    assert document["benchmark"] == name
+    machine = document["environment"]["machine"]
+    assert machine["cores"] > 0
+    assert machine["memory_bytes"] > 0
+    versions = document["environment"]["versions"]
+    for package in ("python", "aiohttp", "aiobotocore", "aiokafka", "kafka", "minio"):
+        assert versions[package], package
+    if ctx.plot:
+        plot = await asyncio.to_thread((ctx.out / f"{name}.png").stat)
+        assert plot.st_size > 0
+    return document
+
+
+def positive(spread: dict[str, Any]) -> None:
+    assert 0 < spread["min"] <= spread["median"] <= spread["max"]
+
+
+async def test_throughput(ctx: Context) -> None:
+    await throughput.run(ctx, sizes=[2 * MiB], runs=1)
+    document = await written(ctx, "throughput")
+    [row] = document["summary"]
+    positive(row["direct_mb_s"])
+    positive(row["service_mb_s"])
+    positive(row["server_peak_rss_mib"])
+    assert row["ratio"] > 0
+    assert row["cpu_seconds_per_gib"]["service"]["server"] > 0
+    assert {run["path"] for run in document["runs"]} == {"direct", "service"}
+
+
+async def test_memory(ctx: Context) -> None:
+    await memory.run(ctx, size=4 * MiB, runs=1, interval=0.02)
+    document = await written(ctx, "memory")
+    summary = document["summary"]
+    positive(summary["peak_rss_mib"])
+    positive(summary["rss_at_10pct_mib"])
+    positive(summary["mb_per_s"])
+    assert summary["growth_mib"]["median"] >= 0
+    [run] = document["runs"]
+    assert run["rss"]
+    assert run["sent"][-1][1] == 4 * MiB
+
+
+async def test_concurrency(ctx: Context) -> None:
+    trickle = concurrency.Trickle(clients=5, size=16 * KiB, chunk=4 * KiB, interval=0.02)
+    await concurrency.run(ctx, levels=[1, 4], sizes=[MiB], runs=1, trickle=trickle)
+    document = await written(ctx, "concurrency")
+    summary = document["summary"]
+    assert [row["concurrency"] for row in summary["fast"]] == [1, 4]
+    for row in [*summary["fast"], summary["slow"]]:
+        positive(row["aggregate_mb_s"])
+        positive(row["p50_seconds"])
+        positive(row["p99_seconds"])
+        positive(row["peak_rss_mib"])
+        assert row["errors"] == 0
+    assert summary["slow"]["uploads"] == 5
+
+
+async def test_latency(ctx: Context) -> None:
+    # Two parts each, so each upload reports progress on Kafka at least twice.
+    await latency.run(ctx, uploads=2, size=16 * MiB, runs=1)
+    document = await written(ctx, "latency")
+    summary = document["summary"]
+    assert summary["events"] >= 4
+    positive(summary["p50_ms"])
+    positive(summary["p99_ms"])
+    assert summary["websocket_hop_measured"] is False
+    assert "not measured" in document["note"]
+
+
+def test_consumers_report_no_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    result = consumers.run()
+    assert "no figures" in result["skipped"]
+    assert "no figures" in capsys.readouterr().out
