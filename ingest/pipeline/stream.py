@@ -315,20 +315,7 @@ class _Upload:
             completed_at=completed_at,
             duplicate_of=duplicate_of,
         )
-        await self._events.emit(
-            lambda f: UploadCompleted(
-                **f,
-                video_id=result.video_id,
-                analysis_id=result.analysis_id,
-                size_bytes=result.size_bytes,
-                sha256=result.sha256,
-                etag=result.etag,
-                parts=result.parts,
-                started_at=result.started_at,
-                completed_at=result.completed_at,
-                duplicate_of=result.duplicate_of,
-            )
-        )
+        await self._events.emit(lambda fields: completed_event(fields, result))
         return result
 
     async def _upload_parts(self, reader: PartReader, multipart: MultipartUpload) -> None:
@@ -514,6 +501,22 @@ class _Upload:
         if isinstance(error, IngestError):
             return _failed(error.event_code, error.message, received)
         return _failed("INTERNAL", f"{type(error).__name__}: {error}", received)
+
+
+def completed_event(fields: _UploadFields, result: UploadResult) -> UploadCompleted:
+    """The `upload.completed` event of a stored upload, whichever protocol brought it."""
+    return UploadCompleted(
+        **fields,
+        video_id=result.video_id,
+        analysis_id=result.analysis_id,
+        size_bytes=result.size_bytes,
+        sha256=result.sha256,
+        etag=result.etag,
+        parts=result.parts,
+        started_at=result.started_at,
+        completed_at=result.completed_at,
+        duplicate_of=result.duplicate_of,
+    )
 
 
 def _failed(code: ErrorCode, message: str, received: int) -> Callable[[_UploadFields], Event]:

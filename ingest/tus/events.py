@@ -21,7 +21,7 @@ from datetime import datetime
 
 from ingest.model import UploadResult, UploadTarget
 from ingest.pipeline.progress import ProgressTracker
-from ingest.pipeline.stream import PipelineConfig
+from ingest.pipeline.stream import PipelineConfig, completed_event
 from ingest.ports import EventSink
 from ingest.tus.reuse import EventWriter, UploadFields
 from ingest.tus.state import TusSession
@@ -29,7 +29,6 @@ from schemas import (
     ErrorCode,
     Event,
     UploadCancelled,
-    UploadCompleted,
     UploadFailed,
     UploadProgress,
     UploadStarted,
@@ -131,20 +130,7 @@ class TusEvents:
             log.warning("could not emit progress of a tus upload", exc_info=True)
 
     async def completed(self, result: UploadResult) -> None:
-        await self.emit(
-            lambda f: UploadCompleted(
-                **f,
-                video_id=result.video_id,
-                analysis_id=result.analysis_id,
-                size_bytes=result.size_bytes,
-                sha256=result.sha256,
-                etag=result.etag,
-                parts=result.parts,
-                started_at=result.started_at,
-                completed_at=result.completed_at,
-                duplicate_of=result.duplicate_of,
-            )
-        )
+        await self.emit(lambda fields: completed_event(fields, result))
 
     async def failed(self, code: ErrorCode, message: str, received: int) -> None:
         await self.emit(
