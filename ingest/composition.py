@@ -15,6 +15,7 @@ from ingest.adapters.kafka_sink import KafkaEventSink
 from ingest.adapters.s3_documents import S3DocumentStore
 from ingest.adapters.s3_store import S3ObjectStore, open_s3_client
 from ingest.auth import TokenVerifier
+from ingest.cancels import CancelRelay
 from ingest.duplicates import DuplicateIndex
 from ingest.http.metrics import IngestMetrics
 from ingest.http.services import IngestServices
@@ -102,7 +103,11 @@ def wire_services(
         ),
         active=active,
         instance_id=settings.instance_id,
-        cancel_poll_seconds=settings.cancel_poll_seconds,
+        cancels=CancelRelay(
+            documents,
+            instance_id=settings.instance_id,
+            poll_seconds=settings.cancel_poll_seconds,
+        ),
     )
     return IngestServices(
         settings=settings,

@@ -18,7 +18,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import msgspec
-from aiohttp import web
 
 from ingest.adapters.local_documents import LocalDocumentStore
 from ingest.adapters.local_store import LocalObjectStore
@@ -26,7 +25,7 @@ from ingest.adapters.memory_bus import InProcessEventBus
 from ingest.adapters.memory_quota import BusQuotaView
 from ingest.auth import issue_token
 from ingest.composition import ingest_services, wire_services
-from ingest.http.app import build_app, stop_gracefully
+from ingest.http.app import build_app, start_serving, stop_gracefully
 from ingest.http.metrics import IngestMetrics
 from ingest.http.services import IngestServices
 from ingest.settings import IngestSettings
@@ -93,9 +92,12 @@ async def run_dev(settings: IngestSettings, *, environ: Mapping[str, str] = os.e
         loop.add_signal_handler(sig, stop.set)
     services_cm = ingest_services(settings) if real else embedded_services(settings)
     async with services_cm as services:
-        runner = web.AppRunner(build_app(services, dashboard=True), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, settings.host, settings.port).start()
+        runner = await start_serving(
+            build_app(services, dashboard=True),
+            settings.host,
+            settings.port,
+            shutdown_timeout=settings.shutdown_grace_seconds + 5,
+        )
         _announce(settings, real)
         try:
             await stop.wait()

@@ -92,6 +92,10 @@ class DocumentStore(Protocol):
 
     async def list_keys(self, prefix: str) -> list[str]: ...
 
+    async def delete(self, key: str) -> None:
+        """Remove the document; removing one that does not exist is no error."""
+        ...
+
 
 class EventSink(Protocol):
     async def emit(self, event: Event) -> None:

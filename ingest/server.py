@@ -6,10 +6,8 @@ import asyncio
 import logging
 import signal
 
-from aiohttp import web
-
 from ingest.composition import ingest_services
-from ingest.http.app import build_app, stop_gracefully
+from ingest.http.app import build_app, start_serving, stop_gracefully
 from ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -22,14 +20,12 @@ async def serve(settings: IngestSettings, *, stop: asyncio.Event | None = None) 
         loop.add_signal_handler(sig, stop.set)
     try:
         async with ingest_services(settings) as services:
-            runner = web.AppRunner(
+            runner = await start_serving(
                 build_app(services),
+                settings.host,
+                settings.port,
                 shutdown_timeout=settings.shutdown_grace_seconds + 5,
-                access_log=None,
             )
-            await runner.setup()
-            site = web.TCPSite(runner, settings.host, settings.port)
-            await site.start()
             log.info("ingest serving on http://%s:%d", settings.host, settings.port)
             try:
                 await stop.wait()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,8 +60,10 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_grace_seconds: float = 30.0
     event_timeout_seconds: float = 10.0
     body_idle_timeout_seconds: float = 60.0
+    # Unique per process start: a restarted container keeps its hostname and often its pid,
+    # and must not be taken for the process before it (cancels are addressed by this id).
     instance_id: str = msgspec.field(
-        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}"
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     )
 
     def s3_endpoint(self) -> S3Endpoint:

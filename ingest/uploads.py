@@ -1,10 +1,10 @@
 """One upload from claimed session to stored object, whichever way the body arrives.
 
-Claims the session (so it is used once), streams the body through the pipeline
-while watching the session document for a cancel issued on any instance,
+Claims the session (so it is used once), streams the body through the pipeline,
 records the outcome in the session and the duplicate index, and keeps a
-registry of uploads in flight so shutdown can let them finish or stop them
-cleanly. Raises the domain errors of `ingest.errors`.
+registry of uploads in flight so that a cancel (taken here or relayed from
+another instance, see `ingest.cancels`) and shutdown can stop them cleanly.
+Raises the domain errors of `ingest.errors`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ingest.auth import Principal
+from ingest.cancels import CancelRelay
 from ingest.duplicates import DuplicateIndex, StoredFile
 from ingest.errors import (
     IngestError,
@@ -105,7 +106,7 @@ class UploadService:
         limits: UploadLimits,
         active: ActiveUploads,
         instance_id: str,
-        cancel_poll_seconds: float,
+        cancels: CancelRelay,
     ) -> None:
         self._sessions = sessions
         self._duplicates = duplicates
@@ -117,7 +118,7 @@ class UploadService:
         self._limits = limits
         self._active = active
         self._instance_id = instance_id
-        self._cancel_poll = cancel_poll_seconds
+        self._cancels = cancels
 
     @property
     def limits(self) -> UploadLimits:
@@ -176,20 +177,15 @@ class UploadService:
             ),
             name=f"upload-{session_id}",
         )
+        # No await since the claim: a cancel relayed here from now on finds the upload.
         self._active.add(session_id, task, interrupt)
-        watcher = asyncio.create_task(
-            self._watch_for_cancel(session_id), name=f"watch-{session_id}"
-        )
         try:
             result = await self._await_pipeline(task, interrupt)
         except IngestError as error:
             await self._record_failure(session_id, error)
             raise
         finally:
-            watcher.cancel()
             self._active.remove(session_id)
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
         await self._duplicates.record(
             session.user_id,
             StoredFile(session_id=session_id, filename=session.filename, result=result),
@@ -223,17 +219,17 @@ class UploadService:
                     await task
             raise
 
-    async def _watch_for_cancel(self, session_id: str) -> None:
-        while True:
-            await asyncio.sleep(self._cancel_poll)
-            try:
-                status = await self._sessions.status_of(session_id)
-            except IngestError as error:
-                log.warning("cannot poll session %s for a cancel: %s", session_id, error)
-                continue
-            if status == "cancelled":
-                self._active.interrupt(session_id, "cancelled")
-                return
+    async def cancel(self, session_id: str, principal: Principal) -> UploadSession:
+        """Cancel the session, and stop its upload wherever it streams."""
+        session = await self._sessions.cancel(session_id, principal)
+        if not self._active.interrupt(session_id, "cancelled"):
+            # Sent again when a cancel is repeated, in case the first one could not send it.
+            await self._cancels.forward(session)
+        return session
+
+    async def relay_cancels(self) -> None:
+        """Stop the uploads of this instance cancelled on another, until cancelled."""
+        await self._cancels.run(lambda session_id: self._active.interrupt(session_id, "cancelled"))
 
     async def _record_failure(self, session_id: str, error: IngestError) -> None:
         status: SessionStatus = "cancelled" if isinstance(error, UploadCancelledError) else "failed"

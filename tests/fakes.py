@@ -417,6 +417,10 @@ class MemoryDocumentStore:
         self._maybe_fail()
         return sorted(k for k in self._documents if k.startswith(prefix))
 
+    async def delete(self, key: str) -> None:
+        self._maybe_fail()
+        self._documents.pop(key, None)
+
     def snapshot(self) -> dict[str, bytes]:
         """Every document's current data, by key."""
         return {k: v.data for k, v in self._documents.items()}

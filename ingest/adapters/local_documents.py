@@ -110,6 +110,16 @@ class LocalDocumentStore:
         keys = await asyncio.to_thread(_walk, start, self._documents)
         return sorted(key for key in keys if key.startswith(prefix))
 
+    async def delete(self, key: str) -> None:
+        path = self._path(key)
+        async with self._lock(key):
+            try:
+                await aiofiles.os.remove(path)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                return  # none to delete, as S3 answers
+            except OSError as error:
+                raise disk_error("delete_document", None, key, error) from error
+
     def _path(self, key: str) -> Path:
         if not key:
             raise ValueError("a document key must not be empty")

@@ -105,6 +105,12 @@ class S3DocumentStore:
                 keys.extend(item["Key"][len(self._prefix) :] for item in page.get("Contents", []))
         return keys
 
+    async def delete(self, key: str) -> None:
+        object_key = self._object_key(key)
+        async with self._calls.call("delete_document", object_key):
+            # S3 answers 204 for a key that does not exist, so deleting twice is harmless.
+            await self._client.delete_object(Bucket=self._calls.bucket, Key=object_key)
+
     async def _put(self, key: str, data: bytes, operation: str, **condition: str) -> str:
         object_key = self._object_key(key)
         async with self._calls.call(operation, object_key):

@@ -215,11 +215,7 @@ async def get_status(request: web.Request) -> web.Response:
 
 
 async def cancel_upload(request: web.Request) -> web.Response:
-    svc = services(request)
-    session_id = request.match_info["session_id"]
-    await svc.sessions.cancel(session_id, principal(request))
-    # Stop it at once if it streams here; other instances see the cancel when they poll.
-    svc.active.interrupt(session_id, "cancelled")
+    await services(request).uploads.cancel(request.match_info["session_id"], principal(request))
     return web.Response(status=204)
 
 

@@ -96,3 +96,22 @@ async def test_an_empty_document_round_trips(document_store: DocumentStore) -> N
     stored = await document_store.read("users/u1/marker")
     assert stored is not None
     assert (stored.data, stored.version) == (b"", version)
+
+
+async def test_a_deleted_document_is_gone_and_its_key_free_again(
+    document_store: DocumentStore,
+) -> None:
+    await document_store.create("cancels/i-1/s-1", b"")
+    await document_store.create("cancels/i-1/s-2", b"")
+
+    await document_store.delete("cancels/i-1/s-1")
+
+    assert await document_store.read("cancels/i-1/s-1") is None
+    assert await document_store.list_keys("cancels/i-1/") == ["cancels/i-1/s-2"]
+    # Deleting what is not there is no error, and a deleted key can be created again.
+    await document_store.delete("cancels/i-1/s-1")
+    await document_store.delete("cancels/never/created")
+    await document_store.create("cancels/i-1/s-1", b"again")
+    again = await document_store.read("cancels/i-1/s-1")
+    assert again is not None
+    assert again.data == b"again"

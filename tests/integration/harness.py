@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from ingest.adapters.s3_client import open_s3, warm_session
 from ingest.auth import issue_token
 from ingest.composition import ingest_services
-from ingest.http.app import build_app, stop_gracefully
+from ingest.http.app import build_app, start_serving, stop_gracefully
 from ingest.http.services import IngestServices
 from ingest.settings import IngestSettings
 from schemas import Event, Topics, UploadEvent, decode
@@ -49,10 +49,7 @@ class RunningIngest:
 @asynccontextmanager
 async def running_ingest(settings: IngestSettings) -> AsyncIterator[RunningIngest]:
     async with ingest_services(settings) as services:
-        runner = web.AppRunner(build_app(services), shutdown_timeout=5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+        runner = await start_serving(build_app(services), "127.0.0.1", 0, shutdown_timeout=5)
         port = runner.addresses[0][1]
         try:
             yield RunningIngest(f"http://127.0.0.1:{port}", port, services, runner)

@@ -295,7 +295,9 @@ async def test_cancel_through_a_second_instance_stops_the_upload_on_the_first(
     await upload_events(
         small_settings, session_id, until=lambda es: any(isinstance(e, UploadStarted) for e in es)
     )
-    async with running_ingest(small_settings) as second:
+    # Another process: another instance id, so the cancel must travel between instances.
+    elsewhere = msgspec.structs.replace(small_settings, instance_id="second-instance")
+    async with running_ingest(elsewhere) as second:
         cancelled_at = time.monotonic()
         async with http.delete(
             f"{second.url}/v1/uploads/{session_id}", headers=second.auth("alice")

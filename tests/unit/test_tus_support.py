@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from ingest.auth import TokenVerifier, issue_token
+from ingest.cancels import CancelRelay
 from ingest.duplicates import DuplicateIndex
 from ingest.http.app import build_app
 from ingest.http.metrics import IngestMetrics
@@ -121,7 +122,12 @@ class TusRig:
         return IngestServices(
             settings=settings,
             verifier=TokenVerifier(secret=SECRET),
-            uploads=UploadService(**common, cancel_poll_seconds=self.lease.poll_seconds),
+            uploads=UploadService(
+                **common,
+                cancels=CancelRelay(
+                    self.documents, instance_id=instance_id, poll_seconds=self.lease.poll_seconds
+                ),
+            ),
             metrics=IngestMetrics(),
             tus=tus,
             **{k: common[k] for k in ("sessions", "duplicates", "quota", "store", "sink")},
