@@ -4,8 +4,8 @@ Uploads are spread over many users (one token each) so no per-user limit
 shapes a benchmark. `upload` never raises for an HTTP error or a broken
 connection: it returns an `UploadOutcome` whose `error` says what went wrong,
 so a benchmark of 1,000 uploads counts its failures instead of stopping at the
-first. Session creation does raise (RuntimeError): without sessions there is
-nothing to measure.
+first (`try_create_sessions` does the same for sessions); `create_sessions`
+raises RuntimeError, for benchmarks that measure nothing without every session.
 """
 
 from __future__ import annotations
@@ -73,12 +73,34 @@ async def create_sessions(
     *,
     concurrency: int = 32,
 ) -> list[str]:
-    """One session per entry of `sizes` (upload i for user i), created `concurrency` at a time."""
+    """One session per entry of `sizes` (upload i for user i), created `concurrency` at a time.
+
+    Raises RuntimeError when any cannot be created.
+    """
+    created = await try_create_sessions(http, url, users, sizes, concurrency=concurrency)
+    failed = [c for c in created if isinstance(c, Exception)]
+    if failed:
+        raise RuntimeError(f"{len(failed)} sessions could not be created: {failed[0]}")
+    return [c for c in created if isinstance(c, str)]
+
+
+async def try_create_sessions(
+    http: aiohttp.ClientSession,
+    url: str,
+    users: Users,
+    sizes: Sequence[int],
+    *,
+    concurrency: int = 32,
+) -> list[str | Exception]:
+    """Like `create_sessions`, with the error in place of each session that failed."""
     slots = asyncio.Semaphore(concurrency)
 
-    async def one(index: int, size: int) -> str:
+    async def one(index: int, size: int) -> str | Exception:
         async with slots:
-            return await create_session(http, url, users.auth(index), size)
+            try:
+                return await create_session(http, url, users.auth(index), size)
+            except (RuntimeError, aiohttp.ClientError, TimeoutError, ValueError) as error:
+                return error
 
     return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(sizes))))
 

@@ -25,9 +25,9 @@ from benchmarks import plots
 from benchmarks.client import (
     UploadOutcome,
     Users,
-    create_sessions,
     error_counts,
     http_session,
+    try_create_sessions,
     upload,
 )
 from benchmarks.context import Context, delete_objects
@@ -62,17 +62,22 @@ async def one_run(
     env = ctx.server_env(max_file_size=size + MiB)
     users = Users.for_uploads(secret_of(ctx.settings), clients)
     async with ingest_server(env, source=ctx.source) as server, http_session() as http:
-        urls = await create_sessions(http, server.url, users, [size] * clients)
+        sessions = await try_create_sessions(http, server.url, users, [size] * clients)
         start = asyncio.Event()
 
         async def one(index: int) -> UploadOutcome:
             await start.wait()
+            session = sessions[index]
+            if isinstance(session, Exception):
+                # Refused before any byte was sent: an error of this run all the same.
+                failure = f"session: {type(session).__name__}: {session}"[:160]
+                return UploadOutcome(size, time.monotonic(), 0.0, None, failure, None)
             body = (
                 video_body(size)
                 if trickle is None
                 else trickle_body(size, trickle.chunk, trickle.interval)
             )
-            return await upload(http, urls[index], users.auth(index), body, size)
+            return await upload(http, session, users.auth(index), body, size)
 
         tasks = [asyncio.create_task(one(i)) for i in range(clients)]
         await asyncio.sleep(0)  # every task is now waiting on `start`
