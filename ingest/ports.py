@@ -58,6 +58,23 @@ class ObjectStore(Protocol):
         self, key: str, *, content_type: str | None, metadata: Mapping[str, str]
     ) -> MultipartUpload: ...
 
+    async def put_object(
+        self,
+        key: str,
+        data: bytes,
+        sha256_b64: str,
+        *,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+    ) -> StoredObject:
+        """Store a whole object in one request (a body that fits in one part); the store
+        verifies `sha256_b64` (ChecksumMismatch when it differs)."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove an object; removing one that does not exist is not an error."""
+        ...
+
     async def incomplete_uploads(self, key: str) -> list[str]:
         """Upload ids of multipart uploads still open for exactly this key."""
         ...
@@ -159,10 +176,6 @@ class ResumableObjectStore(Protocol):
 
     async def get_small(self, key: str) -> bytes | None:
         """A small object's bytes, or None when there is no such object."""
-        ...
-
-    async def delete(self, key: str) -> None:
-        """Remove an object; removing one that does not exist is not an error."""
         ...
 
     def read_object(self, key: str) -> AsyncIterator[bytes]:

@@ -198,7 +198,7 @@ class MemoryObjectStore:
     """An in-memory S3 bucket holding multipart uploads and completed objects.
 
     Knobs (plain attributes, change them at any time):
-    `fail_start`, `fail_complete`, `fail_abort`: raised by that call;
+    `fail_start`, `fail_complete`, `fail_abort`, `fail_put`: raised by that call;
     `fail_parts[n]`: raised by every upload of part n;
     `part_delay`, `abort_delay`: seconds each such call takes;
     `gate`: when set to an asyncio.Event, part uploads wait for it;
@@ -208,7 +208,8 @@ class MemoryObjectStore:
     `fail_small`: raised by `put_small` and `get_small`; `read_chunk`: chunk size of `read_object`.
 
     Records: `objects` (key -> bytes), `object_info`, `uploads` (every multipart
-    upload, in start order), and the concurrency seen by part uploads:
+    upload, in start order), `put_attempts` (keys of whole-object puts), and the
+    concurrency seen by part uploads and puts:
     `max_parts_in_flight`, `max_bytes_in_flight`.
     """
 
@@ -227,6 +228,8 @@ class MemoryObjectStore:
         self.fail_start: Exception | None = None
         self.fail_parts: dict[int, Exception] = {}
         self.fail_complete: Exception | None = None
+        self.fail_put: Exception | None = None
+        self.put_attempts: list[str] = []
         self.fail_abort: Exception | None = None
         self.gate: asyncio.Event | None = None
         self.on_part: Callable[[MemoryMultipartUpload, int, bytes], None] | None = None
@@ -269,6 +272,36 @@ class MemoryObjectStore:
         upload = MemoryMultipartUpload(self, key, f"mpu-{next(self._ids)}", content_type, metadata)
         self.uploads.append(upload)
         return upload
+
+    async def put_object(
+        self,
+        key: str,
+        data: bytes,
+        sha256_b64: str,
+        *,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+    ) -> StoredObject:
+        """A whole object in one request: `gate`, `part_delay` and `fail_put` apply."""
+        self.put_attempts.append(key)
+        self._part_started(len(data))
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            if self.part_delay:
+                await asyncio.sleep(self.part_delay)
+            if self.fail_put is not None:
+                raise self.fail_put
+            if part_checksum(data) != sha256_b64:
+                raise ChecksumMismatch(f"{key}: the SHA-256 sent does not match the data")
+        finally:
+            self._part_finished(len(data))
+        etag = _quoted_md5(data)
+        self.objects[key] = bytes(data)
+        self.object_info[key] = StoredObjectInfo(
+            content_type=content_type, metadata=dict(metadata), etag=etag
+        )
+        return StoredObject(key=key, etag=etag, size=len(data))
 
     async def incomplete_uploads(self, key: str) -> list[str]:
         return [u.upload_id for u in self.open_uploads if u.key == key]

@@ -586,6 +586,30 @@ class LocalObjectStore:
     async def stored_parts(self, key: str, upload_id: str) -> list[StoredPart]:
         return await self.resume_multipart(key, upload_id).stored_parts()
 
+    async def put_object(
+        self,
+        key: str,
+        data: bytes,
+        sha256_b64: str,
+        *,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+    ) -> StoredObject:
+        """Store a whole object, verified against `sha256_b64`; like a completed multipart
+        upload, its content type and metadata are not kept."""
+        path = self.path_of(key)
+        sha256, etag = await asyncio.to_thread(_part_digests, data)
+        if sha256 != sha256_b64:
+            raise self.failures.checksum(
+                "put_object", key, f"the data's SHA-256 is not {sha256_b64}"
+            )
+        try:
+            await aiofiles.os.makedirs(self._scratch, exist_ok=True)
+            await write_atomically(path, data, scratch=self._scratch)
+        except OSError as error:
+            raise self.failures.disk("put_object", key, error) from error
+        return StoredObject(key=key, etag=etag, size=len(data))
+
     async def put_small(self, key: str, data: bytes) -> None:
         """Store a small object whole, replacing any object with that key."""
         path = self.path_of(key)

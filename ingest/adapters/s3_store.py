@@ -287,6 +287,15 @@ class S3Calls:
             log.exception("the S3 call observer failed on %s", operation)
 
 
+def _check_echoed_checksum(response: Mapping[str, Any], sent: str, key: str, what: str) -> None:
+    echoed = response.get("ChecksumSHA256")
+    if echoed is not None and echoed != sent:
+        raise ChecksumMismatch(
+            f"S3 stored {what} of {key!r} with another SHA-256",
+            details={"key": key, "what": what, "sent": sent, "stored": echoed},
+        )
+
+
 class S3MultipartUpload:
     """One open multipart upload; parts may be uploaded concurrently, in any order."""
 
@@ -315,12 +324,7 @@ class S3MultipartUpload:
                 ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=sha256_b64,
             )
-        echoed = response.get("ChecksumSHA256")
-        if echoed is not None and echoed != sha256_b64:
-            raise ChecksumMismatch(
-                f"S3 stored part {number} of {self._key!r} with another SHA-256",
-                details={"key": self._key, "part": number, "sent": sha256_b64, "stored": echoed},
-            )
+        _check_echoed_checksum(response, sha256_b64, self._key, f"part {number}")
         return StoredPart(
             number=number, etag=response["ETag"], size=len(data), sha256_b64=sha256_b64
         )
@@ -430,6 +434,30 @@ class S3ObjectStore:
         async with self._calls.call("create_multipart_upload", key):
             response = await self._client.create_multipart_upload(**params)
         return S3MultipartUpload(self._client, self._calls, key, response["UploadId"])
+
+    async def put_object(
+        self,
+        key: str,
+        data: bytes,
+        sha256_b64: str,
+        *,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+    ) -> StoredObject:
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "Body": data,
+            "ChecksumAlgorithm": "SHA256",
+            "ChecksumSHA256": sha256_b64,
+            "Metadata": dict(metadata),
+        }
+        if content_type is not None:
+            params["ContentType"] = content_type
+        async with self._calls.call("put_object", key):
+            response = await self._client.put_object(**params)
+        _check_echoed_checksum(response, sha256_b64, key, "object")
+        return StoredObject(key=key, etag=response.get("ETag"), size=len(data))
 
     async def incomplete_uploads(self, key: str) -> list[str]:
         upload_ids: list[str] = []

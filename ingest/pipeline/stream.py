@@ -1,19 +1,22 @@
-"""One upload, end to end: a body streamed into an S3 multipart upload, with its events.
+"""One upload, end to end: a body streamed into S3, with its events.
 
 `stream_upload` reads the first bytes and refuses a non-video before anything
 exists in S3, then cuts the body into parts (taking each part's bytes from the
 process-wide memory budget before reading it), hashes them off the event loop
-and uploads several at once, each with its SHA-256 for S3 to verify. Limits are
-enforced on the chunk that passes them. It emits `upload.started`, throttled
-`upload.progress` (and one per stored part) and `upload.completed`.
+and uploads several at once into a multipart upload, each with its SHA-256 for
+S3 to verify. A body that fits in its first part is stored by one PUT, with its
+SHA-256 likewise. Limits are enforced on the chunk that passes them. It emits
+`upload.started`, throttled `upload.progress` (and one per stored part) and
+`upload.completed`.
 
 How it fails: on any error, and on cancellation, it stops the part uploads,
-gives back every reserved byte, aborts the multipart upload (shielded from
-cancellation, bounded in time) so no part is left behind, emits exactly one
-`upload.failed` or `upload.cancelled` (bounded; a failure to emit is logged,
-never raised in place of the real error), and re-raises the original error.
-A cancellation propagates as CancelledError; `Interrupt.reason` says why it
-happened. Once the object is complete it is never aborted.
+gives back every reserved byte, aborts the multipart upload (or deletes what a
+PUT cut short stored), shielded from cancellation and bounded in time, so no
+part or object is left behind, emits exactly one `upload.failed` or
+`upload.cancelled` (bounded; a failure to emit is logged, never raised in place
+of the real error), and re-raises the original error. A cancellation
+propagates as CancelledError; `Interrupt.reason` says why it happened. Once
+the object is complete it is never removed.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from ingest.pipeline.container import (
 from ingest.pipeline.hashing import StreamHasher
 from ingest.pipeline.parts import PartReader, plan_part_size
 from ingest.pipeline.progress import ProgressSnapshot, ProgressTracker
-from ingest.ports import EventSink, MultipartUpload, ObjectStore, StoredPart
+from ingest.ports import EventSink, MultipartUpload, ObjectStore, StoredObject, StoredPart
 from schemas import (
     ErrorCode,
     Event,
@@ -250,6 +253,8 @@ class _Upload:
         self._slot_freed = asyncio.Event()
         self._reservations: set[Reservation] = set()
         self._stored: list[StoredPart] = []
+        self._parts_stored = 0
+        self._put: asyncio.Task[StoredObject] | None = None
         self._part_error: BaseException | None = None
 
     @property
@@ -287,18 +292,13 @@ class _Upload:
         await self._events.emit(lambda f: UploadStarted(**f, started_at=self._started_at))
         self._started = True
 
-        self._multipart = await self._store.start_multipart(
-            target.s3_key,
+        stored, parts = await self._store_body(
+            reader,
             content_type=CONTENT_TYPES.get(fmt, target.content_type),
             metadata={"upload-id": target.upload_id, "user-id": target.user_id, "format": fmt},
         )
-        await self._upload_parts(reader, self._multipart)
-        self._limits.check_complete(self._received)
-
-        sha256 = await self._hasher.hexdigest()
-        parts = sorted(self._stored, key=lambda p: p.number)
-        stored = await self._multipart.complete(parts)
         self._completed = True
+        sha256 = await self._hasher.hexdigest()
         completed_at = self._config.wall_clock()
         duplicate_of = await self._duplicate_of(sha256)
 
@@ -310,7 +310,7 @@ class _Upload:
             format=fmt,
             s3_key=stored.key,
             etag=stored.etag,
-            parts=len(parts),
+            parts=parts,
             started_at=self._started_at,
             completed_at=completed_at,
             duplicate_of=duplicate_of,
@@ -318,29 +318,87 @@ class _Upload:
         await self._events.emit(lambda fields: completed_event(fields, result))
         return result
 
-    async def _upload_parts(self, reader: PartReader, multipart: MultipartUpload) -> None:
-        number = 0
-        taken = 0
-        while not reader.at_eof:
-            await self._wait_for_slot()
-            # Reserved before reading on: when the budget is spent the body is
-            # not read, and the client is slowed down by TCP.
-            reservation = await self._reserve_part(taken)
-            data = await reader.read_part(self._part_size, expected=reservation.size or None)
-            if not data:
-                self._give_back(reservation)
-                break
-            reservation.shrink(len(data))
+    async def _store_body(
+        self, reader: PartReader, *, content_type: str | None, metadata: dict[str, str]
+    ) -> tuple[StoredObject, int]:
+        """Store the rest of the body; returns the object and the number of parts it took."""
+        data, reservation = await self._read_part(reader, taken=0)
+        if reader.at_eof:
+            # All of it fits in one part: one PUT stores it, where a multipart
+            # upload takes three requests, for S3 and for this server alike.
+            self._limits.check_complete(self._received)
+            return await self._put_whole(data, reservation, content_type, metadata), 1
+
+        multipart = self._multipart = await self._store.start_multipart(
+            self._target.s3_key, content_type=content_type, metadata=metadata
+        )
+        number = taken = 0
+        while True:
             number += 1
             taken += len(data)
             self._launch_part(multipart, number, data, reservation)
             del data  # the part task owns it now; it must not outlive its reservation
-        if number == 0:
-            # S3 completes nothing without a part; an empty body is one empty part.
-            reservation = await self._budget.reserve(0)
-            self._reservations.add(reservation)
-            self._launch_part(multipart, 1, b"", reservation)
+            if reader.at_eof:
+                break
+            data, reservation = await self._read_part(reader, taken)
+            if not data:  # the body ended on a part boundary
+                self._give_back(reservation)
+                break
         await self._drain()
+        self._limits.check_complete(self._received)
+        parts = sorted(self._stored, key=lambda p: p.number)
+        return await multipart.complete(parts), len(parts)
+
+    async def _read_part(self, reader: PartReader, taken: int) -> tuple[bytes, Reservation]:
+        """The next part (after `taken` bytes), once a slot and its memory are free."""
+        await self._wait_for_slot()
+        # Reserved before reading on: when the budget is spent the body is not
+        # read, and the client is slowed down by TCP.
+        reservation = await self._reserve_part(taken)
+        data = await reader.read_part(self._part_size, expected=reservation.size or None)
+        reservation.shrink(len(data))
+        return data, reservation
+
+    async def _put_whole(
+        self,
+        data: bytes,
+        reservation: Reservation,
+        content_type: str | None,
+        metadata: dict[str, str],
+    ) -> StoredObject:
+        checksum = self._hasher.submit(data)
+        # Shielded: a PUT cut short may still be stored, so the clean-up waits
+        # for it to end and deletes what it stored.
+        self._put = asyncio.create_task(
+            self._put_object(data, checksum, reservation, content_type, metadata),
+            name=f"upload {self._target.upload_id} whole",
+        )
+        del data
+        stored = await asyncio.shield(self._put)
+        self._completed = True
+        self._parts_stored = 1
+        await self._emit_progress(forced=True)
+        return stored
+
+    async def _put_object(
+        self,
+        data: bytes,
+        checksum: asyncio.Task[str],
+        reservation: Reservation,
+        content_type: str | None,
+        metadata: dict[str, str],
+    ) -> StoredObject:
+        try:
+            return await self._store.put_object(
+                self._target.s3_key,
+                data,
+                await checksum,
+                content_type=content_type,
+                metadata=metadata,
+            )
+        finally:
+            del data
+            self._give_back(reservation)
 
     async def _reserve_part(self, taken: int) -> Reservation:
         """The bytes of the next part (after `taken` bytes), from the memory budget."""
@@ -382,6 +440,7 @@ class _Upload:
             self._uploading -= 1
             self._slot_freed.set()
         self._stored.append(stored)
+        self._parts_stored += 1
         # Reported after the part's slot is free: waiting for Kafka's
         # acknowledgement must not keep the next part from being sent.
         await self._emit_progress(forced=True)
@@ -432,7 +491,7 @@ class _Upload:
                 percentage=snapshot.percentage,
                 speed_bps=snapshot.speed_bps,
                 eta_seconds=snapshot.eta_seconds,
-                parts_stored=len(self._stored),
+                parts_stored=self._parts_stored,
             )
 
         try:
@@ -481,12 +540,24 @@ class _Upload:
                 within=self._config.abort_timeout,
                 what=f"aborting the multipart upload of {self._target.upload_id}",
             )
+        if self._put is not None and not self._completed:
+            interrupted |= await _finish(
+                self._discard_put(self._put),
+                within=self._config.abort_timeout,
+                what=f"removing the object of upload {self._target.upload_id}",
+            )
         interrupted |= await _finish(
             self._events.emit(self._failure_event(error)),
             within=self._config.event_timeout,
             what=f"emitting the failure of upload {self._target.upload_id}",
         )
         return interrupted
+
+    async def _discard_put(self, put: asyncio.Task[StoredObject]) -> None:
+        """Wait for the PUT of a failed upload to end, and delete what it stored."""
+        await asyncio.wait([put])
+        if not put.cancelled() and put.exception() is None:
+            await self._store.delete(self._target.s3_key)
 
     def _failure_event(self, error: BaseException) -> Callable[[_UploadFields], Event]:
         received = self._received

@@ -101,6 +101,33 @@ async def test_a_part_with_a_wrong_checksum_is_refused_and_not_kept(
     assert await store.incomplete_uploads(key) == []
 
 
+async def test_a_whole_object_is_put_in_one_request_and_verified(
+    object_store: ObjectBackend,
+) -> None:
+    store = object_store.store
+    key = "uploads/user-1/whole.mp4"
+    body = random.Random(8).randbytes(3 * MiB + 5)
+
+    with pytest.raises(ChecksumMismatch) as refused:
+        await store.put_object(
+            key, body, sha256_b64(body + b"tampered"), content_type="video/mp4", metadata={}
+        )
+    assert refused.value.details["key"] == key
+    assert refused.value.details["operation"] == "put_object"
+    assert await store.incomplete_uploads(key) == []
+
+    stored = await store.put_object(
+        key, body, sha256_b64(body), content_type="video/mp4", metadata={"user-id": "user-1"}
+    )
+    assert (stored.key, stored.size, stored.etag) == (key, len(body), quoted_md5(body))
+    assert await object_store.read(key) == body
+    assert await store.incomplete_uploads(key) == []
+
+    await store.delete(key)
+    await store.delete(key)  # gone already: no error
+    assert await resumable(store).get_small(key) is None
+
+
 async def test_abort_leaves_no_incomplete_upload_and_may_be_repeated(
     object_store: ObjectBackend,
 ) -> None:

@@ -151,7 +151,7 @@ async def test_health_readiness_and_metrics(
         text = await r.text()
     assert 'ingest_uploads_total{outcome="completed"} 1.0' in text
     assert "ingest_upload_bytes_total 50000.0" in text
-    assert 'ingest_s3_request_seconds_count{operation="upload_part"}' in text
+    assert 'ingest_s3_request_seconds_count{operation="put_object"}' in text
     assert "ingest_kafka_send_seconds_count" in text
     assert "ingest_parts_in_flight 0.0" in text  # every part of the finished upload let go
 

@@ -97,20 +97,41 @@ async def test_stored_bytes_hash_and_parts(rig: Rig, chunk: int, size: int, decl
     assert rig.budget.in_use == 0
 
 
-async def test_a_body_smaller_than_a_part_is_one_part(rig: Rig) -> None:
-    data = video_bytes(40)
-    result = await rig.run(make_target(), ScriptedBody(data, 7))
+@pytest.mark.parametrize("declared", [True, False])
+async def test_a_body_smaller_than_a_part_is_stored_by_one_put(rig: Rig, declared: bool) -> None:
+    data = video_bytes(40, fmt="webm")
+    target = make_target(declared_size=40 if declared else None, declared_format="webm")
+    result = await rig.run(target, ScriptedBody(data, 7))
+    assert (result.parts, result.size_bytes) == (1, 40)
+    assert result.sha256 == hashlib.sha256(data).hexdigest()
+    assert rig.store.uploads == []  # no multipart upload at all
+    assert rig.store.put_attempts == [target.s3_key]
+    assert rig.store.objects[target.s3_key] == data
+    info = rig.store.object_info[target.s3_key]
+    assert info.content_type == "video/webm"
+    assert info.metadata == {"upload-id": "upl-1", "user-id": "user-1", "format": "webm"}
+    assert result.etag == info.etag
+    [progress] = rig.sink.of_type(UploadProgress)
+    assert (progress.bytes_received, progress.parts_stored) == (40, 1)
+    assert rig.budget.in_use == 0
+
+
+async def test_a_body_of_exactly_one_part_is_one_multipart_part(rig: Rig) -> None:
+    # The end of the body shows only after the part is full: it goes the multipart way.
+    data = video_bytes(PART)
+    result = await rig.run(make_target(), ScriptedBody(data, 16))
     assert result.parts == 1
-    assert rig.only_upload().part_sizes == [40]
+    assert rig.only_upload().part_sizes == [PART]
+    assert rig.store.put_attempts == []
     assert rig.store.objects[result.s3_key] == data
 
 
 async def test_the_part_size_is_raised_to_fit_ten_thousand_parts(rig: Rig) -> None:
     # Up to 10 MB in 64-byte parts would be 156,250 parts: the pipeline raises it to 1 MiB.
-    data = video_bytes(3_000)
-    result = await rig.run(make_target(max_size=10_000_000), ScriptedBody(data, 100))
-    assert result.parts == 1
-    assert rig.only_upload().part_sizes == [3_000]
+    data = video_bytes(1024 * 1024 + 3_000)
+    result = await rig.run(make_target(max_size=10_000_000), ScriptedBody(data, 64 * 1024))
+    assert result.parts == 2
+    assert rig.only_upload().part_sizes == [1024 * 1024, 3_000]
 
 
 async def test_the_object_is_stored_with_the_detected_media_type(rig: Rig) -> None:

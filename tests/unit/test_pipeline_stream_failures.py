@@ -413,3 +413,40 @@ async def test_budget_is_returned_when_concurrent_uploads_fail() -> None:
     assert rig.budget.waiting == 0
     assert set(store.objects) == {"k/b"}
     assert store.parts_held() == 0
+
+
+# A body stored by one PUT.
+
+
+async def test_a_failed_put_leaves_nothing_and_reports_once(rig: Rig) -> None:
+    rig.store.fail_put = StorageError("503 Slow Down")
+    with pytest.raises(StorageError):
+        await rig.run(make_target(), ScriptedBody(video_bytes(PART - 1), 10))
+    assert rig.store.uploads == []
+    assert rig.store.objects == {}
+    assert rig.budget.in_use == 0
+    rig.assert_one_terminal_event()
+    assert rig.failure().error_code == "STORAGE_ERROR"
+
+
+@pytest.mark.parametrize("put_succeeds", [True, False])
+async def test_a_put_cut_short_by_a_cancel_is_waited_for_and_its_object_deleted(
+    rig: Rig, put_succeeds: bool
+) -> None:
+    rig.store.gate = asyncio.Event()  # the PUT is in flight until the gate opens
+    if not put_succeeds:
+        rig.store.fail_put = StorageError("connection reset")
+    target = make_target()
+    task = asyncio.create_task(rig.run(target, ScriptedBody(video_bytes(PART - 1), 10)))
+    await _until(lambda: rig.store.parts_in_flight == 1)
+    rig.interrupt.cancel(task, "cancelled")
+    await asyncio.sleep(0.01)
+    assert not task.done()  # the clean-up waits for the PUT to end
+    rig.store.gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert rig.store.put_attempts == [target.s3_key]
+    assert rig.store.objects == {}
+    assert rig.budget.in_use == 0
+    rig.assert_one_terminal_event()
+    assert isinstance(rig.sink.events[-1], UploadCancelled)
