@@ -54,7 +54,7 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080
     parts_in_flight: int = 4
-    memory_budget: int = 512 * MiB
+    memory_budget: int = 256 * MiB
     progress_interval_seconds: float = 0.5
     cancel_poll_seconds: float = 0.5
     shutdown_grace_seconds: float = 30.0

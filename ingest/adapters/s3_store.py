@@ -186,21 +186,22 @@ class SlicingHTTPSession(AIOHTTPSession):  # type: ignore[misc]
             request.body = body
 
 
-def send_part_bodies_as_is(client: Any) -> None:
-    """Let UploadPart send a `bytes` body without copying it.
+def send_data_bodies_as_is(client: Any) -> None:
+    """Let UploadPart and PutObject send a `bytes` body without copying it.
 
     botocore wraps a bytes body in a BytesIO; aiohttp then calls `getbuffer()`
-    on it, which copies the whole part (the BytesIO shares the bytes until a
+    on it, which copies the whole body (the BytesIO shares the bytes until a
     buffer is exported), and reads it back in 64 KiB slices (a second copy).
-    Sent as bytes, the part reaches the HTTP session as it is (and a client
+    Sent as bytes, the body reaches the HTTP session as it is (and a client
     configured by `s3_client_config` sends it in slices, see `SlicedBody`).
     Retries still work: botocore resends a bytes body unchanged. The handler
     list is the client's own copy, so other clients are not affected; calling
     this twice is harmless.
     """
-    client.meta.events.unregister(
-        "before-parameter-build.s3.UploadPart", convert_body_to_file_like_object
-    )
+    for operation in ("UploadPart", "PutObject"):
+        client.meta.events.unregister(
+            f"before-parameter-build.s3.{operation}", convert_body_to_file_like_object
+        )
 
 
 def error_code(error: BaseException) -> str | None:
@@ -399,7 +400,7 @@ class S3ObjectStore:
         self._client = client
         self._calls = S3Calls(bucket, observer)
         self._check_timeout = check_timeout
-        send_part_bodies_as_is(client)
+        send_data_bodies_as_is(client)
 
     @classmethod
     @asynccontextmanager

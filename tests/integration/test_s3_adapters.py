@@ -132,6 +132,31 @@ async def test_a_part_is_sent_as_the_callers_bytes_without_a_copy(
     assert sent[0] is body
 
 
+async def test_a_whole_object_is_sent_as_the_callers_bytes_without_a_copy(
+    store: S3ObjectStore, client: Any, settings: IngestSettings
+) -> None:
+    sent: list[object] = []
+
+    def capture(request: Any, **_: Any) -> None:
+        sent.append(request.body)
+
+    client.meta.events.register("before-send.s3.PutObject", capture)
+    body = random.Random(4).randbytes(3 * MiB)
+    try:
+        stored = await store.put_object(
+            "uploads/no-copy-whole.bin", body, sha256_b64(body), content_type=None, metadata={}
+        )
+    finally:
+        client.meta.events.unregister("before-send.s3.PutObject", capture)
+    assert len(sent) == 1
+    assert sent[0] is body
+    head = await client.head_object(
+        Bucket=settings.s3_bucket, Key=stored.key, ChecksumMode="ENABLED"
+    )
+    assert head["ContentLength"] == len(body)
+    assert head["ChecksumSHA256"] == sha256_b64(body)
+
+
 async def test_a_part_with_a_wrong_checksum_raises_checksum_mismatch(
     store: S3ObjectStore, calls: Calls
 ) -> None:
