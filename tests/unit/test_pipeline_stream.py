@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
 from ingest.errors import UnsupportedFormat
-from ingest.model import UploadResult, UploadTarget
 from ingest.pipeline.budget import MemoryBudget
-from ingest.pipeline.stream import Interrupt, PipelineConfig, stream_upload
+from ingest.pipeline.stream import PipelineConfig
 from schemas import (
     UploadCompleted,
     UploadEvent,
@@ -24,51 +21,11 @@ from schemas import (
 from tests.fakes import (
     MemoryMultipartUpload,
     MemoryObjectStore,
-    RecordingEventSink,
     ScriptedBody,
-    upload_target,
     video_bytes,
 )
-
-PART = 64
-
-
-def make_target(**changes: Any) -> UploadTarget:
-    # A maximum that fits in 10,000 parts of PART bytes, so PART is not raised.
-    return upload_target(**{"max_size": PART * 10_000, **changes})
-
-
-@dataclass
-class Rig:
-    store: MemoryObjectStore = field(default_factory=MemoryObjectStore)
-    sink: RecordingEventSink = field(default_factory=RecordingEventSink)
-    budget: MemoryBudget = field(default_factory=lambda: MemoryBudget(1 << 20))
-    config: PipelineConfig = field(
-        default_factory=lambda: PipelineConfig(
-            part_size=PART, parts_in_flight=4, progress_interval=3600.0
-        )
-    )
-    duplicates: dict[tuple[str, str], str] = field(default_factory=dict)
-
-    async def find_duplicate(self, user_id: str, sha256: str) -> str | None:
-        return self.duplicates.get((user_id, sha256))
-
-    async def run(self, target: UploadTarget, body: ScriptedBody, **kwargs: Any) -> UploadResult:
-        return await stream_upload(
-            target,
-            body.chunks(),
-            store=self.store,
-            sink=self.sink,
-            budget=self.budget,
-            config=self.config,
-            interrupt=kwargs.pop("interrupt", Interrupt()),
-            find_duplicate=self.find_duplicate,
-            **kwargs,
-        )
-
-    def only_upload(self) -> MemoryMultipartUpload:
-        assert len(self.store.uploads) == 1
-        return self.store.uploads[0]
+from tests.unit.pipeline_rig import PART, make_target
+from tests.unit.pipeline_rig import PipelineRig as Rig
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from ingest.errors import (
     TooSmall,
     UploadTimeout,
 )
-from ingest.model import UploadResult, UploadTarget
+from ingest.model import UploadResult
 from ingest.pipeline.budget import MemoryBudget
-from ingest.pipeline.stream import Interrupt, PipelineConfig, stream_upload
+from ingest.pipeline.stream import PipelineConfig
 from schemas import (
     UploadCancelled,
     UploadCompleted,
@@ -30,52 +30,21 @@ from schemas import (
     UploadStarted,
 )
 from tests.fakes import (
-    MemoryMultipartUpload,
     MemoryObjectStore,
-    RecordingEventSink,
     ScriptedBody,
-    upload_target,
     video_bytes,
 )
-
-PART = 64
-
-
-def make_target(**changes: Any) -> UploadTarget:
-    return upload_target(**{"max_size": PART * 10_000, **changes})
+from tests.unit.pipeline_rig import PART, PipelineRig, make_target
 
 
 @dataclass
-class Rig:
-    store: MemoryObjectStore = field(default_factory=MemoryObjectStore)
-    sink: RecordingEventSink = field(default_factory=RecordingEventSink)
-    budget: MemoryBudget = field(default_factory=lambda: MemoryBudget(1 << 20))
+class Rig(PipelineRig):
     config: PipelineConfig = field(
         default_factory=lambda: PipelineConfig(
             part_size=PART, parts_in_flight=3, progress_interval=60
         )
     )
-    interrupt: Interrupt = field(default_factory=Interrupt)
-
-    async def find_duplicate(self, user_id: str, sha256: str) -> str | None:
-        return None
-
-    async def run(self, target: UploadTarget, body: ScriptedBody) -> UploadResult:
-        return await stream_upload(
-            target,
-            body.chunks(),
-            store=self.store,
-            sink=self.sink,
-            budget=self.budget,
-            config=self.config,
-            interrupt=self.interrupt,
-            find_duplicate=self.find_duplicate,
-            first_sequence=3,
-        )
-
-    def only_upload(self) -> MemoryMultipartUpload:
-        assert len(self.store.uploads) == 1
-        return self.store.uploads[0]
+    first_sequence: int = 3
 
     def assert_cleaned_up(self) -> None:
         """Aborted, nothing stored or held, and the events end with one terminal event."""

@@ -1,0 +1,61 @@
+"""`stream_upload` over the in-memory fakes: the rig the pipeline tests share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ingest.model import UploadResult, UploadTarget
+from ingest.pipeline.budget import MemoryBudget
+from ingest.pipeline.stream import Interrupt, PipelineConfig, stream_upload
+from tests.fakes import (
+    MemoryMultipartUpload,
+    MemoryObjectStore,
+    RecordingEventSink,
+    ScriptedBody,
+    upload_target,
+)
+
+PART = 64
+
+
+def make_target(**changes: Any) -> UploadTarget:
+    # A maximum that fits in 10,000 parts of PART bytes, so PART is not raised.
+    return upload_target(**{"max_size": PART * 10_000, **changes})
+
+
+@dataclass
+class PipelineRig:
+    store: MemoryObjectStore = field(default_factory=MemoryObjectStore)
+    sink: RecordingEventSink = field(default_factory=RecordingEventSink)
+    budget: MemoryBudget = field(default_factory=lambda: MemoryBudget(1 << 20))
+    config: PipelineConfig = field(
+        default_factory=lambda: PipelineConfig(
+            part_size=PART, parts_in_flight=4, progress_interval=3600.0
+        )
+    )
+    interrupt: Interrupt = field(default_factory=Interrupt)
+    duplicates: dict[tuple[str, str], str] = field(default_factory=dict)
+    first_sequence: int = 0
+
+    async def find_duplicate(self, user_id: str, sha256: str) -> str | None:
+        return self.duplicates.get((user_id, sha256))
+
+    async def run(self, target: UploadTarget, body: ScriptedBody, **kwargs: Any) -> UploadResult:
+        """`stream_upload` of `body`; `kwargs` override its other arguments."""
+        arguments: dict[str, Any] = {"first_sequence": self.first_sequence, **kwargs}
+        return await stream_upload(
+            target,
+            body.chunks(),
+            store=self.store,
+            sink=self.sink,
+            budget=self.budget,
+            config=self.config,
+            interrupt=self.interrupt,
+            find_duplicate=self.find_duplicate,
+            **arguments,
+        )
+
+    def only_upload(self) -> MemoryMultipartUpload:
+        assert len(self.store.uploads) == 1
+        return self.store.uploads[0]
