@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import jwt
 
+from infra.layout import MAX_USER_ID_LENGTH
 from ingest.errors import Unauthenticated
 
 ADMIN_ROLE = "admin"
@@ -54,6 +55,8 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise Unauthenticated("the token names no user (sub)")
+        if len(subject) > MAX_USER_ID_LENGTH:
+            raise Unauthenticated(f"the token's user (sub) is over {MAX_USER_ID_LENGTH} characters")
         roles = claims.get("roles", [])
         if isinstance(roles, str):
             roles = roles.split()

@@ -24,13 +24,12 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from infra import layout
 from ingest.errors import IngestError, SessionConflict
 from ingest.model import UploadSession
 from ingest.ports import DocumentStore
 
 log = logging.getLogger(__name__)
-
-CANCELS_PREFIX = "cancels/"
 
 StopUpload = Callable[[str], bool]
 """Stops the upload of a session streaming in this process; False when there is none."""
@@ -41,7 +40,7 @@ class CancelRelay:
         self._documents = documents
         self._instance_id = instance_id
         self._poll_seconds = poll_seconds
-        self._inbox = f"{CANCELS_PREFIX}{instance_id}/"
+        self._inbox = layout.cancels_prefix(instance_id)
 
     async def forward(self, session: UploadSession) -> None:
         """Tell the instance streaming this cancelled session to stop it, unless that is us."""
@@ -49,7 +48,7 @@ class CancelRelay:
         if streamer is None or streamer == self._instance_id:
             return
         with contextlib.suppress(SessionConflict):  # already told
-            await self._documents.create(f"{CANCELS_PREFIX}{streamer}/{session.session_id}", b"")
+            await self._documents.create(layout.cancel_marker(streamer, session.session_id), b"")
 
     async def run(self, stop_upload: StopUpload) -> None:
         """Stop the uploads cancelled elsewhere, polling this instance's markers until cancelled."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from infra import layout
 from ingest.adapters.kafka_quota import KafkaQuotaView
 from ingest.adapters.kafka_sink import KafkaEventSink
 from ingest.adapters.s3_documents import S3DocumentStore
@@ -29,9 +30,6 @@ from ingest.tus.service import TusConfig, TusService
 from ingest.uploads import ActiveUploads, UploadLimits, UploadService
 from schemas import Topics
 
-# Sessions, the user index and the duplicate index live in the bucket under this prefix.
-STATE_PREFIX = "_ingest/"
-
 
 @asynccontextmanager
 async def ingest_services(settings: IngestSettings) -> AsyncIterator[IngestServices]:
@@ -41,7 +39,7 @@ async def ingest_services(settings: IngestSettings) -> AsyncIterator[IngestServi
         s3 = await stack.enter_async_context(open_s3_client(settings.s3_endpoint()))
         store = S3ObjectStore(s3, settings.s3_bucket, observer=metrics.observe_s3)
         documents = S3DocumentStore(
-            s3, settings.s3_bucket, prefix=STATE_PREFIX, observer=metrics.observe_s3
+            s3, settings.s3_bucket, prefix=layout.STATE_PREFIX, observer=metrics.observe_s3
         )
         sink = await stack.enter_async_context(
             KafkaEventSink(
@@ -173,6 +171,5 @@ def _tus_service(
                 poll_seconds=settings.cancel_poll_seconds,
                 wait_seconds=20.0,
             ),
-            tail_prefix=f"{STATE_PREFIX}tus/",
         ),
     )

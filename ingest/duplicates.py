@@ -7,18 +7,17 @@ upload to record a hash wins, later ones are duplicates of it.
 from __future__ import annotations
 
 import contextlib
-import re
 
 import msgspec
 
+from infra import layout
 from ingest.errors import SessionConflict
 from ingest.model import UploadResult
 from ingest.ports import DocumentStore
 
-_USER_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
 
 class StoredFile(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: str
     session_id: str
     filename: str | None
     result: UploadResult
@@ -33,20 +32,21 @@ class DuplicateIndex:
         self._documents = documents
 
     async def lookup(self, user_id: str, sha256: str) -> StoredFile | None:
-        stored = await self._documents.read(_key(user_id, sha256))
-        return _decoder.decode(stored.data) if stored is not None else None
+        stored = await self._documents.read(layout.stored_file_document(user_id, sha256))
+        if stored is None:
+            return None
+        found = _decoder.decode(stored.data)
+        # Keys are injective per user; the owner check also holds against a hand-edited bucket.
+        return found if found.user_id == user_id else None
 
     async def video_id_of(self, user_id: str, sha256: str) -> str | None:
         found = await self.lookup(user_id, sha256)
         return found.result.video_id if found is not None else None
 
-    async def record(self, user_id: str, stored: StoredFile) -> None:
+    async def record(self, stored: StoredFile) -> None:
         # When the key exists, an earlier upload of the same bytes is already the original.
         with contextlib.suppress(SessionConflict):
             await self._documents.create(
-                _key(user_id, stored.result.sha256), _encoder.encode(stored)
+                layout.stored_file_document(stored.user_id, stored.result.sha256),
+                _encoder.encode(stored),
             )
-
-
-def _key(user_id: str, sha256: str) -> str:
-    return f"hashes/{_USER_SAFE.sub('_', user_id)}/{sha256.lower()}.json"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from datetime import datetime
 from typing import Any, Literal
 
@@ -13,8 +11,6 @@ from schemas import UploadProtocol
 
 SessionStatus = Literal["active", "uploading", "completed", "failed", "cancelled", "expired"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class UploadResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,17 +73,3 @@ class UploadTarget(msgspec.Struct, frozen=True, kw_only=True):
     max_size: int
     min_size: int
     quota_bytes_remaining: int | None = None
-
-
-def safe_filename(filename: str | None, fallback: str = "upload") -> str:
-    """A file name safe in an S3 key and a URL: ASCII letters, digits, dot, dash, underscore."""
-    if not filename:
-        return fallback
-    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
-    ascii_name = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
-    cleaned = _UNSAFE.sub("_", ascii_name).strip("._")
-    return cleaned[:200] or fallback
-
-
-def object_key(user_id: str, upload_id: str, filename: str | None) -> str:
-    return f"dashboard-uploads/{_UNSAFE.sub('_', user_id)}/{upload_id}/{safe_filename(filename)}"

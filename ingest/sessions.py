@@ -18,15 +18,15 @@ from typing import Any
 
 import msgspec
 
+from infra import layout
 from ingest.auth import Principal
 from ingest.errors import Forbidden, SessionConflict, SessionExpired, SessionNotFound
-from ingest.model import TERMINAL_STATUSES, SessionStatus, UploadSession, object_key
+from ingest.model import TERMINAL_STATUSES, SessionStatus, UploadSession
 from ingest.ports import DocumentStore
 from schemas import UploadProtocol
 from schemas.api import CreateUploadRequest
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
-_USER_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(UploadSession)
 
@@ -69,19 +69,21 @@ class SessionService:
             metadata=dict(request.metadata or {}),
             dashboard_context=request.dashboard_context,
             protocol=protocol,
-            s3_key=object_key(principal.user_id, session_id, request.filename),
+            s3_key=layout.object_key(principal.user_id, session_id, request.filename),
             created_at=now,
             expires_at=now + self._ttl,
             updated_at=now,
         )
         await self._documents.create(session_key(session_id), _encoder.encode(session))
-        await self._documents.create(_user_index_key(principal.user_id, session_id), b"")
+        await self._documents.create(layout.user_session_entry(principal.user_id, session_id), b"")
         return session
 
     async def store_new(self, session: UploadSession) -> None:
         """Persist a session built elsewhere (an answered duplicate, a tus creation)."""
         await self._documents.create(session_key(session.session_id), _encoder.encode(session))
-        await self._documents.create(_user_index_key(session.user_id, session.session_id), b"")
+        await self._documents.create(
+            layout.user_session_entry(session.user_id, session.session_id), b""
+        )
 
     async def load(self, session_id: str) -> tuple[UploadSession, str]:
         if not _SESSION_ID.match(session_id):
@@ -177,12 +179,15 @@ class SessionService:
     async def list_for_user(
         self, user_id: str, *, status: SessionStatus | None = None
     ) -> list[UploadSession]:
-        prefix = _user_index_prefix(user_id)
+        prefix = layout.user_sessions_prefix(user_id)
         sessions = []
         for key in await self._documents.list_keys(prefix):
             try:
                 session, _ = await self.load(key[len(prefix) :])
             except SessionNotFound:
+                continue
+            if session.user_id != user_id:
+                # The index is keyed injectively; this guards against a hand-edited bucket.
                 continue
             session = self.with_effective_status(session)
             if status is None or session.status == status:
@@ -197,12 +202,4 @@ def check_owner(session: UploadSession, principal: Principal) -> None:
 
 
 def session_key(session_id: str) -> str:
-    return f"sessions/{session_id}.json"
-
-
-def _user_index_prefix(user_id: str) -> str:
-    return f"users/{_USER_SAFE.sub('_', user_id)}/"
-
-
-def _user_index_key(user_id: str, session_id: str) -> str:
-    return _user_index_prefix(user_id) + session_id
+    return layout.session_document(session_id)

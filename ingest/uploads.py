@@ -187,8 +187,12 @@ class UploadService:
         finally:
             self._active.remove(session_id)
         await self._duplicates.record(
-            session.user_id,
-            StoredFile(session_id=session_id, filename=session.filename, result=result),
+            StoredFile(
+                user_id=session.user_id,
+                session_id=session_id,
+                filename=session.filename,
+                result=result,
+            )
         )
         completed = await self._sessions.finish(
             session_id,

@@ -22,13 +22,14 @@ from datetime import datetime
 
 import msgspec
 
+from infra import layout
 from ingest.duplicates import DuplicateIndex, StoredFile
 from ingest.errors import IngestError, UploadGone
 from ingest.pipeline.stream import PipelineConfig
 from ingest.ports import EventSink
 from ingest.tus.completion import complete_upload
 from ingest.tus.events import TusEvents, upload_target
-from ingest.tus.state import TusSession, TusSessions, tail_key, with_state
+from ingest.tus.state import TusSession, TusSessions, with_state
 from ingest.tus.store import TusStore
 from ingest.uploads import UploadLimits
 
@@ -43,7 +44,6 @@ class Lifecycle:
     duplicates: DuplicateIndex
     pipeline: PipelineConfig
     limits: UploadLimits
-    tail_prefix: str
     clock: Callable[[], datetime]
 
     def events_for(self, session: TusSession, first_sequence: int) -> TusEvents:
@@ -62,7 +62,7 @@ class Lifecycle:
         return events
 
     def tail_key(self, session_id: str, offset: int) -> str:
-        return tail_key(self.tail_prefix, session_id, offset)
+        return layout.tus_tail_key(session_id, offset)
 
     async def complete(self, session: TusSession, owner: str, events: TusEvents) -> TusSession:
         """Complete the file under the lease `owner` holds, record it, report it."""
@@ -78,8 +78,12 @@ class Lifecycle:
             await self.release(session.session_id, owner, events.next_sequence)
             raise
         await self.duplicates.record(
-            session.user_id,
-            StoredFile(session_id=session.session_id, filename=session.filename, result=result),
+            StoredFile(
+                user_id=session.user_id,
+                session_id=session.session_id,
+                filename=session.filename,
+                result=result,
+            )
         )
 
         def finish(current: TusSession) -> TusSession:

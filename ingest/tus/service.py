@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import cast
 
+from infra import layout
 from ingest.auth import Principal
 from ingest.duplicates import DuplicateIndex
 from ingest.errors import (
@@ -36,7 +37,7 @@ from ingest.errors import (
     StorageError,
     UploadGone,
 )
-from ingest.model import UploadResult, object_key
+from ingest.model import UploadResult
 from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.parts import plan_part_size
 from ingest.pipeline.stream import PipelineConfig
@@ -65,7 +66,6 @@ class TusConfig:
     lease: LeaseTimes = field(
         default_factory=lambda: LeaseTimes(lease_seconds=30.0, poll_seconds=0.5, wait_seconds=20.0)
     )
-    tail_prefix: str = "_ingest/tus/"
 
 
 @dataclass(frozen=True)
@@ -99,9 +99,7 @@ class TusService:
         self.pipeline = pipeline
         self.limits = limits
         self.admission = Admission(limits, quota, clock)
-        self.lifecycle = Lifecycle(
-            self.sessions, store, sink, duplicates, pipeline, limits, config.tail_prefix, clock
-        )
+        self.lifecycle = Lifecycle(self.sessions, store, sink, duplicates, pipeline, limits, clock)
         self._quota = quota
         self._active = active
         self._instance_id = instance_id
@@ -136,7 +134,7 @@ class TusService:
             metadata=dict(creation.metadata),
             dashboard_context=None,
             protocol="tus",
-            s3_key=object_key(principal.user_id, session_id, declared.filename),
+            s3_key=layout.object_key(principal.user_id, session_id, declared.filename),
             created_at=now,
             expires_at=now + timedelta(seconds=self.session_ttl),
             # Never "active": the one-shot PUT must not claim a tus upload.

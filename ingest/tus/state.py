@@ -83,15 +83,6 @@ class TusSession(UploadSession, frozen=True, kw_only=True):
         return self.tus
 
 
-def tail_key(prefix: str, session_id: str, offset: int) -> str:
-    """Where the bytes after the last full part are kept while the offset is `offset`.
-
-    The offset is in the key so that a request whose bytes are not committed
-    (checksum mismatch, lost lease) never overwrites the committed tail.
-    """
-    return f"{prefix}{session_id}/tail-{offset}"
-
-
 Change = Callable[[TusSession], TusSession | None]
 """A pure update of the document: the new session, or None to leave it as it is."""
 

@@ -63,3 +63,17 @@ def test_rs256_tokens_verify_with_the_public_key_only() -> None:
     confused = jwt.encode({"sub": "ann", "exp": int(time.time()) + 60}, "x" * 64, algorithm="HS256")
     with pytest.raises(Unauthenticated):
         TokenVerifier(public_key=public).verify(confused)
+
+
+@pytest.mark.parametrize("subject", ["", "x" * 257, 42, ["ann"], None])
+def test_a_subject_that_cannot_name_a_user_is_refused(subject: object) -> None:
+    claims = {"sub": subject, "exp": int(time.time()) + 60}
+    token = jwt.encode(claims, SECRET, algorithm="HS256")
+    with pytest.raises(Unauthenticated):
+        TokenVerifier(secret=SECRET).verify(token)
+
+
+@pytest.mark.parametrize("subject", ["x" * 256, "..", "a\x00b", "auth0|1", " alice"])
+def test_any_string_up_to_256_characters_is_a_user(subject: str) -> None:
+    token = jwt.encode({"sub": subject, "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
+    assert TokenVerifier(secret=SECRET).verify(token).user_id == subject

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ingest.cancels import CANCELS_PREFIX, CancelRelay
+from infra import layout
+from ingest.cancels import CancelRelay
 from ingest.errors import ServiceUnavailable
 from ingest.model import UploadSession
 from tests.fakes import MemoryDocumentStore
@@ -104,7 +105,7 @@ async def test_a_repeated_cancel_sends_one_marker(documents: MemoryDocumentStore
     relay = _relay(documents, "b")
     await relay.forward(_session("s-1", streamer="a"))
     await relay.forward(_session("s-1", streamer="a"))
-    assert list(documents.snapshot()) == [f"{CANCELS_PREFIX}a/s-1"]
+    assert list(documents.snapshot()) == [layout.cancel_marker("a", "s-1")]
 
 
 async def test_only_the_instance_named_in_the_session_acts_on_its_marker(
@@ -128,7 +129,7 @@ async def test_a_marker_waits_one_round_for_its_upload_then_is_dropped(
 
     # First look: neither upload is here yet; both markers are kept.
     kept = await relay._deliver(streaming, set())
-    assert kept == {f"{CANCELS_PREFIX}a/late", f"{CANCELS_PREFIX}a/gone"}
+    assert kept == {layout.cancel_marker("a", "late"), layout.cancel_marker("a", "gone")}
     # The claimed upload registers in the meantime and is stopped on the second look;
     # the other never comes (it had ended), and its marker goes.
     streaming.running.add("late")

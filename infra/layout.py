@@ -1,0 +1,97 @@
+"""The bucket layout: every key the service writes, and the one place a user id becomes a key.
+
+User ids are whatever the identity provider puts in `sub` (`auth0|42`,
+`team/X`, ` alice`, `..`), and two different ids must never share a key:
+storage derived from a user id is what keeps users apart. `user_segment`
+encodes an id injectively into one path segment: letters, digits, `-` and
+`_` stay as they are (keys stay readable), every other byte of the UTF-8 is
+percent-encoded (`.` included, so `.` and `..` never become path segments),
+and an encoding longer than `MAX_READABLE_SEGMENT` becomes `~` followed by
+the SHA-256 of the id, which no readable encoding can equal (`~` is always
+encoded) and keeps every key well under S3's 1,024 bytes.
+
+State documents (sessions, indexes, cancel markers) live under
+`STATE_PREFIX`; the document stores are rooted there, so their keys below are
+relative to it. Stored files live under `UPLOADS_PREFIX`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+STATE_PREFIX = "_ingest/"
+UPLOADS_PREFIX = "dashboard-uploads/"
+TUS_PREFIX = f"{STATE_PREFIX}tus/"
+
+MAX_USER_ID_LENGTH = 256
+MAX_READABLE_SEGMENT = 120
+_HASHED_MARK = "~"
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+_KEPT_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _percent_encode(text: str) -> str:
+    return "".join(
+        chr(byte) if byte in _KEPT_BYTES else f"%{byte:02X}" for byte in text.encode("utf-8")
+    )
+
+
+def user_segment(user_id: str) -> str:
+    """One key segment naming this user and no other."""
+    readable = _percent_encode(user_id)
+    if len(readable) <= MAX_READABLE_SEGMENT:
+        return readable
+    return _HASHED_MARK + hashlib.sha256(user_id.encode("utf-8")).hexdigest()
+
+
+def safe_filename(filename: str | None, fallback: str = "upload") -> str:
+    """A file name safe in an S3 key and a URL: ASCII letters, digits, dot, dash, underscore.
+
+    Lossy on purpose (it is only the last segment of a key that the upload id
+    already makes unique); the original name travels in the session and events.
+    """
+    if not filename:
+        return fallback
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    ascii_name = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
+    cleaned = _UNSAFE_FILENAME.sub("_", ascii_name).strip("._")
+    return cleaned[:200] or fallback
+
+
+def object_key(user_id: str, upload_id: str, filename: str | None) -> str:
+    """Where a stored file lives in the bucket."""
+    return f"{UPLOADS_PREFIX}{user_segment(user_id)}/{upload_id}/{safe_filename(filename)}"
+
+
+def tus_tail_key(session_id: str, offset: int) -> str:
+    """Where a resumable upload keeps the bytes after its last full part at this offset."""
+    return f"{TUS_PREFIX}{session_id}/tail-{offset}"
+
+
+# Keys of the document store, relative to STATE_PREFIX.
+
+
+def session_document(session_id: str) -> str:
+    return f"sessions/{session_id}.json"
+
+
+def user_sessions_prefix(user_id: str) -> str:
+    return f"users/{user_segment(user_id)}/"
+
+
+def user_session_entry(user_id: str, session_id: str) -> str:
+    return user_sessions_prefix(user_id) + session_id
+
+
+def stored_file_document(user_id: str, sha256: str) -> str:
+    return f"hashes/{user_segment(user_id)}/{sha256.lower()}.json"
+
+
+def cancels_prefix(instance_id: str) -> str:
+    return f"cancels/{_percent_encode(instance_id)}/"
+
+
+def cancel_marker(instance_id: str, session_id: str) -> str:
+    return cancels_prefix(instance_id) + session_id
