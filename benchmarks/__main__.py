@@ -21,7 +21,7 @@ from benchmarks.context import Context, stack_pids
 from benchmarks.environment import bench_settings, provision
 from benchmarks.process import raise_open_files_limit
 from benchmarks.workload import KiB
-from ingest.settings import SettingsError, size
+from infra.env import SettingsError, size
 
 BENCHMARKS = ("throughput", "memory", "concurrency", "latency", "consumers")
 

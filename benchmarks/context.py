@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from benchmarks.environment import server_env
 from benchmarks.process import listening_pid
-from ingest.adapters.s3_client import open_s3, warm_session
+from infra.s3 import open_s3, warm_session
 from ingest.settings import IngestSettings
 
 

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from deploy.stack.kafka import KAFKA_VERSION
 from deploy.stack.minio import MINIO_VERSION
-from ingest.provisioning import ensure_bucket, ensure_topics
+from infra.provisioning import ensure_bucket, ensure_topics
 from ingest.settings import IngestSettings, ingest_settings_from_env
 from schemas import Topics
 

@@ -174,7 +174,7 @@ async def ingest_server(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "ingest.cli.main",
+        "cli.main",
         "serve",
         "--host",
         "127.0.0.1",

@@ -31,7 +31,7 @@ from benchmarks.process import CpuMeter, ingest_server, sampling_rss
 from benchmarks.report import describe_machine, print_table, size_label, write_result
 from benchmarks.stats import spread
 from benchmarks.workload import MiB, part_bytes, video_body
-from ingest.adapters.s3_client import open_s3, warm_session
+from infra.s3 import open_s3, warm_session
 from ingest.settings import IngestSettings
 
 DEFAULT_SIZES = "64MiB,256MiB,1GiB,4GiB"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from urllib.parse import quote
 
 STATE_PREFIX = "_ingest/"
 UPLOADS_PREFIX = "dashboard-uploads/"
@@ -63,6 +64,16 @@ def safe_filename(filename: str | None, fallback: str = "upload") -> str:
 def object_key(user_id: str, upload_id: str, filename: str | None) -> str:
     """Where a stored file lives in the bucket."""
     return f"{UPLOADS_PREFIX}{user_segment(user_id)}/{upload_id}/{safe_filename(filename)}"
+
+
+def object_metadata(*, upload_id: str, user_id: str, file_format: str | None) -> dict[str, str]:
+    """The user metadata stored with a file. S3 metadata must be ASCII, so the user id is
+    percent-encoded (`urllib.parse.unquote` gives it back exactly)."""
+    return {
+        "upload-id": upload_id,
+        "user-id": quote(user_id, safe=""),
+        "format": file_format or "",
+    }
 
 
 def tus_tail_key(session_id: str, offset: int) -> str:

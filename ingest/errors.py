@@ -1,27 +1,19 @@
 """Domain errors of the write path, declared together.
 
 Each carries the `ErrorCode` published in `ingest.upload.failed` (when the error
-ends an upload) and a stable `error_code` string for API clients. Only the HTTP
-edge (`ingest.http.errors`) knows which status each one becomes.
+ends an upload), a stable `error_code` string for API clients and a typed
+`retriable` flag (see `infra.errors`). Only the HTTP edge
+(`ingest.http.errors`) knows which status each one becomes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from infra.errors import EventDeliveryError as EventDeliveryError
+from infra.errors import ServiceError
+from infra.errors import ServiceUnavailable as ServiceUnavailable
 
-from schemas import ErrorCode
-
-
-class IngestError(Exception):
-    """Base of every error the write path raises on purpose."""
-
-    error_code: str = "INTERNAL"
-    event_code: ErrorCode = "INTERNAL"
-
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details or {}
+IngestError = ServiceError
+"""The write path's name for the base of every error raised on purpose (its own or plumbing's)."""
 
 
 # Requests the service refuses before or while reading a body.
@@ -114,19 +106,6 @@ class UploadCancelledError(IngestError):
     event_code = "CANCELLED"
 
 
-class ServiceUnavailable(IngestError):
-    """A dependency (Kafka, S3) cannot take work now; retrying later may succeed."""
-
-    error_code = "SERVICE_UNAVAILABLE"
-    event_code = "INTERNAL"
-
-
-class EventDeliveryError(ServiceUnavailable):
-    """An event could not be handed to the broker within its time bound."""
-
-    error_code = "EVENT_DELIVERY_FAILED"
-
-
 # Resumable (tus) uploads.
 class UnsupportedProtocolVersion(IngestError):
     """The client speaks a version of the resumable-upload protocol this server does not."""
@@ -150,3 +129,4 @@ class UploadLocked(IngestError):
     """Another request is still writing to this resumable upload; retry shortly."""
 
     error_code = "UPLOAD_LOCKED"
+    retriable_by_default = True

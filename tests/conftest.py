@@ -21,8 +21,8 @@ from blockbuster import BlockBuster, blockbuster_ctx
 
 from deploy import stack
 from deploy.stack.process import free_port
-from ingest.adapters.s3_client import S3Endpoint, open_s3, warm_session
-from ingest.provisioning import ensure_bucket, ensure_topics
+from infra.provisioning import ensure_bucket, ensure_topics
+from infra.s3 import S3Endpoint, open_s3, warm_session
 from ingest.settings import IngestSettings, ingest_settings_from_env
 from schemas.topics import Topics
 

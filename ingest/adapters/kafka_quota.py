@@ -26,8 +26,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from infra.kafka import internals
 from ingest.errors import ServiceUnavailable
-from ingest.quota import SnapshotQuotaView
+from ingest.usecases.quota import SnapshotQuotaView
 from schemas import Topics
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class KafkaQuotaView(SnapshotQuotaView):
             raise ServiceUnavailable(
                 f"cannot read quota topic {self._topic!r} at {self._bootstrap_servers} within "
                 f"{self._start_timeout:g} s" + (f": {last_error}" if last_error else ""),
-                details={"topic": self._topic, "retriable": True},
+                details={"topic": self._topic},
             ) from last_error
         self._consumer = consumer
         self._healthy = True
@@ -145,9 +146,7 @@ class KafkaQuotaView(SnapshotQuotaView):
         return consumer, end_offsets
 
     async def _assign_all(self, consumer: Any) -> list[TopicPartition]:
-        # consumer.topics() fetches the same metadata but returns only names, and
-        # partitions_for_topic() knows only topics the client already tracks.
-        cluster = await consumer._client.fetch_all_metadata()
+        cluster = await internals.cluster_metadata(consumer)
         numbers = cluster.partitions_for_topic(self._topic)
         if not numbers:
             raise KafkaError(f"topic {self._topic!r} does not exist")

@@ -28,7 +28,7 @@ runs off the event loop (aiofiles, or one worker thread for a whole tree).
 How it fails: a part whose data does not match its SHA-256 raises
 ChecksumMismatch (code `BadDigest`) and is not kept; every other refusal or
 disk error raises StorageError whose `details` look like the S3 adapter's
-(`operation`, `bucket`, `key`, `code`, `status`, `retriable`) with S3's codes
+(`operation`, `bucket`, `key`, `code`, `status`; `retriable` typed) with S3's codes
 where S3 has one (`NoSuchUpload`, `NoSuchKey`, `InvalidPart`, `EntityTooSmall`,
 ...) and the errno name otherwise. A key that cannot be a path inside the root
 (empty, absolute, with an empty, `.` or `..` segment, a NUL, over 1024 bytes)
@@ -118,7 +118,7 @@ def key_segments(key: str) -> list[str]:
     if reason is not None:
         raise StorageError(
             f"key {key!r} cannot be stored on local disk: {reason}",
-            details={"key": key, "code": "InvalidObjectName", "status": 400, "retriable": False},
+            details={"key": key, "code": "InvalidObjectName", "status": 400},
         )
     return key.split("/")
 
@@ -199,22 +199,22 @@ class _Failures:
     ) -> StorageError:
         return StorageError(
             f"local {operation} of {key!r} failed: {code}: {reason}",
-            details=self._details(operation, key, code, status=status, retriable=False),
+            details=self._details(operation, key, code, status=status),
         )
 
     def checksum(self, operation: str, key: str, reason: str) -> ChecksumMismatch:
         return ChecksumMismatch(
             f"the checksum of {operation} of {key!r} was refused: BadDigest: {reason}",
-            details=self._details(operation, key, "BadDigest", status=400, retriable=False),
+            details=self._details(operation, key, "BadDigest", status=400),
         )
 
     def disk(self, operation: str, key: str, error: OSError) -> StorageError:
         return disk_error(operation, self.bucket, key, error)
 
     def _details(
-        self, operation: str, key: str, code: str, *, status: int | None, retriable: bool
+        self, operation: str, key: str, code: str, *, status: int | None
     ) -> dict[str, Any]:
-        return _details(operation, self.bucket, key, code, status=status, retriable=retriable)
+        return _details(operation, self.bucket, key, code, status=status)
 
 
 def disk_error(operation: str, bucket: str | None, key: str, error: OSError) -> StorageError:
@@ -222,23 +222,15 @@ def disk_error(operation: str, bucket: str | None, key: str, error: OSError) -> 
     code = errno.errorcode.get(error.errno or 0, type(error).__name__)
     return StorageError(
         f"local {operation} of {key!r} failed: {type(error).__name__}: {error}",
-        details=_details(
-            operation, bucket, key, code, status=None, retriable=error.errno in _RETRIABLE_ERRNOS
-        ),
+        details=_details(operation, bucket, key, code, status=None),
+        retriable=error.errno in _RETRIABLE_ERRNOS,
     )
 
 
 def _details(
-    operation: str, bucket: str | None, key: str, code: str, *, status: int | None, retriable: bool
+    operation: str, bucket: str | None, key: str, code: str, *, status: int | None
 ) -> dict[str, Any]:
-    return {
-        "operation": operation,
-        "bucket": bucket,
-        "key": key,
-        "code": code,
-        "status": status,
-        "retriable": retriable,
-    }
+    return {"operation": operation, "bucket": bucket, "key": key, "code": code, "status": status}
 
 
 class LocalMultipartUpload:
@@ -671,13 +663,14 @@ class LocalObjectStore:
         except TimeoutError:
             raise ServiceUnavailable(
                 f"the object store at {self._root} did not answer within {self._check_timeout:g} s",
-                details={"root": str(self._root), "retriable": True},
+                details={"root": str(self._root)},
             ) from None
         except OSError as error:
             await remove_quietly(probe)
             raise ServiceUnavailable(
                 f"the object store at {self._root} is not writable: {error}",
-                details={"root": str(self._root), "retriable": False},
+                details={"root": str(self._root)},
+                retriable=False,
             ) from error
 
     async def object_size(self, key: str) -> int:

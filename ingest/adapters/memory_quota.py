@@ -22,13 +22,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final
 
-from ingest.adapters.memory_bus import (
+from infra.bus import (
     BusRecord,
     InProcessEventBus,
     SubscriberDropped,
     Subscription,
 )
-from ingest.quota import SnapshotQuotaView
+from ingest.usecases.quota import SnapshotQuotaView
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from typing import Any, Self
 from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError
 
-from ingest.adapters.s3_client import S3Endpoint
-from ingest.adapters.s3_store import S3CallObserver, S3Calls, error_code, open_s3_client
+from infra.s3 import S3Endpoint, open_s3_client
+from ingest.adapters.s3_store import S3CallObserver, S3Calls, error_code
 from ingest.errors import SessionConflict
 from ingest.ports import Versioned
 

@@ -9,7 +9,7 @@ whole on the way (`SlicedBody`, sent by the client `s3_client_config` builds).
 
 How it fails: a part or object whose checksum S3 refuses raises ChecksumMismatch;
 any other S3 answer, connection error or timeout raises StorageError naming the
-operation and key (`details["retriable"]` tells whether trying again may help);
+operation and key (`retriable` tells whether trying again may help);
 `check` raises ServiceUnavailable. Aborting an upload that no longer exists is
 not an error. The client is shared and owned by the caller (or by `open`).
 """
@@ -28,15 +28,11 @@ from typing import Any, Self
 import aiohttp
 import aiohttp.payload
 from aiobotocore.config import AioConfig
-from aiobotocore.httpsession import AIOHTTPSession
-from aiobotocore.session import AioSession
-from aiohttp.abc import AbstractStreamWriter
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import HTTPClientError as BotoHTTPClientError
-from botocore.handlers import convert_body_to_file_like_object
 
-from ingest.adapters.s3_client import S3Endpoint, open_s3, warm_session
+from infra.s3 import S3Endpoint, open_s3_client, send_data_bodies_as_is
 from ingest.errors import ChecksumMismatch, IngestError, ServiceUnavailable, StorageError
 from ingest.ports import StoredObject, StoredPart
 
@@ -71,139 +67,6 @@ _RETRIABLE_CODES = frozenset(
 _CLIENT_FAILURES = (ClientError, BotoCoreError, aiohttp.ClientError, OSError, TimeoutError)
 
 
-def s3_client_config(
-    *,
-    path_style: bool,
-    max_pool_connections: int = 64,
-    connect_timeout: float = 5.0,
-    read_timeout: float = 60.0,
-    max_attempts: int = 3,
-) -> AioConfig:
-    """The client configuration of the write path (also used by `open_s3_client`)."""
-    s3_options: dict[str, Any] = {
-        # Over plain http botocore otherwise hashes every request body once more
-        # (SHA-256, on the event loop) for the SigV4 payload hash. Parts and
-        # documents carry a signed x-amz-checksum-sha256 header that S3 verifies,
-        # and `complete` checks the composite checksum S3 answers with, so the
-        # payload hash would add cost and no protection. (Over https botocore
-        # already skips it for checksummed uploads.)
-        "payload_signing_enabled": False,
-    }
-    if path_style:
-        # MinIO and most S3-compatible servers are reached by host name, where
-        # virtual-hosted addressing (bucket.host) would not resolve.
-        s3_options["addressing_style"] = "path"
-    return AioConfig(
-        http_session_cls=SlicingHTTPSession,
-        max_pool_connections=max_pool_connections,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        retries={"mode": "standard", "max_attempts": max_attempts},
-        # Only where an operation requires one: parts and documents carry their
-        # own SHA-256 (botocore then adds nothing), and a default CRC32 on other
-        # calls would only be work, and a header some S3-compatible servers refuse.
-        request_checksum_calculation="when_required",
-        s3=s3_options,
-    )
-
-
-@asynccontextmanager
-async def open_s3_client(
-    endpoint: S3Endpoint,
-    *,
-    session: AioSession | None = None,
-    config: AioConfig | None = None,
-) -> AsyncIterator[Any]:
-    """An aiobotocore S3 client configured for the write path, closed on exit."""
-    if session is None:
-        session = await warm_session()
-    if config is None:
-        config = s3_client_config(path_style=endpoint.endpoint_url is not None)
-    async with open_s3(session, endpoint, config) as client:
-        yield client
-
-
-PART_WRITE_SIZE = 256 * 1024
-"""Bytes of a large request body handed to the transport at a time (see `SlicedBody`)."""
-
-
-class SlicedBody(aiohttp.payload.Payload):
-    """A large `bytes` request body sent as memoryview slices: no copy of the whole.
-
-    Given plain bytes, aiohttp (on Python < 3.12.9) joins the request head and
-    the whole body into one new buffer, then asyncio's transport copies what
-    the socket did not take at once (`data[n:]` of bytes) and appends that to
-    its own buffer: three copies of every byte of every part, on the event
-    loop, each into freshly faulted-in pages. Here the body goes out in slices
-    of `PART_WRITE_SIZE`, and aiohttp's writer waits for the transport to
-    drain after each, so the kernel takes the bytes from where they are and
-    at most the slice the socket could not take at once is copied.
-    """
-
-    _value: bytes
-    _autoclose = True
-
-    def __init__(self, value: bytes, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("content_type", "application/octet-stream")
-        super().__init__(value, *args, **kwargs)
-        self._size = len(value)
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return self._value.decode(encoding, errors)
-
-    async def as_bytes(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return self._value
-
-    async def write(self, writer: AbstractStreamWriter) -> None:
-        await self.write_with_length(writer, None)
-
-    async def write_with_length(
-        self, writer: AbstractStreamWriter, content_length: int | None
-    ) -> None:
-        view = memoryview(self._value)
-        end = len(view) if content_length is None else min(content_length, len(view))
-        for start in range(0, end, PART_WRITE_SIZE):
-            await writer.write(view[start : min(start + PART_WRITE_SIZE, end)])
-
-
-class SlicingHTTPSession(AIOHTTPSession):  # type: ignore[misc]
-    """aiobotocore's HTTP session, sending large `bytes` bodies as a `SlicedBody`.
-
-    The swap happens here, at the last moment, so everything botocore does
-    with the request (validation, signing, event hooks, rewinding for a
-    retry) still sees the caller's bytes, and the request gets them back
-    once sent.
-    """
-
-    async def send(self, request: Any) -> Any:
-        body = request.body
-        if not isinstance(body, bytes) or len(body) <= PART_WRITE_SIZE:
-            return await super().send(request)
-        request.body = SlicedBody(body)
-        try:
-            return await super().send(request)
-        finally:
-            request.body = body
-
-
-def send_data_bodies_as_is(client: Any) -> None:
-    """Let UploadPart and PutObject send a `bytes` body without copying it.
-
-    botocore wraps a bytes body in a BytesIO; aiohttp then calls `getbuffer()`
-    on it, which copies the whole body (the BytesIO shares the bytes until a
-    buffer is exported), and reads it back in 64 KiB slices (a second copy).
-    Sent as bytes, the body reaches the HTTP session as it is (and a client
-    configured by `s3_client_config` sends it in slices, see `SlicedBody`).
-    Retries still work: botocore resends a bytes body unchanged. The handler
-    list is the client's own copy, so other clients are not affected; calling
-    this twice is harmless.
-    """
-    for operation in ("UploadPart", "PutObject"):
-        client.meta.events.unregister(
-            f"before-parameter-build.s3.{operation}", convert_body_to_file_like_object
-        )
-
-
 def error_code(error: BaseException) -> str | None:
     """The S3 error code of a ClientError (`NoSuchKey`, `PreconditionFailed`, ...), else None."""
     if isinstance(error, ClientError):
@@ -229,19 +92,23 @@ def storage_error(operation: str, bucket: str, key: str, error: BaseException) -
         "key": key,
         "code": code or type(error).__name__,
         "status": status,
-        "retriable": _is_retriable(error, code, status),
     }
+    retriable = _is_retriable(error, code, status)
     target = f" of {key!r}" if key else f" on bucket {bucket!r}"
     if code in CHECKSUM_ERROR_CODES:
         return ChecksumMismatch(
-            f"S3 refused the checksum of {operation}{target}: {code}", details=details
+            f"S3 refused the checksum of {operation}{target}: {code}",
+            details=details,
+            retriable=retriable,
         )
     if isinstance(error, ClientError):
         message = error.response.get("Error", {}).get("Message") or str(error)
         reason = f"{code} (HTTP {status}): {message}"
     else:
         reason = f"{type(error).__name__}: {error}"
-    return StorageError(f"S3 {operation}{target} failed: {reason}", details=details)
+    return StorageError(
+        f"S3 {operation}{target} failed: {reason}", details=details, retriable=retriable
+    )
 
 
 def _is_retriable(error: BaseException, code: str | None, status: int | None) -> bool:
@@ -480,7 +347,7 @@ class S3ObjectStore:
         except TimeoutError:
             raise ServiceUnavailable(
                 f"S3 bucket {self.bucket!r} did not answer within {self._check_timeout:g} s",
-                details={"bucket": self.bucket, "retriable": True},
+                details={"bucket": self.bucket},
             ) from None
         except IngestError as error:
             raise ServiceUnavailable(

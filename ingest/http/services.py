@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ingest.auth import TokenVerifier
-from ingest.duplicates import DuplicateIndex
 from ingest.http.metrics import IngestMetrics
 from ingest.pipeline.budget import MemoryBudget
 from ingest.ports import EventSink, ObjectStore, QuotaView
-from ingest.sessions import SessionService
 from ingest.settings import IngestSettings
-from ingest.tus.service import TusService
-from ingest.uploads import ActiveUploads, UploadService
+from ingest.usecases.duplicates import DuplicateIndex
+from ingest.usecases.sessions import SessionService
+from ingest.usecases.tus.service import TusService
+from ingest.usecases.uploads import ActiveUploads, UploadService
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict, TypeVar
 
+from infra import layout
 from ingest.errors import IngestError
 from ingest.model import UploadResult, UploadTarget
 from ingest.pipeline.body import MeteredBody, SizeLimits
@@ -295,7 +296,9 @@ class _Upload:
         stored, parts = await self._store_body(
             reader,
             content_type=CONTENT_TYPES.get(fmt, target.content_type),
-            metadata={"upload-id": target.upload_id, "user-id": target.user_id, "format": fmt},
+            metadata=layout.object_metadata(
+                upload_id=target.upload_id, user_id=target.user_id, file_format=fmt
+            ),
         )
         self._completed = True
         sha256 = await self._hasher.hexdigest()

@@ -24,12 +24,13 @@ from typing import Any, Protocol
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from ingest.adapters.kafka_sink import KafkaEventSink
+from infra.bus import InProcessEventBus, Subscription
+from infra.kafka.sink import KafkaEventSink
+from infra.s3 import open_s3_client
 from ingest.adapters.local_documents import LocalDocumentStore
 from ingest.adapters.local_store import LocalObjectStore
-from ingest.adapters.memory_bus import InProcessEventBus, Subscription
 from ingest.adapters.s3_documents import S3DocumentStore
-from ingest.adapters.s3_store import S3ObjectStore, open_s3_client
+from ingest.adapters.s3_store import S3ObjectStore
 from ingest.ports import DocumentStore, EventSink, ObjectStore
 from ingest.settings import IngestSettings
 from schemas import Topics

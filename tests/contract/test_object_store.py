@@ -88,7 +88,7 @@ async def test_a_part_with_a_wrong_checksum_is_refused_and_not_kept(
             await upload.upload_part(1, body, sha256_b64(body + b"tampered"))
         assert refused.value.details["key"] == key
         assert refused.value.details["operation"] == "upload_part"
-        assert refused.value.details["retriable"] is False
+        assert refused.value.retriable is False
 
         # What S3 would have kept is the part with these digests: there is none.
         phantom = StoredPart(1, quoted_md5(body), len(body), sha256_b64(body))
@@ -146,7 +146,7 @@ async def test_abort_leaves_no_incomplete_upload_and_may_be_repeated(
     with pytest.raises(StorageError) as completed:
         await upload.complete([part])
     assert completed.value.details["code"] == "NoSuchUpload"
-    assert completed.value.details["retriable"] is False
+    assert completed.value.retriable is False
     with pytest.raises(StorageError) as uploaded:
         await upload.upload_part(2, body, sha256_b64(body))
     assert uploaded.value.details["code"] == "NoSuchUpload"

@@ -133,7 +133,7 @@ _ENVIRON_READ = re.compile(
     r"""os\.(?:environ\.get|getenv)\(\s*["']([A-Z][A-Z0-9_]*)["']"""
     r"""|os\.environ\[\s*["']([A-Z][A-Z0-9_]*)["']\s*\]"""
 )
-_SCANNED_FOR_ENVIRON = ("ingest", "consumers", "deploy/stack")
+_SCANNED_FOR_ENVIRON = ("cli", "ingest", "consumers", "infra", "deploy/stack")
 
 
 def environment_names_read() -> frozenset[str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ingest.cli.main import main as ingest_cli
+from cli.main import main as ingest_cli
 from ingest.settings import ingest_settings_from_env
 from tests.deploy.support import (
     COMPOSE_FILE,

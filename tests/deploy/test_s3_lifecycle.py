@@ -11,7 +11,7 @@ from typing import Any
 import botocore.session
 from botocore.validate import ParamValidator
 
-from ingest.provisioning import ABANDONED_MULTIPART_DAYS
+from infra.provisioning import ABANDONED_MULTIPART_DAYS
 from tests.deploy.support import S3_LIFECYCLE
 
 

@@ -27,7 +27,7 @@ class DevServer:
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "ingest.cli.main", *args],
+            [sys.executable, "-m", "cli.main", *args],
             env={**self.env, "INGEST_URL": self.url, "INGEST_TOKEN": self.token},
             capture_output=True,
             text=True,
@@ -53,7 +53,7 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     log = data_dir / "dev.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ingest.cli.main", "dev", "--port", str(port)],
+            [sys.executable, "-m", "cli.main", "dev", "--port", str(port)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

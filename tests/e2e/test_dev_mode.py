@@ -123,7 +123,7 @@ def test_an_interrupted_resumable_upload_finishes_from_the_servers_offset(
     command = [
         sys.executable,
         "-m",
-        "ingest.cli.main",
+        "cli.main",
         "upload",
         str(video),
         "--resumable",

@@ -17,9 +17,9 @@ from typing import Any
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 
-from ingest.adapters.s3_client import open_s3, warm_session
+from cli.composition import ingest_services
+from infra.s3 import open_s3, warm_session
 from ingest.auth import issue_token
-from ingest.composition import ingest_services
 from ingest.http.app import build_app, start_serving, stop_gracefully
 from ingest.http.services import IngestServices
 from ingest.settings import IngestSettings

@@ -19,11 +19,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from deploy import stack
 from deploy.stack import kafka, process
 from deploy.stack.process import free_port
+from infra.env import GiB
+from infra.kafka.sink import KafkaEventSink
+from infra.provisioning import ensure_topics
 from ingest.adapters.kafka_quota import KafkaQuotaView
-from ingest.adapters.kafka_sink import KafkaEventSink
 from ingest.errors import EventDeliveryError, ServiceUnavailable
-from ingest.provisioning import ensure_topics
-from ingest.settings import GiB, IngestSettings
+from ingest.settings import IngestSettings
 from schemas import (
     QuotaUpdated,
     Topics,
@@ -186,7 +187,7 @@ async def test_check_answers_while_started_and_refuses_after_stop(
         await sink.check()
     with pytest.raises(EventDeliveryError) as refused:
         await sink.emit(SAMPLES["ingest.upload.started"])
-    assert refused.value.details["may_be_delivered"] is False
+    assert refused.value.may_be_delivered is False
 
 
 async def test_start_against_a_refusing_address_fails_within_its_timeout() -> None:
@@ -247,7 +248,7 @@ async def test_emit_that_kafka_cannot_take_fails_within_its_timeout(
                 await sink.emit(SAMPLES["ingest.upload.started"])
         elapsed = time.monotonic() - started
     assert 1.4 < elapsed < 5
-    assert failed.value.details["retriable"] is True
+    assert failed.value.retriable is True
     assert failed.value.details["topic"] == missing.uploads
     assert [ok for _, _, ok in emits.seen] == [False]
 
@@ -290,8 +291,8 @@ async def test_emit_and_stop_stay_bounded_when_the_broker_dies_after_start(
         with pytest.raises(EventDeliveryError) as failed:
             await sink.emit(SAMPLES["ingest.upload.completed"])
         assert time.monotonic() - started < 4
-        assert failed.value.details["retriable"] is True
-        assert failed.value.details["may_be_delivered"] is True
+        assert failed.value.retriable is True
+        assert failed.value.may_be_delivered is True
 
         with pytest.raises(ServiceUnavailable):
             await sink.check()
@@ -304,7 +305,7 @@ async def test_emit_and_stop_stay_bounded_when_the_broker_dies_after_start(
     assert any(
         "was never delivered" in record.getMessage() and lost in record.getMessage()
         for record in caplog.records
-        if record.name == "ingest.adapters.kafka_sink"
+        if record.name == "infra.kafka.sink"
     )
 
 

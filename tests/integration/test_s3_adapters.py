@@ -11,14 +11,9 @@ from typing import Any
 
 import pytest
 
-from ingest.adapters.s3_client import S3Endpoint
+from infra.s3 import S3Endpoint, open_s3_client, s3_client_config
 from ingest.adapters.s3_documents import S3DocumentStore
-from ingest.adapters.s3_store import (
-    S3ObjectStore,
-    composite_sha256,
-    open_s3_client,
-    s3_client_config,
-)
+from ingest.adapters.s3_store import S3ObjectStore, composite_sha256
 from ingest.errors import ChecksumMismatch, ServiceUnavailable, SessionConflict, StorageError
 from ingest.ports import StoredPart
 from ingest.settings import IngestSettings
@@ -206,7 +201,7 @@ async def test_completing_an_aborted_upload_is_a_storage_error(store: S3ObjectSt
     with pytest.raises(StorageError) as failed:
         await upload.complete([part])
     assert failed.value.details["code"] == "NoSuchUpload"
-    assert failed.value.details["retriable"] is False
+    assert failed.value.retriable is False
     assert "complete_multipart_upload" in failed.value.message
 
 
@@ -243,7 +238,7 @@ async def test_an_unreachable_s3_is_a_retriable_storage_error(settings: IngestSe
             await store.start_multipart("k", content_type=None, metadata={})
         with pytest.raises(ServiceUnavailable):
             await store.check()
-    assert failed.value.details["retriable"] is True
+    assert failed.value.retriable is True
     assert failed.value.details["operation"] == "create_multipart_upload"
     assert settings.aws_secret_access_key not in failed.value.message
     assert calls.outcomes("create_multipart_upload") == [False]

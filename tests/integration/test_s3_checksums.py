@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from ingest.adapters.s3_client import open_s3, warm_session
+from infra.s3 import open_s3, warm_session
 from ingest.settings import IngestSettings
 
 MiB = 1024 * 1024

@@ -18,7 +18,7 @@ import aiohttp
 import msgspec
 import pytest
 
-from ingest.adapters.s3_client import open_s3, warm_session
+from infra.s3 import open_s3, warm_session
 from ingest.settings import IngestSettings
 from schemas import UploadCancelled, UploadCompleted, UploadProgress, UploadStarted
 from tests.integration.harness import (

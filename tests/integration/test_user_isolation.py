@@ -10,7 +10,7 @@ import aiohttp
 import jwt
 import pytest
 
-from ingest.adapters.s3_client import open_s3, warm_session
+from infra.s3 import open_s3, warm_session
 from ingest.settings import IngestSettings
 from tests.integration.harness import RunningIngest, running_ingest
 from tests.media import fake_video, sha256_of
@@ -84,7 +84,7 @@ async def test_lookalike_users_see_only_their_own_sessions_and_files(
         headers=second_auth,
     ) as r:
         assert r.status == 201
-        assert "duplicate_of" not in await r.json()
+        assert (await r.json()).get("duplicate_of") is None
     async with http.get(
         f"{ingest.url}/v1/uploads/{first_upload['session_id']}", headers=second_auth
     ) as r:

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import pytest
 
 from infra import layout
-from ingest.cancels import CancelRelay
 from ingest.errors import ServiceUnavailable
 from ingest.model import UploadSession
+from ingest.usecases.cancels import CancelRelay
 from tests.fakes import MemoryDocumentStore
 
 POLL = 0.01

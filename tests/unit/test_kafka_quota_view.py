@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from infra.env import GiB
 from ingest.adapters.kafka_quota import KafkaQuotaView
-from ingest.settings import GiB
 from schemas import QuotaUpdated, Topics, encode
 from schemas.periods import current_period, rfc3339
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from urllib.parse import unquote
 
 import pytest
 
@@ -57,3 +58,10 @@ def test_filenames_are_reduced_to_one_safe_segment() -> None:
     assert layout.safe_filename("C:\\videos\\clip one.mp4") == "clip_one.mp4"
     assert layout.safe_filename("..") == "upload"
     assert layout.safe_filename(None) == "upload"
+
+
+@pytest.mark.parametrize("user", LOOKALIKES)
+def test_object_metadata_is_ascii_and_gives_the_user_back(user: str) -> None:
+    metadata = layout.object_metadata(upload_id="u1", user_id=user, file_format=None)
+    assert all(value.isascii() for value in metadata.values())
+    assert unquote(metadata["user-id"]) == user

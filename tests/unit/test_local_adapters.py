@@ -18,14 +18,14 @@ import aiofiles.os
 import msgspec
 import pytest
 
+from infra.bus import BusRecord, InProcessEventBus, SubscriberDropped
+from infra.env import GiB
 from ingest.adapters.kafka_quota import KafkaQuotaView
 from ingest.adapters.local_documents import LocalDocumentStore, version_of
 from ingest.adapters.local_store import LocalObjectStore
-from ingest.adapters.memory_bus import BusRecord, InProcessEventBus, SubscriberDropped
 from ingest.adapters.memory_quota import BusQuotaView
 from ingest.errors import EventDeliveryError, ServiceUnavailable, StorageError
 from ingest.ports import StoredPart
-from ingest.settings import GiB
 from schemas import QuotaUpdated, Topics, UploadProgress, encode, topic_for
 from tests.samples import SAMPLES
 
@@ -367,7 +367,7 @@ async def test_a_slow_subscriber_is_dropped_and_never_blocks_emit(
     slow = bus.subscribe(bus.topics.progress)
     keeping_up = bus.subscribe(bus.topics.progress)
     received: list[BusRecord] = []
-    with caplog.at_level(logging.WARNING, logger="ingest.adapters.memory_bus"):
+    with caplog.at_level(logging.WARNING, logger="infra.bus"):
         for n in range(5):
             await bus.emit(progress(n))
             received.append(await anext(keeping_up))

@@ -9,7 +9,7 @@ import pytest
 
 from ingest.auth import Principal
 from ingest.errors import Forbidden, SessionConflict, SessionExpired, SessionNotFound
-from ingest.sessions import SessionService
+from ingest.usecases.sessions import SessionService
 from schemas.api import CreateUploadRequest
 from tests.fakes import MemoryDocumentStore
 

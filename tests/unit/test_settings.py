@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.settings import GiB, MiB, SettingsError, TiB, ingest_settings_from_env
+from infra.env import GiB, MiB, SettingsError, TiB
+from ingest.settings import ingest_settings_from_env
 
 
 def test_defaults_work_with_the_local_stack() -> None:

@@ -20,16 +20,16 @@ from ingest.errors import (
 from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.parts import PartReader
 from ingest.ports import MultipartUpload
-from ingest.tus.body import EndOnFailure, Valve
-from ingest.tus.checksum import OrderedDigest, sha256_of_object
-from ingest.tus.protocol import (
+from ingest.usecases.tus.body import EndOnFailure, Valve
+from ingest.usecases.tus.checksum import OrderedDigest, sha256_of_object
+from ingest.usecases.tus.protocol import (
     check_version,
     http_date,
     parse_checksum,
     parse_creation_length,
     parse_metadata,
 )
-from ingest.tus.writer import Layout, PartWriter, Written
+from ingest.usecases.tus.writer import Layout, PartWriter, Written
 from tests.fakes import MemoryMultipartUpload, MemoryObjectStore, ScriptedBody
 
 P = 100

@@ -17,7 +17,7 @@ import pytest
 
 from ingest.auth import Principal
 from ingest.errors import ChecksumMismatch, ClientDisconnected, StorageError, TooLarge
-from ingest.tus.protocol import Checksum, PatchRequest
+from ingest.usecases.tus.protocol import Checksum, PatchRequest
 from schemas import UploadCancelled, UploadCompleted, UploadProgress, UploadStarted
 from tests.fakes import ScriptedBody, video_bytes
 from tests.unit.test_tus_support import (
@@ -287,7 +287,7 @@ async def test_a_lease_that_is_not_given_back_in_time_gets_423(
 
 async def _hold_lease(rig: TusRig, node: Instance, upload_id: str) -> int:
     """Take the upload's lease as a request on an instance that then dies would; its sequence."""
-    from ingest.tus.lease import acquire
+    from ingest.usecases.tus.lease import acquire
 
     held = await acquire(
         node.tus.sessions,

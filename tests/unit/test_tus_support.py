@@ -18,19 +18,19 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from ingest.auth import TokenVerifier, issue_token
-from ingest.cancels import CancelRelay
-from ingest.duplicates import DuplicateIndex
 from ingest.http.app import build_app
 from ingest.http.metrics import IngestMetrics
 from ingest.http.services import IngestServices
 from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.stream import PipelineConfig
-from ingest.sessions import SessionService
 from ingest.settings import IngestSettings
-from ingest.tus.lease import LeaseTimes
-from ingest.tus.service import TusConfig, TusService
-from ingest.tus.state import TusSession, TusSessions
-from ingest.uploads import ActiveUploads, UploadLimits, UploadService
+from ingest.usecases.cancels import CancelRelay
+from ingest.usecases.duplicates import DuplicateIndex
+from ingest.usecases.sessions import SessionService
+from ingest.usecases.tus.lease import LeaseTimes
+from ingest.usecases.tus.service import TusConfig, TusService
+from ingest.usecases.tus.state import TusSession, TusSessions
+from ingest.usecases.uploads import ActiveUploads, UploadLimits, UploadService
 from schemas import UploadEvent
 from tests.fakes import FixedQuotaView, MemoryDocumentStore, MemoryObjectStore, RecordingEventSink
 

@@ -29,7 +29,6 @@ from typing import cast
 
 from infra import layout
 from ingest.auth import Principal
-from ingest.duplicates import DuplicateIndex
 from ingest.errors import (
     OffsetMismatch,
     ServiceUnavailable,
@@ -42,19 +41,20 @@ from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.parts import plan_part_size
 from ingest.pipeline.stream import PipelineConfig
 from ingest.ports import DocumentStore, EventSink, QuotaView
-from ingest.sessions import SessionService, utc_now
-from ingest.tus.admission import Admission
-from ingest.tus.body import TusInterrupt
-from ingest.tus.events import TusEvents
-from ingest.tus.lease import Held, LeaseKeeper, LeaseTimes, acquire
-from ingest.tus.lifecycle import Lifecycle
-from ingest.tus.metadata import declared_from
-from ingest.tus.patching import PatchRun
-from ingest.tus.protocol import PatchRequest, UploadInfo
-from ingest.tus.reuse import run_to_end
-from ingest.tus.state import TusSession, TusSessions, TusState
-from ingest.tus.store import TusStore
-from ingest.uploads import ActiveUploads, UploadLimits
+from ingest.usecases.duplicates import DuplicateIndex
+from ingest.usecases.sessions import SessionService, utc_now
+from ingest.usecases.tus.admission import Admission
+from ingest.usecases.tus.body import TusInterrupt
+from ingest.usecases.tus.events import TusEvents
+from ingest.usecases.tus.lease import Held, LeaseKeeper, LeaseTimes, acquire
+from ingest.usecases.tus.lifecycle import Lifecycle
+from ingest.usecases.tus.metadata import declared_from
+from ingest.usecases.tus.patching import PatchRun
+from ingest.usecases.tus.protocol import PatchRequest, UploadInfo
+from ingest.usecases.tus.reuse import run_to_end
+from ingest.usecases.tus.state import TusSession, TusSessions, TusState
+from ingest.usecases.tus.store import TusStore
+from ingest.usecases.uploads import ActiveUploads, UploadLimits
 
 ENDED = frozenset({"cancelled", "failed", "expired"})
 

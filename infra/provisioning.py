@@ -14,7 +14,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from botocore.exceptions import ClientError
 
-from ingest.adapters.s3_client import S3Endpoint, open_s3, warm_session
+from infra.s3 import S3Endpoint, open_s3, warm_session
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)

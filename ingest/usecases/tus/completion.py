@@ -24,9 +24,9 @@ from ingest.errors import StorageError
 from ingest.model import UploadResult
 from ingest.pipeline.stream import FindDuplicate
 from ingest.ports import StoredPart
-from ingest.tus.checksum import sha256_of_object
-from ingest.tus.state import TusSession
-from ingest.tus.store import TusStore
+from ingest.usecases.tus.checksum import sha256_of_object
+from ingest.usecases.tus.state import TusSession
+from ingest.usecases.tus.store import TusStore
 
 log = logging.getLogger(__name__)
 

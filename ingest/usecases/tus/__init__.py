@@ -1,6 +1,6 @@
 """Resumable uploads over tus 1.0.0, at /v1/tus/: an upload session that any instance can resume.
 
-`service.TusService` is the entry point and `http` its routes; `state` keeps
+`service.TusService` is the entry point (its routes are `ingest.http.tus`); `state` keeps
 the resumable state in the session document, `lease` lets one request at a
 time write, `patching` runs one PATCH through `writer` (fixed-size parts and
 a tail object), `completion` finishes the file, `events` numbers its events.

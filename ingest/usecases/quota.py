@@ -126,12 +126,12 @@ class SnapshotQuotaView:
             raise ServiceUnavailable(
                 f"the quota view of {self._topic!r} is failing: "
                 f"{self._last_error or 'not running'}",
-                details={"topic": self._topic, "retriable": True},
+                details={"topic": self._topic},
             )
         if not self._ready.is_set():
             raise ServiceUnavailable(
                 f"the quota view has not caught up with {self._topic!r} yet",
-                details={"topic": self._topic, "retriable": True},
+                details={"topic": self._topic},
             )
 
     def status(self, user_id: str) -> QuotaStatus:

@@ -3,7 +3,7 @@
 Claims the session (so it is used once), streams the body through the pipeline,
 records the outcome in the session and the duplicate index, and keeps a
 registry of uploads in flight so that a cancel (taken here or relayed from
-another instance, see `ingest.cancels`) and shutdown can stop them cleanly.
+another instance, see `ingest.usecases.cancels`) and shutdown can stop them cleanly.
 Raises the domain errors of `ingest.errors`.
 """
 
@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ingest.auth import Principal
-from ingest.cancels import CancelRelay
-from ingest.duplicates import DuplicateIndex, StoredFile
 from ingest.errors import (
     IngestError,
     QuotaExceeded,
@@ -32,7 +30,9 @@ from ingest.model import SessionStatus, UploadResult, UploadSession, UploadTarge
 from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.stream import Interrupt, PipelineConfig, stream_upload
 from ingest.ports import EventSink, ObjectStore, QuotaView
-from ingest.sessions import SessionService
+from ingest.usecases.cancels import CancelRelay
+from ingest.usecases.duplicates import DuplicateIndex, StoredFile
+from ingest.usecases.sessions import SessionService
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ import msgspec
 
 from ingest.auth import Principal
 from ingest.errors import IngestError, UploadLocked
-from ingest.tus.reuse import check_owner
-from ingest.tus.state import TusLease, TusSession, TusSessions, with_state
+from ingest.usecases.tus.reuse import check_owner
+from ingest.usecases.tus.state import TusLease, TusSession, TusSessions, with_state
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from ingest.errors import (
     UploadGone,
 )
 from ingest.ports import QuotaView
-from ingest.tus.protocol import PatchRequest
-from ingest.tus.state import TusSession, TusState, with_state
-from ingest.uploads import UploadLimits
+from ingest.usecases.tus.protocol import PatchRequest
+from ingest.usecases.tus.state import TusSession, TusState, with_state
+from ingest.usecases.uploads import UploadLimits
 
 
 @dataclass(frozen=True)

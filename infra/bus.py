@@ -1,4 +1,4 @@
-"""An in-process event bus: the `EventSink` of `ingest dev` and of tests, readable like Kafka.
+"""An in-process event bus: the event sink of `ingest dev` and of tests, readable like Kafka.
 
 `emit` encodes each event exactly as the Kafka sink does (`schemas.encode`:
 the same key, value and CloudEvents headers, routed by `schemas.topic_for`)
@@ -40,7 +40,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Final, Literal, NamedTuple, Self
 
-from ingest.errors import EventDeliveryError, ServiceUnavailable
+from infra.errors import EventDeliveryError, ServiceUnavailable
 from schemas import Event, Topics, encode, event_type, topic_for
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ class Subscription:
                 raise SubscriberDropped(
                     f"the subscription to {', '.join(sorted(self._topics))} fell more than "
                     f"{self._queue_size} records behind and was dropped",
-                    details={"topics": sorted(self._topics), "retriable": True},
+                    details={"topics": sorted(self._topics)},
                 )
             self._wakeup.clear()
             await self._wakeup.wait()
@@ -258,13 +258,8 @@ class InProcessEventBus:
         if self._closed:
             raise EventDeliveryError(
                 f"cannot emit {ce_type}: the event bus is closed",
-                details={
-                    "event_id": event.event_id,
-                    "event_type": ce_type,
-                    "topic": topic,
-                    "retriable": False,
-                    "may_be_delivered": False,
-                },
+                details={"event_id": event.event_id, "event_type": ce_type, "topic": topic},
+                retriable=False,
             )
         encoded = encode(event, source=self._source)
         self.publish(topic, key=encoded.key, value=encoded.value, headers=encoded.headers)
@@ -282,7 +277,8 @@ class InProcessEventBus:
         if self._closed:
             raise EventDeliveryError(
                 f"cannot publish to {topic}: the event bus is closed",
-                details={"topic": topic, "retriable": False, "may_be_delivered": False},
+                details={"topic": topic},
+                retriable=False,
             )
         record = log_.append(next(self._sequence), topic, key, value, tuple(headers))
         for subscription in list(self._subscribers[topic]):
@@ -301,7 +297,7 @@ class InProcessEventBus:
 
     async def check(self) -> None:
         if self._closed:
-            raise ServiceUnavailable("the event bus is closed", details={"retriable": False})
+            raise ServiceUnavailable("the event bus is closed", retriable=False)
 
     def subscribe(
         self, *topic_names: str, from_beginning: bool = True, queue_size: int | None = None
@@ -315,7 +311,7 @@ class InProcessEventBus:
         for name in topic_names:
             self._log(name)
         if self._closed:
-            raise ServiceUnavailable("the event bus is closed", details={"retriable": False})
+            raise ServiceUnavailable("the event bus is closed", retriable=False)
         names = frozenset(topic_names)
         backlog: Iterator[BusRecord] = iter(())
         if from_beginning:

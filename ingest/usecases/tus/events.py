@@ -23,8 +23,8 @@ from ingest.model import UploadResult, UploadTarget
 from ingest.pipeline.progress import ProgressTracker
 from ingest.pipeline.stream import PipelineConfig, completed_event
 from ingest.ports import EventSink
-from ingest.tus.reuse import EventWriter, UploadFields
-from ingest.tus.state import TusSession
+from ingest.usecases.tus.reuse import EventWriter, UploadFields
+from ingest.usecases.tus.state import TusSession
 from schemas import (
     ErrorCode,
     Event,

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import msgspec
 
+from cli import upload
 from deploy import stack
+from infra.env import SettingsError, duration
+from infra.provisioning import ensure_bucket, ensure_topics
 from ingest.auth import issue_token
-from ingest.cli import upload
-from ingest.provisioning import ensure_bucket, ensure_topics
-from ingest.settings import IngestSettings, SettingsError, duration, ingest_settings_from_env
+from ingest.settings import IngestSettings, ingest_settings_from_env
 from schemas.topics import Topics
 
 
@@ -144,7 +145,7 @@ def _stack_env(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ingest.server import serve
+    from cli.serve import serve
 
     _configure_logging()
     settings = ingest_settings_from_env()
@@ -157,7 +158,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from ingest.dev import dev_settings, run_dev
+    from cli.dev import dev_settings, run_dev
 
     _configure_logging()
     settings = dev_settings(ingest_settings_from_env(), os.environ)
@@ -167,7 +168,7 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from ingest.dev import dev_settings
+    from cli.dev import dev_settings
 
     # Without INGEST_JWT_SECRET, sign with the secret `ingest dev` keeps in its data dir.
     settings = dev_settings(ingest_settings_from_env(), os.environ)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 
-from ingest.composition import ingest_services
+from cli.composition import ingest_services
 from ingest.http.app import build_app, start_serving, stop_gracefully
 from ingest.settings import IngestSettings
 

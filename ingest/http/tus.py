@@ -27,7 +27,7 @@ from ingest.http import handlers
 from ingest.http.body import raw_body
 from ingest.http.errors import error_response
 from ingest.http.services import SERVICES, IngestServices
-from ingest.tus.protocol import (
+from ingest.usecases.tus.protocol import (
     CHECKSUM_ALGORITHMS,
     EXTENSIONS,
     OFFSET_CONTENT_TYPE,
@@ -43,7 +43,7 @@ from ingest.tus.protocol import (
     parse_metadata,
     parse_offset,
 )
-from ingest.tus.service import Creation, TusService
+from ingest.usecases.tus.service import Creation, TusService
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

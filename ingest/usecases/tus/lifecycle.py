@@ -23,15 +23,15 @@ from datetime import datetime
 import msgspec
 
 from infra import layout
-from ingest.duplicates import DuplicateIndex, StoredFile
 from ingest.errors import IngestError, UploadGone
 from ingest.pipeline.stream import PipelineConfig
 from ingest.ports import EventSink
-from ingest.tus.completion import complete_upload
-from ingest.tus.events import TusEvents, upload_target
-from ingest.tus.state import TusSession, TusSessions, with_state
-from ingest.tus.store import TusStore
-from ingest.uploads import UploadLimits
+from ingest.usecases.duplicates import DuplicateIndex, StoredFile
+from ingest.usecases.tus.completion import complete_upload
+from ingest.usecases.tus.events import TusEvents, upload_target
+from ingest.usecases.tus.state import TusSession, TusSessions, with_state
+from ingest.usecases.tus.store import TusStore
+from ingest.usecases.uploads import UploadLimits
 
 log = logging.getLogger(__name__)
 

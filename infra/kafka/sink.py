@@ -1,4 +1,4 @@
-"""Publishing events to Kafka: `EventSink` over one idempotent aiokafka producer.
+"""Publishing events to Kafka: an event sink over one idempotent aiokafka producer.
 
 Events are CloudEvents in binary mode (`schemas.encode`), routed by type
 (`schemas.topic_for`) and keyed by `schemas.key_of`, so the events of one
@@ -8,12 +8,12 @@ is idempotent and the caller awaits each `emit` in turn, stay in order.
 How it fails: every wait is bounded. aiokafka's idempotent producer retries a
 batch for a dead broker forever (aiokafka #1101), so `emit` puts its own time
 limit around both the hand-over and the broker's acknowledgement and raises
-EventDeliveryError when it passes, or on any Kafka error (`details["retriable"]`
-says whether trying again may help; `details["may_be_delivered"]` is true when
-the record was already queued in the producer, which keeps trying and may
-still deliver it, so a resend can duplicate it: consumers de-duplicate by
-`ce_id`). `start` raises ServiceUnavailable when no broker answers within its
-time limit, `check` when the cluster does not answer. `stop` never hangs:
+EventDeliveryError when it passes, or on any Kafka error (`retriable` says
+whether trying again may help; `may_be_delivered` is true when the record was
+already queued in the producer, which keeps trying and may still deliver it,
+so a resend can duplicate it: consumers de-duplicate by `ce_id`). `start`
+raises ServiceUnavailable when no broker answers within its time limit,
+`check` when the cluster does not answer. `stop` never hangs:
 records still undelivered after the time limit are failed and logged.
 """
 
@@ -30,7 +30,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.codec import has_gzip, has_lz4, has_snappy, has_zstd
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
-from ingest.errors import EventDeliveryError, ServiceUnavailable
+from infra.errors import EventDeliveryError, ServiceUnavailable
+from infra.kafka import internals
 from schemas import Event, Topics, encode, event_type, topic_for
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ _START_RETRY_SECONDS = 1.0
 
 
 class KafkaEventSink:
-    """`EventSink` publishing to the topics of `topics`; start it before use."""
+    """An event sink publishing to the topics of `topics`; start it before use."""
 
     def __init__(
         self,
@@ -132,7 +133,7 @@ class KafkaEventSink:
             raise ServiceUnavailable(
                 f"Kafka at {self._bootstrap_servers} did not answer within "
                 f"{self._start_timeout:g} s" + (f": {last_error}" if last_error else ""),
-                details={"bootstrap_servers": self._bootstrap_servers, "retriable": True},
+                details={"bootstrap_servers": self._bootstrap_servers},
             ) from last_error
 
     async def stop(self) -> None:
@@ -148,7 +149,7 @@ class KafkaEventSink:
                 "Kafka did not take the pending events within %g s; they are dropped",
                 self._timeout,
             )
-            await _abandon_pending(producer, self._timeout)
+            await internals.abandon_pending(producer, self._timeout)
         try:
             async with asyncio.timeout(self._timeout):
                 await producer.stop()
@@ -167,7 +168,8 @@ class KafkaEventSink:
         if producer is None:
             raise EventDeliveryError(
                 f"cannot emit {ce_type}: the Kafka producer is not started",
-                details={**details, "retriable": True, "may_be_delivered": False},
+                details=details,
+                retriable=True,
             )
         encoded = encode(event, source=self._source)
         started = time.perf_counter()
@@ -183,18 +185,17 @@ class KafkaEventSink:
             self._report(ce_type, started, ok=False)
             raise EventDeliveryError(
                 f"Kafka did not take {ce_type} {event.event_id} within {self._timeout:g} s",
-                details={**details, "retriable": True, "may_be_delivered": delivery is not None},
+                details=details,
+                retriable=True,
+                may_be_delivered=delivery is not None,
             ) from None
         except KafkaError as error:
             self._report(ce_type, started, ok=False)
             raise EventDeliveryError(
                 f"Kafka refused {ce_type} {event.event_id}: {error}",
-                details={
-                    **details,
-                    # aiokafka marks a full send buffer (KafkaTimeoutError) as final; it is not.
-                    "retriable": bool(error.retriable) or isinstance(error, KafkaTimeoutError),
-                    "may_be_delivered": False,
-                },
+                details=details,
+                # aiokafka marks a full send buffer (KafkaTimeoutError) as final; it is not.
+                retriable=bool(error.retriable) or isinstance(error, KafkaTimeoutError),
             ) from error
         finally:
             if delivery is not None and not delivery.done():
@@ -205,15 +206,10 @@ class KafkaEventSink:
         """ServiceUnavailable unless the cluster answers a metadata request in time."""
         producer = self._producer
         if producer is None:
-            raise ServiceUnavailable(
-                "the Kafka producer is not started", details={"retriable": True}
-            )
-        sender_task = producer._sender.sender_task
-        if sender_task is not None and sender_task.done():
+            raise ServiceUnavailable("the Kafka producer is not started")
+        if internals.sender_stopped(producer):
             # Its failure already failed every pending send; nothing more will be sent.
-            raise ServiceUnavailable(
-                "the Kafka producer's sender has stopped", details={"retriable": False}
-            )
+            raise ServiceUnavailable("the Kafka producer's sender has stopped", retriable=False)
         try:
             async with asyncio.timeout(self._check_timeout):
                 await producer.client.fetch_all_metadata()
@@ -221,12 +217,10 @@ class KafkaEventSink:
             raise ServiceUnavailable(
                 f"Kafka at {self._bootstrap_servers} did not answer within "
                 f"{self._check_timeout:g} s",
-                details={"retriable": True},
             ) from None
         except (KafkaError, OSError) as error:
             raise ServiceUnavailable(
                 f"Kafka at {self._bootstrap_servers} is not available: {error}",
-                details={"retriable": True},
             ) from error
 
     def _new_producer(self) -> Any:
@@ -263,34 +257,6 @@ def _late_outcome_logger(event_id: str, ce_type: str) -> Callable[[asyncio.Futur
             log.error("%s %s was never delivered to Kafka: %s", ce_type, event_id, error)
 
     return log_outcome
-
-
-async def _abandon_pending(producer: Any, seconds: float) -> None:
-    """Stop the producer's sender, then fail every record it still holds.
-
-    aiokafka's stop() waits for every pending batch, and its idempotent
-    producer never gives one up (aiokafka #1101), so without this stop() would
-    hang. The order matters: failing batches while the sender still has them
-    in flight breaks its bookkeeping (a KeyError in `reenqueue`), so the sender
-    goes first. This reaches into aiokafka's internals (pinned < 0.15).
-    """
-    try:
-        async with asyncio.timeout(seconds):
-            await producer._sender.close()
-    except TimeoutError:
-        log.error("the Kafka producer's sender did not stop within %g s", seconds)
-    accumulator = producer._message_accumulator
-    batches = [batch for queue in accumulator._batches.values() for batch in queue]
-    batches += list(accumulator._pending_batches)
-    accumulator.fail_all(
-        KafkaTimeoutError("the producer stopped before the broker took the record")
-    )
-    for batch in batches:
-        # fail_all also fails each batch's internal drain waiter, which nobody
-        # awaits once the sender is gone: retrieve it, or asyncio logs it as lost.
-        waiter = batch._drain_waiter
-        if waiter.done() and not waiter.cancelled():
-            waiter.exception()
 
 
 async def _stop_quietly(producer: Any) -> None:

@@ -26,10 +26,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from ingest.client.errors import UploadFailed
-from ingest.client.resume import ResumeStore, default_state_file
-from ingest.client.uploader import ClientConfig, Uploader
-from ingest.settings import SettingsError, size
+from cli.client.errors import UploadFailed
+from cli.client.resume import ResumeStore, default_state_file
+from cli.client.uploader import ClientConfig, Uploader
+from infra.env import SettingsError, size
 
 
 def add_parser(commands: Any) -> None:

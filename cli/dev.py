@@ -19,12 +19,12 @@ from pathlib import Path
 
 import msgspec
 
+from cli.composition import ingest_services, wire_services
+from infra.bus import InProcessEventBus
 from ingest.adapters.local_documents import LocalDocumentStore
 from ingest.adapters.local_store import LocalObjectStore
-from ingest.adapters.memory_bus import InProcessEventBus
 from ingest.adapters.memory_quota import BusQuotaView
 from ingest.auth import issue_token
-from ingest.composition import ingest_services, wire_services
 from ingest.http.app import build_app, start_serving, stop_gracefully
 from ingest.http.metrics import IngestMetrics
 from ingest.http.services import IngestServices

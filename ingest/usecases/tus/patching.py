@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from infra import layout
 from ingest.errors import (
     ChecksumMismatch,
     OffsetMismatch,
@@ -41,17 +42,17 @@ from ingest.pipeline.body import MeteredBody, SizeLimits
 from ingest.pipeline.container import CONTENT_TYPES, HEAD_BYTES, detect_format, resolve_format
 from ingest.pipeline.parts import PartReader
 from ingest.ports import MultipartUpload
-from ingest.tus.body import EndOnFailure, TusInterrupt, Valve
-from ingest.tus.checksum import OrderedDigest, digesting
-from ingest.tus.events import TusEvents
-from ingest.tus.lease import Held
-from ingest.tus.protocol import PatchRequest, UploadInfo
-from ingest.tus.reuse import run_to_end
-from ingest.tus.state import TusSession, TusState, with_state
-from ingest.tus.writer import Layout, PartWriter, Written
+from ingest.usecases.tus.body import EndOnFailure, TusInterrupt, Valve
+from ingest.usecases.tus.checksum import OrderedDigest, digesting
+from ingest.usecases.tus.events import TusEvents
+from ingest.usecases.tus.lease import Held
+from ingest.usecases.tus.protocol import PatchRequest, UploadInfo
+from ingest.usecases.tus.reuse import run_to_end
+from ingest.usecases.tus.state import TusSession, TusState, with_state
+from ingest.usecases.tus.writer import Layout, PartWriter, Written
 
 if TYPE_CHECKING:
-    from ingest.tus.service import TusService
+    from ingest.usecases.tus.service import TusService
 
 
 class PatchRun:
@@ -184,11 +185,9 @@ class PatchRun:
         multipart = await store.start_multipart(
             self._session.s3_key,
             content_type=state.content_type,
-            metadata={
-                "upload-id": self.session_id,
-                "user-id": self._session.user_id,
-                "format": state.format or "",
-            },
+            metadata=layout.object_metadata(
+                upload_id=self.session_id, user_id=self._session.user_id, file_format=state.format
+            ),
         )
         upload_id = multipart.upload_id
         self._session = await self._update(lambda s: with_state(s, multipart_upload_id=upload_id))

@@ -19,9 +19,9 @@ from typing import Any
 
 import aiohttp
 
-from ingest.client.errors import UploadFailed, from_response
-from ingest.client.files import file_chunks
-from ingest.client.resume import ResumeStore, fingerprint
+from cli.client.errors import UploadFailed, from_response
+from cli.client.files import file_chunks
+from cli.client.resume import ResumeStore, fingerprint
 
 log = logging.getLogger(__name__)
 

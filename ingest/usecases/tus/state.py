@@ -26,8 +26,8 @@ from ingest.auth import Principal
 from ingest.errors import SessionConflict, SessionNotFound
 from ingest.model import UploadSession
 from ingest.ports import DocumentStore
-from ingest.sessions import SessionService
-from ingest.tus.reuse import check_owner, session_key
+from ingest.usecases.sessions import SessionService
+from ingest.usecases.tus.reuse import check_owner, session_key
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 

@@ -11,6 +11,6 @@ from __future__ import annotations
 from ingest.pipeline.stream import _EventWriter as EventWriter
 from ingest.pipeline.stream import _finish as run_to_end
 from ingest.pipeline.stream import _UploadFields as UploadFields
-from ingest.sessions import check_owner, session_key
+from ingest.usecases.sessions import check_owner, session_key
 
 __all__ = ["EventWriter", "UploadFields", "check_owner", "run_to_end", "session_key"]

@@ -11,23 +11,24 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from infra import layout
+from infra.kafka.sink import KafkaEventSink
+from infra.s3 import open_s3_client
 from ingest.adapters.kafka_quota import KafkaQuotaView
-from ingest.adapters.kafka_sink import KafkaEventSink
 from ingest.adapters.s3_documents import S3DocumentStore
-from ingest.adapters.s3_store import S3ObjectStore, open_s3_client
+from ingest.adapters.s3_store import S3ObjectStore
 from ingest.auth import TokenVerifier
-from ingest.cancels import CancelRelay
-from ingest.duplicates import DuplicateIndex
 from ingest.http.metrics import IngestMetrics
 from ingest.http.services import IngestServices
 from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.stream import PipelineConfig
 from ingest.ports import DocumentStore, EventSink, ObjectStore, QuotaView, ResumableObjectStore
-from ingest.sessions import SessionService
 from ingest.settings import IngestSettings
-from ingest.tus.lease import LeaseTimes
-from ingest.tus.service import TusConfig, TusService
-from ingest.uploads import ActiveUploads, UploadLimits, UploadService
+from ingest.usecases.cancels import CancelRelay
+from ingest.usecases.duplicates import DuplicateIndex
+from ingest.usecases.sessions import SessionService
+from ingest.usecases.tus.lease import LeaseTimes
+from ingest.usecases.tus.service import TusConfig, TusService
+from ingest.usecases.uploads import ActiveUploads, UploadLimits, UploadService
 from schemas import Topics
 
 
