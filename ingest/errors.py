@@ -38,9 +38,20 @@ class SessionExpired(SessionNotFound):
 
 
 class SessionConflict(IngestError):
-    """The session was already used, or changed under us by another instance."""
+    """The session was already used: claimed by another request, or ended."""
 
     error_code = "SESSION_ALREADY_USED"
+
+
+class VersionConflict(IngestError):
+    """A compare-and-swap on a shared document lost: another writer created or changed it first.
+
+    Retriable: reading the document again and redoing the change may succeed.
+    Use cases that retry catch it; one that reaches a client is a 409.
+    """
+
+    error_code = "VERSION_CONFLICT"
+    retriable_by_default = True
 
 
 class SizeNotAllowed(IngestError):
@@ -89,6 +100,13 @@ class IncompleteBody(ClientDisconnected):
 class StorageError(IngestError):
     error_code = "STORAGE_ERROR"
     event_code = "STORAGE_ERROR"
+
+
+class MultipartUploadMissing(StorageError):
+    """The multipart upload does not exist (any more): aborted, completed, or never this key's.
+
+    S3 answers `NoSuchUpload`. Not retriable: the upload will not come back.
+    """
 
 
 class ChecksumMismatch(IngestError):

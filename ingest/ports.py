@@ -3,7 +3,8 @@
 Adapters (S3, Kafka, local disk, in-process bus) implement these; the pipeline and
 the session service only ever see these Protocols. Every method raises the
 domain errors of `ingest.errors` (StorageError, EventDeliveryError, ...) rather
-than a client library's exceptions.
+than a client library's exceptions; a caller branches on their types (and the
+typed `retriable` flag), never on a code in `details`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ class StoredObject:
 
 
 class MultipartUpload(Protocol):
-    """One open multipart upload. Parts may be uploaded concurrently, in any order."""
+    """One open multipart upload. Parts may be uploaded concurrently, in any order.
+
+    Once the upload is gone (aborted, completed) or when it never existed for
+    this key, `upload_part` and `complete` raise MultipartUploadMissing.
+    """
 
     @property
     def key(self) -> str: ...
@@ -43,7 +48,13 @@ class MultipartUpload(Protocol):
         """Store one part; the store verifies `sha256_b64` (ChecksumMismatch when it differs)."""
         ...
 
-    async def complete(self, parts: Sequence[StoredPart]) -> StoredObject: ...
+    async def complete(self, parts: Sequence[StoredPart]) -> StoredObject:
+        """Assemble the listed parts, in part-number order, into the object.
+
+        StorageError when a part was not stored as listed or is too small;
+        the upload then stays open, to be aborted.
+        """
+        ...
 
     async def abort(self) -> None:
         """Remove every stored part. Safe to call twice and after a failed complete."""
@@ -94,17 +105,19 @@ class DocumentStore(Protocol):
     """Small JSON documents (upload sessions) shared by every instance.
 
     Updates are compare-and-swap on `version`, so two instances can never both
-    win the same session.
+    win the same session: the loser gets VersionConflict (retriable), and
+    decides whether to read again and retry.
     """
 
     async def create(self, key: str, data: bytes) -> str:
-        """Store a new document; returns its version. SessionConflict if the key exists."""
+        """Store a new document; returns its version. VersionConflict if the key exists."""
         ...
 
     async def read(self, key: str) -> Versioned | None: ...
 
     async def replace(self, key: str, data: bytes, *, version: str) -> str:
-        """Replace the document if it still has `version`; SessionConflict otherwise."""
+        """Replace the document if it still has `version`; VersionConflict otherwise,
+        also when the document no longer exists."""
         ...
 
     async def list_keys(self, prefix: str) -> list[str]: ...
@@ -163,11 +176,16 @@ class ResumableObjectStore(Protocol):
     """
 
     def resume_multipart(self, key: str, upload_id: str) -> MultipartUpload:
-        """A handle on a multipart upload started earlier, possibly by another process."""
+        """A handle on a multipart upload started earlier, possibly by another process.
+
+        Nothing is checked until it is used: calls on an upload that is gone
+        raise MultipartUploadMissing.
+        """
         ...
 
     async def stored_parts(self, key: str, upload_id: str) -> list[StoredPart]:
-        """The parts the multipart upload holds now, by number; StorageError once it is gone."""
+        """The parts the multipart upload holds now, by number; MultipartUploadMissing once
+        it is gone."""
         ...
 
     async def put_small(self, key: str, data: bytes) -> None:

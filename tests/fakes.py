@@ -30,9 +30,10 @@ import msgspec
 
 from ingest.errors import (
     ChecksumMismatch,
+    MultipartUploadMissing,
     ServiceUnavailable,
-    SessionConflict,
     StorageError,
+    VersionConflict,
 )
 from ingest.model import UploadTarget
 from ingest.pipeline.hashing import part_checksum
@@ -181,7 +182,10 @@ class MemoryMultipartUpload:
 
     def _require_open(self) -> None:
         if self.state != "open":
-            raise StorageError(f"multipart upload {self._upload_id} is {self.state} (NoSuchUpload)")
+            raise MultipartUploadMissing(
+                f"multipart upload {self._upload_id} is {self.state} (NoSuchUpload)",
+                details={"code": "NoSuchUpload"},
+            )
 
     def __repr__(self) -> str:
         return f"<MemoryMultipartUpload {self._key} {self.state}, {len(self.parts)} parts>"
@@ -324,7 +328,7 @@ class MemoryObjectStore:
     async def stored_parts(self, key: str, upload_id: str) -> list[StoredPart]:
         upload = self.resume_multipart(key, upload_id)
         if upload.state != "open":
-            raise StorageError(
+            raise MultipartUploadMissing(
                 f"multipart upload {upload_id} is {upload.state} (NoSuchUpload)",
                 details={"code": "NoSuchUpload"},
             )
@@ -432,7 +436,7 @@ class MemoryDocumentStore:
     async def create(self, key: str, data: bytes) -> str:
         self._maybe_fail()
         if key in self._documents:
-            raise SessionConflict(f"document {key} already exists")
+            raise VersionConflict(f"document {key} already exists")
         return self._put(key, data)
 
     async def read(self, key: str) -> Versioned | None:
@@ -443,7 +447,7 @@ class MemoryDocumentStore:
         self._maybe_fail()
         current = self._documents.get(key)
         if current is None or current.version != version:
-            raise SessionConflict(f"document {key} changed since version {version}")
+            raise VersionConflict(f"document {key} changed since version {version}")
         return self._put(key, data)
 
     async def list_keys(self, prefix: str) -> list[str]:

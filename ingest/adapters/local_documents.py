@@ -16,7 +16,7 @@ mix. Nothing is fsync'ed: it survives a crash of the process, not of the
 machine. Every file operation runs off the event loop.
 
 How it fails: `create` of an existing key and `replace` with a stale version,
-or of a document that does not exist, raise SessionConflict. An empty key
+or of a document that does not exist, raise VersionConflict. An empty key
 raises ValueError (as in the S3 store); a key that cannot be a path inside the
 root raises StorageError `InvalidObjectName`; a disk error raises StorageError
 (`details` shaped like the S3 adapter's). Reading a missing document returns
@@ -37,7 +37,7 @@ import aiofiles
 import aiofiles.os
 
 from ingest.adapters.local_store import disk_error, key_segments, write_atomically
-from ingest.errors import SessionConflict, StorageError
+from ingest.errors import StorageError, VersionConflict
 from ingest.ports import Versioned
 
 _DOCUMENTS_DIR: Final = "documents"
@@ -67,7 +67,7 @@ class LocalDocumentStore:
         path = self._path(key)
         async with self._lock(key):
             if await self._load(path, key) is not None:
-                raise SessionConflict(
+                raise VersionConflict(
                     f"document {key!r} already exists",
                     details={"key": key, "code": "PreconditionFailed"},
                 )
@@ -79,7 +79,7 @@ class LocalDocumentStore:
         async with self._lock(key):
             current = await self._load(path, key)
             if current is None or version_of(current) != version:
-                raise SessionConflict(
+                raise VersionConflict(
                     f"document {key!r} was changed by another writer",
                     details={
                         "key": key,

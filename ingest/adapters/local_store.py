@@ -26,7 +26,8 @@ MD5s>-<n>"`, and a part's is its quoted MD5, as in S3. Every file operation
 runs off the event loop (aiofiles, or one worker thread for a whole tree).
 
 How it fails: a part whose data does not match its SHA-256 raises
-ChecksumMismatch (code `BadDigest`) and is not kept; every other refusal or
+ChecksumMismatch (code `BadDigest`) and is not kept; a call on a multipart
+upload that is gone raises MultipartUploadMissing (code `NoSuchUpload`); every other refusal or
 disk error raises StorageError whose `details` look like the S3 adapter's
 (`operation`, `bucket`, `key`, `code`, `status`; `retriable` typed) with S3's codes
 where S3 has one (`NoSuchUpload`, `NoSuchKey`, `InvalidPart`, `EntityTooSmall`,
@@ -59,7 +60,12 @@ import aiofiles
 import aiofiles.os
 import msgspec
 
-from ingest.errors import ChecksumMismatch, ServiceUnavailable, StorageError
+from ingest.errors import (
+    ChecksumMismatch,
+    MultipartUploadMissing,
+    ServiceUnavailable,
+    StorageError,
+)
 from ingest.ports import StoredObject, StoredPart
 
 if TYPE_CHECKING:
@@ -202,6 +208,13 @@ class _Failures:
             details=self._details(operation, key, code, status=status),
         )
 
+    def missing_upload(self, operation: str, key: str, upload_id: str) -> MultipartUploadMissing:
+        return MultipartUploadMissing(
+            f"local {operation} of {key!r} failed: NoSuchUpload: "
+            f"upload {upload_id} does not exist (aborted or completed)",
+            details=self._details(operation, key, "NoSuchUpload", status=404),
+        )
+
     def checksum(self, operation: str, key: str, reason: str) -> ChecksumMismatch:
         return ChecksumMismatch(
             f"the checksum of {operation} of {key!r} was refused: BadDigest: {reason}",
@@ -302,7 +315,7 @@ class LocalMultipartUpload:
         return StoredPart(number=number, etag=etag, size=len(data), sha256_b64=sha256_b64)
 
     async def stored_parts(self) -> list[StoredPart]:
-        """The parts held now, by number; StorageError `NoSuchUpload` once the upload is gone."""
+        """The parts held now, by number; MultipartUploadMissing once the upload is gone."""
         await self._verify("list_parts")
         try:
             names = await aiofiles.os.listdir(self._directory)
@@ -362,14 +375,12 @@ class LocalMultipartUpload:
     async def abort(self) -> None:
         try:
             await self._verify("abort_multipart_upload")
-        except StorageError as error:
-            if error.details.get("code") == "NoSuchUpload":
-                return  # aborted or completed already, or another key's: nothing of ours left
-            raise
+        except MultipartUploadMissing:
+            return  # aborted or completed already, or another key's: nothing of ours left
         await self._store.discard_upload(self._upload_id)
 
     async def _verify(self, operation: str) -> None:
-        """NoSuchUpload unless the upload exists for this key (checked once per handle)."""
+        """MultipartUploadMissing unless the upload exists for this key (checked on first use)."""
         if self._verified:
             return
         manifest = await self._store.manifest(self._upload_id) if self._exists else None
@@ -481,14 +492,8 @@ class LocalMultipartUpload:
             "complete_multipart_upload", self._key, "InvalidPart", f"part {part.number} {reason}"
         )
 
-    def _no_such_upload(self, operation: str) -> StorageError:
-        return self._store.failures.refused(
-            operation,
-            self._key,
-            "NoSuchUpload",
-            f"upload {self._upload_id} does not exist (aborted or completed)",
-            status=404,
-        )
+    def _no_such_upload(self, operation: str) -> MultipartUploadMissing:
+        return self._store.failures.missing_upload(operation, self._key, self._upload_id)
 
     def __repr__(self) -> str:
         return f"<LocalMultipartUpload {self._key} {self._upload_id}>"
@@ -570,7 +575,7 @@ class LocalObjectStore:
         """A handle on an upload started earlier, by this process or a previous one.
 
         Like S3, nothing is checked until it is used: an upload that does not
-        exist, or not for this key, fails its calls with `NoSuchUpload`.
+        exist, or not for this key, fails its calls with MultipartUploadMissing.
         """
         self.path_of(key)
         return LocalMultipartUpload(self, key, upload_id)

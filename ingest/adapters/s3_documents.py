@@ -3,12 +3,12 @@
 A document is one object under a key prefix (`_sessions/` by default); its
 version is the object's ETag. `create` writes with `If-None-Match: *` and
 `replace` with `If-Match: <etag>`, so S3 itself decides which of two instances
-wins: the loser gets SessionConflict. Every body carries its SHA-256, which S3
+wins: the loser gets VersionConflict. Every body carries its SHA-256, which S3
 verifies.
 
 How it fails: a refused precondition (412 PreconditionFailed, 409
 ConditionalRequestConflict, or a replace of a document that no longer exists)
-raises SessionConflict; any other failure raises StorageError (see
+raises VersionConflict; any other failure raises StorageError (see
 `s3_store.storage_error`). Reading a missing document returns None.
 """
 
@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from infra.s3 import S3Endpoint, open_s3_client
 from ingest.adapters.s3_store import S3CallObserver, S3Calls, error_code
-from ingest.errors import SessionConflict
+from ingest.errors import VersionConflict
 from ingest.ports import Versioned
 
 DEFAULT_PREFIX = "_sessions/"
@@ -127,7 +127,7 @@ class S3DocumentStore:
                 code = error_code(error)
                 # A replace of a document deleted meanwhile loses like any other.
                 if code in _CONFLICT_CODES or ("IfMatch" in condition and code == "NoSuchKey"):
-                    raise SessionConflict(
+                    raise VersionConflict(
                         f"document {key!r} was changed by another writer",
                         details={"key": key, "code": code},
                     ) from error

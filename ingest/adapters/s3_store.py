@@ -8,10 +8,11 @@ A part body goes to the socket as slices of the caller's bytes, never copied
 whole on the way (`SlicedBody`, sent by the client `s3_client_config` builds).
 
 How it fails: a part or object whose checksum S3 refuses raises ChecksumMismatch;
-any other S3 answer, connection error or timeout raises StorageError naming the
-operation and key (`retriable` tells whether trying again may help);
-`check` raises ServiceUnavailable. Aborting an upload that no longer exists is
-not an error. The client is shared and owned by the caller (or by `open`).
+a call on a multipart upload that no longer exists (`NoSuchUpload`) raises
+MultipartUploadMissing; any other S3 answer, connection error or timeout raises
+StorageError naming the operation and key (`retriable` tells whether trying
+again may help); `check` raises ServiceUnavailable. Aborting an upload that no
+longer exists is not an error. The client is shared and owned by the caller (or by `open`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,13 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import HTTPClientError as BotoHTTPClientError
 
 from infra.s3 import S3Endpoint, open_s3_client, send_data_bodies_as_is
-from ingest.errors import ChecksumMismatch, IngestError, ServiceUnavailable, StorageError
+from ingest.errors import (
+    ChecksumMismatch,
+    IngestError,
+    MultipartUploadMissing,
+    ServiceUnavailable,
+    StorageError,
+)
 from ingest.ports import StoredObject, StoredPart
 
 log = logging.getLogger(__name__)
@@ -83,7 +90,8 @@ def http_status(error: BaseException) -> int | None:
 
 
 def storage_error(operation: str, bucket: str, key: str, error: BaseException) -> IngestError:
-    """The domain error for a failed S3 call: ChecksumMismatch or StorageError."""
+    """The domain error for a failed S3 call: ChecksumMismatch, MultipartUploadMissing or
+    StorageError."""
     code = error_code(error)
     status = http_status(error)
     details: dict[str, Any] = {
@@ -106,9 +114,8 @@ def storage_error(operation: str, bucket: str, key: str, error: BaseException) -
         reason = f"{code} (HTTP {status}): {message}"
     else:
         reason = f"{type(error).__name__}: {error}"
-    return StorageError(
-        f"S3 {operation}{target} failed: {reason}", details=details, retriable=retriable
-    )
+    kind = MultipartUploadMissing if code == "NoSuchUpload" else StorageError
+    return kind(f"S3 {operation}{target} failed: {reason}", details=details, retriable=retriable)
 
 
 def _is_retriable(error: BaseException, code: str | None, status: int | None) -> bool:
@@ -124,7 +131,7 @@ class S3Calls:
     """Times S3 calls for an observer and turns client failures into domain errors.
 
     Shared by the object and the document store. Domain errors raised inside a
-    call (SessionConflict for a refused precondition, ...) pass through and
+    call (VersionConflict for a refused precondition, ...) pass through and
     count as answered calls; cancellation is not reported.
     """
 

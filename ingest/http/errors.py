@@ -26,6 +26,7 @@ _STATUS: list[tuple[type[errors.IngestError], int]] = [
     (errors.Forbidden, 403),
     (errors.SessionNotFound, 404),
     (errors.SessionConflict, 409),
+    (errors.VersionConflict, 409),
     (errors.UploadCancelledError, 409),
     (errors.FormatNotAllowed, 400),
     (errors.SizeNotAllowed, 400),

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable
 
 from infra import layout
-from ingest.errors import IngestError, SessionConflict
+from ingest.errors import IngestError, VersionConflict
 from ingest.model import UploadSession
 from ingest.ports import DocumentStore
 
@@ -47,7 +47,7 @@ class CancelRelay:
         streamer = session.instance_id
         if streamer is None or streamer == self._instance_id:
             return
-        with contextlib.suppress(SessionConflict):  # already told
+        with contextlib.suppress(VersionConflict):  # already told
             await self._documents.create(layout.cancel_marker(streamer, session.session_id), b"")
 
     async def run(self, stop_upload: StopUpload) -> None:

@@ -11,7 +11,7 @@ import contextlib
 import msgspec
 
 from infra import layout
-from ingest.errors import SessionConflict
+from ingest.errors import VersionConflict
 from ingest.model import UploadResult
 from ingest.ports import DocumentStore
 
@@ -45,7 +45,7 @@ class DuplicateIndex:
 
     async def record(self, stored: StoredFile) -> None:
         # When the key exists, an earlier upload of the same bytes is already the original.
-        with contextlib.suppress(SessionConflict):
+        with contextlib.suppress(VersionConflict):
             await self._documents.create(
                 layout.stored_file_document(stored.user_id, stored.result.sha256),
                 _encoder.encode(stored),

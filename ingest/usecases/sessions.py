@@ -5,7 +5,10 @@ receives its body, and ends `completed`, `failed` or `cancelled`; an `active`
 session past its expiry reads as `expired`. Every transition is a
 compare-and-swap on the document's version, so two instances can never both
 claim one session and a cancel from any instance is seen by the streamer.
-Raises SessionNotFound / SessionExpired / Forbidden / SessionConflict.
+Raises SessionNotFound / SessionExpired / Forbidden / SessionConflict (the
+session was used, also when another request claimed it first). A lost
+compare-and-swap (VersionConflict) is retried on the fresh document by `finish`
+and `cancel`, and passed on by `update`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ import msgspec
 
 from infra import layout
 from ingest.auth import Principal
-from ingest.errors import Forbidden, SessionConflict, SessionExpired, SessionNotFound
+from ingest.errors import (
+    Forbidden,
+    SessionConflict,
+    SessionExpired,
+    SessionNotFound,
+    VersionConflict,
+)
 from ingest.model import TERMINAL_STATUSES, SessionStatus, UploadSession
 from ingest.ports import DocumentStore
 from schemas import UploadProtocol
@@ -124,7 +133,7 @@ class SessionService:
                 instance_id=instance_id,
                 message="upload in progress",
             )
-        except SessionConflict:
+        except VersionConflict:
             raise SessionConflict(
                 f"upload session {session_id} was claimed by another request"
             ) from None
@@ -150,7 +159,7 @@ class SessionService:
             try:
                 updated, _ = await self.update(session, version, status=status, **changes)
                 return updated
-            except SessionConflict:
+            except VersionConflict:
                 continue
 
     async def cancel(self, session_id: str, principal: Principal) -> UploadSession:
@@ -169,7 +178,7 @@ class SessionService:
                     session, version, status="cancelled", message="cancelled by the user"
                 )
                 return updated
-            except SessionConflict:
+            except VersionConflict:
                 continue
 
     async def status_of(self, session_id: str) -> SessionStatus:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ingest.errors import SessionConflict
+from ingest.errors import VersionConflict
 from ingest.ports import DocumentStore
 
 
@@ -20,16 +20,18 @@ async def test_documents_are_created_read_and_replaced_by_version(
     assert read is not None
     assert (read.data, read.version) == (b'{"status": "active"}', first)
 
-    with pytest.raises(SessionConflict):
+    with pytest.raises(VersionConflict) as created_twice:
         await document_store.create("sessions/s-1.json", b'{"status": "other"}')
+    assert created_twice.value.retriable is True
 
     second = await document_store.replace(
         "sessions/s-1.json", b'{"status": "uploading"}', version=first
     )
     assert second != first
-    with pytest.raises(SessionConflict):
+    with pytest.raises(VersionConflict) as stale:
         await document_store.replace("sessions/s-1.json", b'{"status": "failed"}', version=first)
-    with pytest.raises(SessionConflict):
+    assert stale.value.retriable is True
+    with pytest.raises(VersionConflict):
         await document_store.replace("sessions/never-created.json", b"{}", version=second)
 
     final = await document_store.read("sessions/s-1.json")
@@ -45,7 +47,7 @@ async def test_of_concurrent_replaces_of_one_version_exactly_one_wins(
     async def replace(writer: int) -> str | None:
         try:
             return await document_store.replace("raced", b'{"owner": %d}' % writer, version=version)
-        except SessionConflict:
+        except VersionConflict:
             return None
 
     results = await asyncio.gather(*(replace(writer) for writer in range(8)))
@@ -63,7 +65,7 @@ async def test_of_concurrent_creates_of_one_key_exactly_one_wins(
     async def create(writer: int) -> str | None:
         try:
             return await document_store.create("created", b'{"by": %d}' % writer)
-        except SessionConflict:
+        except VersionConflict:
             return None
 
     results = await asyncio.gather(*(create(writer) for writer in range(8)))

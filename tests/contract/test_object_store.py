@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from ingest.errors import ChecksumMismatch, StorageError
+from ingest.errors import ChecksumMismatch, MultipartUploadMissing, StorageError
 from ingest.ports import ObjectStore, ResumableObjectStore, StoredPart
 from tests.contract.conftest import ObjectBackend
 
@@ -143,11 +143,11 @@ async def test_abort_leaves_no_incomplete_upload_and_may_be_repeated(
     await upload.abort()
     assert await store.incomplete_uploads(key) == []
 
-    with pytest.raises(StorageError) as completed:
+    with pytest.raises(MultipartUploadMissing) as completed:
         await upload.complete([part])
     assert completed.value.details["code"] == "NoSuchUpload"
     assert completed.value.retriable is False
-    with pytest.raises(StorageError) as uploaded:
+    with pytest.raises(MultipartUploadMissing) as uploaded:
         await upload.upload_part(2, body, sha256_b64(body))
     assert uploaded.value.details["code"] == "NoSuchUpload"
 
@@ -246,7 +246,7 @@ async def test_an_upload_is_resumed_by_id_and_lists_the_parts_it_holds(
 
     assert result.etag == multipart_etag([first, last])
     assert await object_store.read(key) == first + last
-    with pytest.raises(StorageError):
+    with pytest.raises(MultipartUploadMissing):
         await store.stored_parts(key, started.upload_id)
 
 

@@ -14,7 +14,13 @@ import pytest
 from infra.s3 import S3Endpoint, open_s3_client, s3_client_config
 from ingest.adapters.s3_documents import S3DocumentStore
 from ingest.adapters.s3_store import S3ObjectStore, composite_sha256
-from ingest.errors import ChecksumMismatch, ServiceUnavailable, SessionConflict, StorageError
+from ingest.errors import (
+    ChecksumMismatch,
+    MultipartUploadMissing,
+    ServiceUnavailable,
+    StorageError,
+    VersionConflict,
+)
 from ingest.ports import StoredPart
 from ingest.settings import IngestSettings
 
@@ -198,7 +204,7 @@ async def test_completing_an_aborted_upload_is_a_storage_error(store: S3ObjectSt
     body = random.Random(9).randbytes(MiB)
     part = await upload.upload_part(1, body, sha256_b64(body))
     await upload.abort()
-    with pytest.raises(StorageError) as failed:
+    with pytest.raises(MultipartUploadMissing) as failed:
         await upload.complete([part])
     assert failed.value.details["code"] == "NoSuchUpload"
     assert failed.value.retriable is False
@@ -258,14 +264,14 @@ async def test_documents_are_created_read_and_replaced_by_version(
     assert read.data == b'{"status": "active"}'
     assert read.version == first
 
-    with pytest.raises(SessionConflict):
+    with pytest.raises(VersionConflict):
         await documents.create("s-1", b'{"status": "other"}')
 
     second = await documents.replace("s-1", b'{"status": "uploading"}', version=first)
     assert second != first
-    with pytest.raises(SessionConflict):
+    with pytest.raises(VersionConflict):
         await documents.replace("s-1", b'{"status": "failed"}', version=first)
-    with pytest.raises(SessionConflict):
+    with pytest.raises(VersionConflict):
         await documents.replace("never-created", b"{}", version=second)
 
     final = await documents.read("s-1")
@@ -281,7 +287,7 @@ async def test_of_concurrent_replaces_of_one_version_exactly_one_wins(
     async def replace(writer: int) -> str | None:
         try:
             return await documents.replace("raced", b'{"owner": %d}' % writer, version=version)
-        except SessionConflict:
+        except VersionConflict:
             return None
 
     results = await asyncio.gather(*(replace(writer) for writer in range(8)))
@@ -299,7 +305,7 @@ async def test_of_concurrent_creates_of_one_key_exactly_one_wins(
     async def create(writer: int) -> str | None:
         try:
             return await documents.create("created", b'{"by": %d}' % writer)
-        except SessionConflict:
+        except VersionConflict:
             return None
 
     results = await asyncio.gather(*(create(writer) for writer in range(8)))

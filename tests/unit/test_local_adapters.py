@@ -24,7 +24,12 @@ from ingest.adapters.kafka_quota import KafkaQuotaView
 from ingest.adapters.local_documents import LocalDocumentStore, version_of
 from ingest.adapters.local_store import LocalObjectStore
 from ingest.adapters.memory_quota import BusQuotaView
-from ingest.errors import EventDeliveryError, ServiceUnavailable, StorageError
+from ingest.errors import (
+    EventDeliveryError,
+    MultipartUploadMissing,
+    ServiceUnavailable,
+    StorageError,
+)
 from ingest.ports import StoredPart
 from schemas import QuotaUpdated, Topics, UploadProgress, encode, topic_for
 from tests.samples import SAMPLES
@@ -231,7 +236,7 @@ async def test_an_upload_resumed_under_another_key_or_a_forged_id_does_not_exist
             stranger.stored_parts(),
             stranger.complete([StoredPart(1, '"e"', 1, sha256_b64(b"x"))]),
         ):
-            with pytest.raises(StorageError) as missing:
+            with pytest.raises(MultipartUploadMissing) as missing:
                 await call
             assert missing.value.details["code"] == "NoSuchUpload"
         await stranger.abort()  # like S3: nothing of this key to abort

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from ingest.errors import StorageError
+from ingest.errors import MultipartUploadMissing, StorageError
 from ingest.model import UploadResult
 from ingest.pipeline.stream import FindDuplicate
 from ingest.ports import StoredPart
@@ -75,10 +75,8 @@ async def _complete_multipart(
     count = -(-length // size)
     try:
         held = await store.stored_parts(session.s3_key, state.multipart_upload_id)
-    except StorageError as error:
-        if error.details.get("code") == "NoSuchUpload":
-            return count, None  # completed by an earlier attempt; the object is checked next
-        raise
+    except MultipartUploadMissing:
+        return count, None  # completed by an earlier attempt; the object is checked next
     parts = _file_parts(held, count, size, length)
     multipart = store.resume_multipart(session.s3_key, state.multipart_upload_id)
     stored = await multipart.complete(parts)

@@ -23,7 +23,7 @@ from datetime import datetime
 import msgspec
 
 from ingest.auth import Principal
-from ingest.errors import SessionConflict, SessionNotFound
+from ingest.errors import SessionNotFound, VersionConflict
 from ingest.model import UploadSession
 from ingest.ports import DocumentStore
 from ingest.usecases.sessions import SessionService
@@ -130,7 +130,7 @@ class TusSessions:
                 await self._documents.replace(
                     session_key(session_id), _encoder.encode(updated), version=version
                 )
-            except SessionConflict:
+            except VersionConflict:
                 continue
             return updated
 
