@@ -36,7 +36,8 @@ from typing import Final
 import aiofiles
 import aiofiles.os
 
-from ingest.adapters.local_store import disk_error, key_segments, write_atomically
+from ingest.adapters.local_failures import disk_error
+from ingest.adapters.local_files import key_segments, write_atomically
 from ingest.errors import StorageError, VersionConflict
 from ingest.ports import Versioned
 

@@ -1,0 +1,233 @@
+"""One multipart upload of the local object store, with S3's semantics.
+
+Parts may arrive concurrently and in any order; each is verified against the
+SHA-256 sent with it before it is kept (`local_parts` writes it). `complete`
+checks each listed part's ETag and SHA-256 against what is stored, enforces
+the store's minimum part size (S3's by default), assembles the object in
+chunks beside the parts and renames it into place, then forgets the upload;
+its ETag is S3's multipart ETag, `"<md5 of the part MD5s>-<n>"`. `abort`
+removes every part and may be repeated. A handle made by `resume_multipart`
+checks on first use that the upload exists for its key.
+
+How it fails: a part whose data does not match its SHA-256, or a listed part
+whose stored SHA-256 differs, raises ChecksumMismatch (`BadDigest`) and is not
+kept; a call on an upload that is gone, or not this key's, or whose id this
+store never issued, raises MultipartUploadMissing (`NoSuchUpload`); every other
+refusal (`InvalidPart`, `EntityTooSmall`, `InvalidArgument`, ...) or disk
+error raises StorageError (see `local_failures`). Like S3, a failed complete
+leaves the upload open, to be aborted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import aiofiles
+import aiofiles.os
+
+from ingest.adapters.local_files import remove_quietly
+from ingest.adapters.local_parts import (
+    CHUNK_SIZE,
+    MANIFEST,
+    UPLOAD_ID,
+    b64,
+    part_digests,
+    part_numbers,
+    quoted_md5,
+    read_manifest,
+    read_part,
+    update_all,
+    write_part,
+)
+from ingest.errors import MultipartUploadMissing, StorageError
+from ingest.ports import StoredObject, StoredPart
+
+if TYPE_CHECKING:
+    from ingest.adapters.local_store import LocalObjectStore
+
+log = logging.getLogger(__name__)
+
+MAX_PART_NUMBER: Final = 10_000
+_COMPLETE: Final = "complete_multipart_upload"
+
+
+class LocalMultipartUpload:
+    """One open multipart upload of a `LocalObjectStore`; parts may arrive concurrently."""
+
+    def __init__(
+        self, store: LocalObjectStore, key: str, upload_id: str, *, verified: bool = False
+    ) -> None:
+        self._store = store
+        self._key = key
+        self._upload_id = upload_id
+        # An id we never issued names no directory at all: it must not become a path.
+        self._exists = UPLOAD_ID.fullmatch(upload_id) is not None
+        self._directory = store.uploads_dir / (upload_id if self._exists else "-")
+        self._verified = verified
+        self._fail = store.failures
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    @property
+    def upload_id(self) -> str:
+        return self._upload_id
+
+    async def upload_part(self, number: int, data: bytes, sha256_b64: str) -> StoredPart:
+        if not 1 <= number <= MAX_PART_NUMBER:
+            raise self._fail.refused(
+                "upload_part", self._key, "InvalidArgument", f"part number {number} is not 1-10000"
+            )
+        await self._verify("upload_part")
+        sha256, etag = await asyncio.to_thread(part_digests, data)
+        if sha256 != sha256_b64:
+            raise self._fail.checksum(
+                "upload_part", self._key, f"part {number}: the data's SHA-256 is not {sha256_b64}"
+            )
+        try:
+            await write_part(self._directory, number, data, sha256_b64=sha256_b64, etag=etag)
+        except FileNotFoundError:
+            # The directory went away under us: the upload was aborted or completed.
+            raise self._missing("upload_part") from None
+        except OSError as error:
+            raise self._fail.disk("upload_part", self._key, error) from error
+        return StoredPart(number=number, etag=etag, size=len(data), sha256_b64=sha256_b64)
+
+    async def stored_parts(self) -> list[StoredPart]:
+        """The parts held now, by number; MultipartUploadMissing once the upload is gone."""
+        await self._verify("list_parts")
+        try:
+            numbers = await part_numbers(self._directory)
+            found = await asyncio.gather(
+                *(read_part(self._directory, number) for number in numbers)
+            )
+        except FileNotFoundError:
+            raise self._missing("list_parts") from None
+        except OSError as error:
+            raise self._fail.disk("list_parts", self._key, error) from error
+        return [part for part in found if part is not None]
+
+    async def complete(self, parts: Sequence[StoredPart]) -> StoredObject:
+        """Assemble the parts, in part-number order, into the object; then forget the upload.
+
+        Like S3, a failed complete leaves the upload open, so it can be aborted.
+        """
+        ordered = sorted(parts, key=lambda part: part.number)
+        if not ordered:
+            raise self._fail.refused(_COMPLETE, self._key, "MalformedXML", "no parts were listed")
+        numbers = [part.number for part in ordered]
+        if len(set(numbers)) != len(numbers):
+            raise self._fail.refused(
+                _COMPLETE, self._key, "InvalidPartOrder", "a part number is listed twice"
+            )
+        destination = self._store.path_of(self._key)
+        await self._verify(_COMPLETE)
+        temporary = self._directory / f"object.{uuid.uuid4().hex}.tmp"
+        try:
+            await self._require_manifest(_COMPLETE)
+            await self._check_sizes(ordered)
+            size, part_md5s = await self._assemble(ordered, temporary)
+            await aiofiles.os.makedirs(destination.parent, exist_ok=True)
+            await aiofiles.os.replace(temporary, destination)
+        except FileNotFoundError:
+            await remove_quietly(temporary)
+            raise self._missing(_COMPLETE) from None
+        except OSError as error:
+            await remove_quietly(temporary)
+            raise self._fail.disk(_COMPLETE, self._key, error) from error
+        except BaseException:
+            await remove_quietly(temporary)
+            raise
+        try:
+            await self._store.discard_upload(self._upload_id)
+        except StorageError as error:
+            # The object is stored: parts left behind are only disk space, never a failure.
+            log.warning("completed %s, but could not remove its parts: %s", self._key, error)
+        etag = hashlib.md5(b"".join(part_md5s), usedforsecurity=False).hexdigest()
+        return StoredObject(key=self._key, etag=f'"{etag}-{len(ordered)}"', size=size)
+
+    async def abort(self) -> None:
+        try:
+            await self._verify("abort_multipart_upload")
+        except MultipartUploadMissing:
+            return  # aborted or completed already, or another key's: nothing of ours left
+        await self._store.discard_upload(self._upload_id)
+
+    async def _verify(self, operation: str) -> None:
+        """MultipartUploadMissing unless the upload exists for this key (checked on first use)."""
+        if self._verified:
+            return
+        manifest = await read_manifest(self._directory) if self._exists else None
+        if manifest is None or manifest.key != self._key or manifest.bucket != self._store.bucket:
+            raise self._missing(operation)
+        self._verified = True
+
+    async def _require_manifest(self, operation: str) -> None:
+        try:
+            await aiofiles.os.stat(self._directory / MANIFEST)
+        except FileNotFoundError:
+            raise self._missing(operation) from None
+
+    async def _check_sizes(self, ordered: Sequence[StoredPart]) -> None:
+        minimum = self._store.min_part_size
+        for index, part in enumerate(ordered):
+            try:
+                stored = await aiofiles.os.stat(self._directory / str(part.number))
+            except FileNotFoundError:
+                raise self._invalid_part(part, "was never stored") from None
+            if index < len(ordered) - 1 and stored.st_size < minimum:
+                raise self._fail.refused(
+                    _COMPLETE,
+                    self._key,
+                    "EntityTooSmall",
+                    f"part {part.number} has {stored.st_size} bytes, under the minimum {minimum}",
+                )
+
+    async def _assemble(
+        self, ordered: Sequence[StoredPart], target: Path
+    ) -> tuple[int, list[bytes]]:
+        """Copy the parts into `target` in chunks, checking each against its ETag and SHA-256."""
+        size = 0
+        part_md5s: list[bytes] = []
+        async with aiofiles.open(target, "xb") as out:
+            for part in ordered:
+                md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+                try:
+                    source = aiofiles.open(self._directory / str(part.number), "rb")
+                    async with source as chunks:
+                        while chunk := await chunks.read(CHUNK_SIZE):
+                            await asyncio.to_thread(update_all, (md5, sha256), chunk)
+                            await out.write(chunk)
+                            size += len(chunk)
+                except FileNotFoundError:
+                    # Gone since the size check: aborted meanwhile, or never there.
+                    await self._require_manifest(_COMPLETE)
+                    raise self._invalid_part(part, "was never stored") from None
+                if quoted_md5(md5.digest()) != part.etag:
+                    raise self._invalid_part(part, "its ETag is not the stored part's")
+                if b64(sha256.digest()) != part.sha256_b64:
+                    raise self._fail.checksum(
+                        _COMPLETE,
+                        self._key,
+                        f"part {part.number}: the stored part's SHA-256 is not the one listed",
+                    )
+                part_md5s.append(md5.digest())
+        return size, part_md5s
+
+    def _invalid_part(self, part: StoredPart, reason: str) -> StorageError:
+        return self._fail.refused(
+            _COMPLETE, self._key, "InvalidPart", f"part {part.number} {reason}"
+        )
+
+    def _missing(self, operation: str) -> MultipartUploadMissing:
+        return self._fail.missing_upload(operation, self._key, self._upload_id)
+
+    def __repr__(self) -> str:
+        return f"<LocalMultipartUpload {self._key} {self._upload_id}>"
