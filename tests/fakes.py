@@ -1,9 +1,10 @@
 """Hand-written in-memory implementations of the ports in `ingest.ports`, for tests.
 
-These are working fakes, not mocks: each behaves like the real service in the
-ways the write path relies on (S3 verifies part checksums and refuses unknown
-or aborted uploads; the document store is compare-and-swap), keeps what it
-stored for assertions, and has a few knobs to inject faults or slowness.
+These are working fakes, not mocks: each passes the contract suite the real
+adapters pass (tests/contract: S3 verifies part checksums and refuses unknown
+or aborted uploads, with the same error types and `details`; the document
+store is compare-and-swap), keeps what it stored for assertions, and has a few
+knobs to inject faults or slowness.
 Everything is plain attributes: set a knob, run the code, read the record.
 Also here: `ScriptedBody` (a request body that can fail, stall or go slowly),
 `video_bytes` (bytes with a real container signature) and `upload_target`.
@@ -24,21 +25,21 @@ import itertools
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
 
+from ingest.adapters.local_failures import LocalFailures
 from ingest.errors import (
-    ChecksumMismatch,
-    MultipartUploadMissing,
     ServiceUnavailable,
-    StorageError,
     VersionConflict,
 )
 from ingest.model import UploadTarget
 from ingest.pipeline.hashing import part_checksum
 from ingest.ports import QuotaStatus, StoredObject, StoredPart, Versioned
 from schemas import Event, UploadEvent, event_type
+from schemas.periods import current_period, rfc3339
 
 if TYPE_CHECKING:
     from ingest.ports import (
@@ -105,10 +106,12 @@ class MemoryMultipartUpload:
 
     async def upload_part(self, number: int, data: bytes, sha256_b64: str) -> StoredPart:
         self.part_attempts.append(number)
-        self._require_open()
-        if not 1 <= number <= MAX_PART_NUMBER:
-            raise StorageError(f"part number {number} is outside 1..{MAX_PART_NUMBER}")
+        self._require_open("upload_part")
         store = self._store
+        if not 1 <= number <= MAX_PART_NUMBER:
+            raise store.failures.refused(
+                "upload_part", self._key, "InvalidArgument", f"part number {number} is not 1-10000"
+            )
         store._part_started(len(data))
         try:
             if store.on_part is not None:
@@ -121,12 +124,13 @@ class MemoryMultipartUpload:
             if failure is not None:
                 raise failure
             if part_checksum(data) != sha256_b64:
-                raise ChecksumMismatch(
-                    f"part {number}: the SHA-256 sent does not match the data",
-                    details={"part": number},
+                raise store.failures.checksum(
+                    "upload_part",
+                    self._key,
+                    f"part {number}: the data's SHA-256 is not {sha256_b64}",
                 )
             # An abort that lands while the part is in transit wins: nothing is kept.
-            self._require_open()
+            self._require_open("upload_part")
         finally:
             store._part_finished(len(data))
         part = StoredPart(
@@ -137,24 +141,38 @@ class MemoryMultipartUpload:
 
     async def complete(self, parts: Sequence[StoredPart]) -> StoredObject:
         store = self._store
+        fail, operation = store.failures, "complete_multipart_upload"
         if store.fail_complete is not None:
             raise store.fail_complete
-        self._require_open()
-        if not parts:
-            raise StorageError("a multipart upload needs at least one part")
-        numbers = [p.number for p in parts]
-        if numbers != sorted(set(numbers)):
-            raise StorageError("parts must be listed once each, in ascending order")
+        self._require_open(operation)
+        # Any order, like the adapters, which sort the list S3 wants ascending.
+        ordered = sorted(parts, key=lambda part: part.number)
+        if not ordered:
+            raise fail.refused(operation, self._key, "MalformedXML", "no parts were listed")
+        if len({part.number for part in ordered}) != len(ordered):
+            raise fail.refused(
+                operation, self._key, "InvalidPartOrder", "a part number is listed twice"
+            )
         chunks: list[bytes] = []
-        for index, part in enumerate(parts):
+        for index, part in enumerate(ordered):
             held = self.parts.get(part.number)
             if held is None or held[0].etag != part.etag:
-                raise StorageError(f"part {part.number} was not uploaded (InvalidPart)")
+                raise fail.refused(
+                    operation,
+                    self._key,
+                    "InvalidPart",
+                    f"part {part.number} was not stored with this ETag",
+                )
             if held[0].sha256_b64 != part.sha256_b64:
-                raise ChecksumMismatch(f"part {part.number}: checksum differs from the upload")
-            if index < len(parts) - 1 and held[0].size < store.min_part_size:
-                raise StorageError(
-                    f"part {part.number} is smaller than the minimum (EntityTooSmall)"
+                raise fail.checksum(
+                    operation, self._key, f"part {part.number}: the SHA-256 is not the one listed"
+                )
+            if index < len(ordered) - 1 and held[0].size < store.min_part_size:
+                raise fail.refused(
+                    operation,
+                    self._key,
+                    "EntityTooSmall",
+                    f"part {part.number} is under the minimum {store.min_part_size}",
                 )
             chunks.append(held[1])
         data = b"".join(chunks)
@@ -180,12 +198,9 @@ class MemoryMultipartUpload:
             self.state = "aborted"
             self.parts.clear()
 
-    def _require_open(self) -> None:
+    def _require_open(self, operation: str) -> None:
         if self.state != "open":
-            raise MultipartUploadMissing(
-                f"multipart upload {self._upload_id} is {self.state} (NoSuchUpload)",
-                details={"code": "NoSuchUpload"},
-            )
+            raise self._store.failures.missing_upload(operation, self._key, self._upload_id)
 
     def __repr__(self) -> str:
         return f"<MemoryMultipartUpload {self._key} {self.state}, {len(self.parts)} parts>"
@@ -225,6 +240,8 @@ class MemoryObjectStore:
         part_delay: float = 0.0,
     ) -> None:
         self._bucket = bucket
+        self.failures = LocalFailures(bucket)
+        """Builds the errors, typed and with `details` like the adapters'."""
         self._ids = itertools.count(1)
         self.min_part_size = min_part_size
         self.part_delay = part_delay
@@ -297,7 +314,9 @@ class MemoryObjectStore:
             if self.fail_put is not None:
                 raise self.fail_put
             if part_checksum(data) != sha256_b64:
-                raise ChecksumMismatch(f"{key}: the SHA-256 sent does not match the data")
+                raise self.failures.checksum(
+                    "put_object", key, f"the data's SHA-256 is not {sha256_b64}"
+                )
         finally:
             self._part_finished(len(data))
         etag = _quoted_md5(data)
@@ -327,11 +346,7 @@ class MemoryObjectStore:
 
     async def stored_parts(self, key: str, upload_id: str) -> list[StoredPart]:
         upload = self.resume_multipart(key, upload_id)
-        if upload.state != "open":
-            raise MultipartUploadMissing(
-                f"multipart upload {upload_id} is {upload.state} (NoSuchUpload)",
-                details={"code": "NoSuchUpload"},
-            )
+        upload._require_open("list_parts")
         return [upload.parts[number][0] for number in sorted(upload.parts)]
 
     async def put_small(self, key: str, data: bytes) -> None:
@@ -351,7 +366,7 @@ class MemoryObjectStore:
     async def read_object(self, key: str) -> AsyncIterator[bytes]:
         data = self.objects.get(key)
         if data is None:
-            raise StorageError(f"no object {key!r} (NoSuchKey)", details={"code": "NoSuchKey"})
+            raise self.failures.missing_key("get_object", key)
         for at in range(0, max(len(data), 1), self.read_chunk):
             yield data[at : at + self.read_chunk]
 
@@ -436,7 +451,10 @@ class MemoryDocumentStore:
     async def create(self, key: str, data: bytes) -> str:
         self._maybe_fail()
         if key in self._documents:
-            raise VersionConflict(f"document {key} already exists")
+            raise VersionConflict(
+                f"document {key!r} already exists",
+                details={"key": key, "code": "PreconditionFailed"},
+            )
         return self._put(key, data)
 
     async def read(self, key: str) -> Versioned | None:
@@ -447,7 +465,13 @@ class MemoryDocumentStore:
         self._maybe_fail()
         current = self._documents.get(key)
         if current is None or current.version != version:
-            raise VersionConflict(f"document {key} changed since version {version}")
+            raise VersionConflict(
+                f"document {key!r} changed since version {version}",
+                details={
+                    "key": key,
+                    "code": "NoSuchKey" if current is None else "PreconditionFailed",
+                },
+            )
         return self._put(key, data)
 
     async def list_keys(self, prefix: str) -> list[str]:
@@ -476,15 +500,31 @@ class MemoryDocumentStore:
 # Quota.
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class _Usage:
+    bytes_limit: int
+    bytes_used: int
+    uploads_limit: int
+    uploads_used: int = 0
+
+
 @dataclass
 class FixedQuotaView:
-    """Quota status from fixed numbers: defaults for everyone, overridden per user with `set`."""
+    """Quota status from fixed numbers: defaults for everyone, overridden per user with `set`.
+
+    Like every quota view, it answers for the current `period_days`-day period
+    by `clock`; what `set` gave a user holds in every period.
+    """
 
     bytes_limit: int = 10 * 1024**3
     uploads_limit: int = 100
-    period_start: str = "2024-01-01T00:00:00Z"
-    period_end: str = "2024-01-31T00:00:00Z"
-    _users: dict[str, QuotaStatus] = field(default_factory=dict, repr=False)
+    period_days: int = 30
+    clock: Callable[[], datetime] = _utc_now
+    _users: dict[str, _Usage] = field(default_factory=dict, repr=False)
 
     def set(
         self,
@@ -495,31 +535,29 @@ class FixedQuotaView:
         bytes_limit: int | None = None,
         uploads_limit: int | None = None,
     ) -> None:
-        self._users[user_id] = QuotaStatus(
-            user_id=user_id,
+        self._users[user_id] = _Usage(
             bytes_limit=self.bytes_limit if bytes_limit is None else bytes_limit,
             bytes_used=bytes_used,
             uploads_limit=self.uploads_limit if uploads_limit is None else uploads_limit,
             uploads_used=uploads_used,
-            period_start=self.period_start,
-            period_end=self.period_end,
         )
 
     async def check(self) -> None:
         return None
 
     def status(self, user_id: str) -> QuotaStatus:
-        known = self._users.get(user_id)
-        if known is not None:
-            return known
+        usage = self._users.get(user_id) or _Usage(
+            bytes_limit=self.bytes_limit, bytes_used=0, uploads_limit=self.uploads_limit
+        )
+        start, end = current_period(self.clock(), self.period_days)
         return QuotaStatus(
             user_id=user_id,
-            bytes_limit=self.bytes_limit,
-            bytes_used=0,
-            uploads_limit=self.uploads_limit,
-            uploads_used=0,
-            period_start=self.period_start,
-            period_end=self.period_end,
+            bytes_limit=usage.bytes_limit,
+            bytes_used=usage.bytes_used,
+            uploads_limit=usage.uploads_limit,
+            uploads_used=usage.uploads_used,
+            period_start=rfc3339(start),
+            period_end=rfc3339(end),
         )
 
 

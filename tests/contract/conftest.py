@@ -1,12 +1,15 @@
-"""One suite, two implementations: each fixture here is the embedded adapter or the real one.
+"""One suite, three implementations: each fixture here is a test fake, an embedded adapter
+or the real one.
 
-`object_store`, `document_store` and `event_sink_and_reader` are parametrized:
-`local` (LocalObjectStore, LocalDocumentStore, InProcessEventBus, in tmp_path,
-no services) and the real adapters on the real MinIO and Kafka of
-`tests/conftest.py` (marked `integration`; its module-scoped
-`settings` gives every test module its own bucket and topic prefix). The real
-backends are only reached when a test asks for them, so `-m "not integration"`
-runs the local half without any service.
+`object_store`, `document_store`, `event_sink_and_reader` and `quota_view` are
+parametrized by `backend`: `fake` (the hand-written fakes of `tests/fakes.py` that the unit
+tests use, so they cannot drift from what they stand for), `local`
+(LocalObjectStore, LocalDocumentStore, InProcessEventBus, in tmp_path, no
+services) and `real`, the real adapters on the real MinIO and Kafka of
+`tests/conftest.py` (marked `integration`; its module-scoped `settings` gives
+every test module its own bucket and topic prefix). The real backends are only
+reached when a test asks for them, so `-m "not integration"` runs the fake and
+local thirds without any service.
 
 Each fixture hands the port under test plus what a test needs to look behind
 it (read a stored object back, publish and read raw records), and nothing the
@@ -19,7 +22,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -27,34 +30,51 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from infra.bus import InProcessEventBus, Subscription
 from infra.kafka.sink import KafkaEventSink
 from infra.s3 import open_s3_client
+from ingest.adapters.kafka_quota import KafkaQuotaView
 from ingest.adapters.local_documents import LocalDocumentStore
 from ingest.adapters.local_store import LocalObjectStore
+from ingest.adapters.memory_quota import BusQuotaView
 from ingest.adapters.s3_documents import S3DocumentStore
 from ingest.adapters.s3_store import S3ObjectStore
-from ingest.ports import DocumentStore, EventSink, ObjectStore
+from ingest.ports import DocumentStore, EventSink, ObjectStore, QuotaView
 from ingest.settings import IngestSettings
-from schemas import Topics
+from schemas import QuotaUpdated, Topics, encode, event_type, topic_for
+from tests.fakes import (
+    S3_MIN_PART_SIZE,
+    FixedQuotaView,
+    MemoryDocumentStore,
+    MemoryObjectStore,
+    RecordingEventSink,
+)
 
 SOURCE = "/ingest/contract-tests"
 LOCAL_BUCKET = "contract-bucket"
 
 
+@dataclass(frozen=True)
+class Backend:
+    kind: Literal["fake", "local", "real"]
+    settings: IngestSettings | None = None
+    """The real services' settings; None but for `real`."""
+
+
 @pytest.fixture(
     params=[
+        pytest.param("fake", id="fake"),
         pytest.param("local", id="local"),
         pytest.param("real", id="real", marks=pytest.mark.integration),
     ]
 )
-def real_settings(request: pytest.FixtureRequest) -> IngestSettings | None:
-    """The real services' settings, or None for the embedded adapters.
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Which implementation the port fixtures hand out.
 
     Synchronous on purpose: `settings` provisions with asyncio.run, which
     cannot run inside the event loop of an async fixture.
     """
-    if request.param == "local":
-        return None
-    found: IngestSettings = request.getfixturevalue("settings")
-    return found
+    if request.param == "real":
+        return Backend("real", request.getfixturevalue("settings"))
+    kind: Literal["fake", "local"] = request.param
+    return Backend(kind)
 
 
 # --- object stores ---------------------------------------------------------------------
@@ -68,9 +88,17 @@ class ObjectBackend:
 
 
 @pytest.fixture
-async def object_store(
-    real_settings: IngestSettings | None, tmp_path: Path
-) -> AsyncIterator[ObjectBackend]:
+async def object_store(backend: Backend, tmp_path: Path) -> AsyncIterator[ObjectBackend]:
+    if backend.kind == "fake":
+        # S3's minimum part size, as the local store and S3 enforce it.
+        fake = MemoryObjectStore(LOCAL_BUCKET, min_part_size=S3_MIN_PART_SIZE)
+
+        async def read_fake(key: str) -> bytes:
+            return fake.objects[key]
+
+        yield ObjectBackend(fake, read_fake)
+        return
+    real_settings = backend.settings
     if real_settings is None:
         local = LocalObjectStore(tmp_path / "objects", LOCAL_BUCKET)
 
@@ -95,8 +123,12 @@ async def object_store(
 
 @pytest.fixture
 async def document_store(
-    real_settings: IngestSettings | None, tmp_path: Path, request: pytest.FixtureRequest
+    backend: Backend, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[DocumentStore]:
+    if backend.kind == "fake":
+        yield MemoryDocumentStore()
+        return
+    real_settings = backend.settings
     if real_settings is None:
         yield LocalDocumentStore(tmp_path / "documents")
         return
@@ -158,6 +190,43 @@ class BusReader:
 
 
 @dataclass
+class RecordingReader:
+    """Reads what a RecordingEventSink accepted as the records a bus would carry.
+
+    The fake keeps events, not records: each is encoded and routed here as the
+    sinks do it, in the order the fake accepted it, interleaved with records
+    published raw in the order the two happened.
+    """
+
+    sink: RecordingEventSink
+    topics: Topics
+    _taken: int = 0
+    _held: dict[str, list[Received]] = field(default_factory=dict)
+
+    async def publish_raw(
+        self, topic: str, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]]
+    ) -> None:
+        self._take_accepted()
+        self._held.setdefault(topic, []).append(Received(topic, key, value, list(headers)))
+
+    async def read(self, topic: str, count: int) -> list[Received]:
+        self._take_accepted()
+        held = self._held.setdefault(topic, [])
+        assert len(held) >= count, f"{topic} holds {len(held)} records, not {count}"
+        taken, self._held[topic] = held[:count], held[count:]
+        return taken
+
+    def _take_accepted(self) -> None:
+        for event in self.sink.events[self._taken :]:
+            record = encode(event, source=SOURCE)
+            topic = topic_for(event_type(event), self.topics)
+            self._held.setdefault(topic, []).append(
+                Received(topic, record.key, record.value, list(record.headers))
+            )
+        self._taken = len(self.sink.events)
+
+
+@dataclass
 class KafkaReader:
     """Reads every partition of every topic from where they ended when it started."""
 
@@ -196,8 +265,13 @@ class KafkaReader:
 
 @pytest.fixture
 async def event_sink_and_reader(
-    real_settings: IngestSettings | None,
+    backend: Backend,
 ) -> AsyncIterator[tuple[EventSink, RecordReader]]:
+    if backend.kind == "fake":
+        recording = RecordingEventSink()
+        yield recording, RecordingReader(recording, Topics("contract."))
+        return
+    real_settings = backend.settings
     if real_settings is None:
         topics = Topics("contract.")
         async with InProcessEventBus(topics, source=SOURCE) as bus:
@@ -241,3 +315,59 @@ async def _consumer_at_the_end(bootstrap_servers: str, topics: Topics) -> Any:
         await consumer.stop()
         raise
     return consumer
+
+
+# --- quota views -----------------------------------------------------------------------
+
+QUOTA_BYTES = 10 * 1024**3
+QUOTA_UPLOADS = 100
+PERIOD_DAYS = 30
+
+
+@dataclass
+class QuotaBackend:
+    view: QuotaView
+    publish: Callable[[QuotaUpdated], Awaitable[None]]
+    """Put a snapshot where the view reads them: the quota topic (for the fake, `set`)."""
+
+
+@pytest.fixture
+async def quota_view(backend: Backend) -> AsyncIterator[QuotaBackend]:
+    """A started view whose defaults are QUOTA_BYTES, QUOTA_UPLOADS and PERIOD_DAYS."""
+    if backend.kind == "fake":
+        fake = FixedQuotaView(QUOTA_BYTES, QUOTA_UPLOADS, PERIOD_DAYS)
+
+        async def set_usage(snapshot: QuotaUpdated) -> None:
+            # The fake keeps no periods: it answers every user for the current one.
+            fake.set(
+                snapshot.user_id,
+                bytes_used=snapshot.bytes_used,
+                uploads_used=snapshot.uploads_used,
+                bytes_limit=snapshot.bytes_limit,
+                uploads_limit=snapshot.uploads_limit,
+            )
+
+        yield QuotaBackend(fake, set_usage)
+        return
+    real_settings = backend.settings
+    if real_settings is None:
+        bus = InProcessEventBus(Topics("contract."), source=SOURCE)
+        view = BusQuotaView(
+            bus, quota_bytes=QUOTA_BYTES, quota_uploads=QUOTA_UPLOADS, period_days=PERIOD_DAYS
+        )
+        async with bus, view:
+            yield QuotaBackend(view, bus.emit)
+        return
+    topics = Topics(real_settings.topic_prefix)
+    servers = real_settings.kafka_bootstrap_servers
+    sink = KafkaEventSink(servers, topics, source=SOURCE, timeout=10)
+    kafka_view = KafkaQuotaView(
+        servers,
+        topics,
+        quota_bytes=QUOTA_BYTES,
+        quota_uploads=QUOTA_UPLOADS,
+        period_days=PERIOD_DAYS,
+        ready_timeout=20,
+    )
+    async with sink, kafka_view:
+        yield QuotaBackend(kafka_view, sink.emit)
