@@ -20,7 +20,7 @@ from ingest.auth import TokenVerifier
 from ingest.http.metrics import IngestMetrics
 from ingest.http.services import IngestServices
 from ingest.pipeline.budget import MemoryBudget
-from ingest.pipeline.stream import PipelineConfig
+from ingest.pipeline.config import PipelineConfig
 from ingest.ports import DocumentStore, EventSink, ObjectStore, QuotaView, ResumableObjectStore
 from ingest.settings import IngestSettings
 from ingest.usecases.cancels import CancelRelay

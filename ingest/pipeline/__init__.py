@@ -1,13 +1,16 @@
 """The streaming pipeline: request body -> fixed-size parts -> S3 multipart upload, with events.
 
 It sees only the ports of `ingest.ports` (no HTTP, Kafka or S3 client code) and
-raises the domain errors of `ingest.errors`. `stream_upload` is the entry point;
-the other modules are its parts, usable on their own (the tus handler needs the
-format check, the re-buffer and the budget without the whole flow).
+raises the domain errors of `ingest.errors`. `stream_upload` (`stream`) is the
+one-shot upload end to end; its pieces serve every way in: the part engine
+(`engine`), the lifecycle events (`events`), the last steps (`ending`), the
+format check, the re-buffer and the budget (a tus PATCH uses them without the
+whole flow).
 """
 
 from ingest.pipeline.body import MeteredBody, SizeLimits
 from ingest.pipeline.budget import MemoryBudget, Reservation
+from ingest.pipeline.config import PipelineConfig
 from ingest.pipeline.container import (
     CONTENT_TYPES,
     HEAD_BYTES,
@@ -15,32 +18,44 @@ from ingest.pipeline.container import (
     normalize_format,
     resolve_format,
 )
-from ingest.pipeline.hashing import HashChainBroken, StreamHasher, part_checksum
+from ingest.pipeline.ending import FindDuplicate, duplicate_of, run_to_end
+from ingest.pipeline.engine import PartEngine, PartHasher, Piece
+from ingest.pipeline.events import BuildEvent, EventWriter, UploadFields
+from ingest.pipeline.hashing import HashChainBroken, PartChecksums, StreamHasher, part_checksum
 from ingest.pipeline.parts import MAX_PART_SIZE, MAX_PARTS, PartReader, plan_part_size
 from ingest.pipeline.progress import ProgressSnapshot, ProgressTracker
-from ingest.pipeline.stream import FindDuplicate, Interrupt, PipelineConfig, stream_upload
+from ingest.pipeline.stream import Interrupt, stream_upload
 
 __all__ = [
     "CONTENT_TYPES",
     "HEAD_BYTES",
     "MAX_PARTS",
     "MAX_PART_SIZE",
+    "BuildEvent",
+    "EventWriter",
     "FindDuplicate",
     "HashChainBroken",
     "Interrupt",
     "MemoryBudget",
     "MeteredBody",
+    "PartChecksums",
+    "PartEngine",
+    "PartHasher",
     "PartReader",
+    "Piece",
     "PipelineConfig",
     "ProgressSnapshot",
     "ProgressTracker",
     "Reservation",
     "SizeLimits",
     "StreamHasher",
+    "UploadFields",
     "detect_format",
+    "duplicate_of",
     "normalize_format",
     "part_checksum",
     "plan_part_size",
     "resolve_format",
+    "run_to_end",
     "stream_upload",
 ]

@@ -3,7 +3,9 @@
 hashlib releases the GIL on large buffers, so hashing a part in a thread lets
 the event loop keep reading the next part meanwhile. The whole-file hash must
 see the parts in order, so each part's job waits for the previous one: the jobs
-form a chain, and the loop never waits on it unless it asks for a result.
+form a chain, and the loop never waits on it unless it asks for a result
+(`StreamHasher`). A request that sees only part of a file checksums each part
+on its own (`PartChecksums`).
 
 A job fails only when cancelled or when an earlier job in the chain failed
 (`HashChainBroken`), since the whole-file digest is then meaningless.
@@ -35,13 +37,37 @@ def _hash_part(whole: HASH, data: bytes) -> str:
     return part_checksum(data)
 
 
-class StreamHasher:
+class PartChecksums:
+    """Checksums parts one by one, each in a worker thread: for a request that sees only
+    some of a file (a tus PATCH), where no whole-file hash can be kept."""
+
+    def __init__(self) -> None:
+        self._pending: set[asyncio.Task[str]] = set()
+
+    def submit(self, data: bytes) -> asyncio.Task[str]:
+        """Start checksumming the next part; the task's result is its base64 SHA-256."""
+        return self._track(asyncio.create_task(asyncio.to_thread(part_checksum, data)))
+
+    def cancel(self) -> list[asyncio.Task[str]]:
+        """Cancel the jobs still running; returns them so the caller can wait for them."""
+        pending = list(self._pending)
+        for task in pending:
+            task.cancel()
+        return pending
+
+    def _track(self, task: asyncio.Task[str]) -> asyncio.Task[str]:
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return task
+
+
+class StreamHasher(PartChecksums):
     """Feeds parts to a whole-file SHA-256 in submission order and checksums each part."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._whole = hashlib.sha256()
         self._last: asyncio.Task[str] | None = None
-        self._pending: set[asyncio.Task[str]] = set()
         self._submitted = 0
 
     @property
@@ -50,11 +76,9 @@ class StreamHasher:
 
     def submit(self, data: bytes) -> asyncio.Task[str]:
         """Start hashing the next part; the task's result is its base64 SHA-256."""
-        task = asyncio.create_task(self._digest(self._last, data))
+        task = self._track(asyncio.create_task(self._digest(self._last, data)))
         self._last = task
         self._submitted += len(data)
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
         return task
 
     async def hexdigest(self) -> str:
@@ -62,13 +86,6 @@ class StreamHasher:
         if self._last is not None:
             await self._last
         return self._whole.hexdigest()
-
-    def cancel(self) -> list[asyncio.Task[str]]:
-        """Cancel the jobs still running; returns them so the caller can wait for them."""
-        pending = list(self._pending)
-        for task in pending:
-            task.cancel()
-        return pending
 
     async def _digest(self, previous: asyncio.Task[str] | None, data: bytes) -> str:
         if previous is not None:

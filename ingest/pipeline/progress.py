@@ -3,6 +3,8 @@
 Pure bookkeeping on a caller-supplied clock (monotonic seconds): it never
 awaits and never raises once built. `due` throttles the periodic reports; the
 caller reports outside the throttle with `report` (on every stored part).
+A resumed upload counts from the bytes it already had (`already`): its
+snapshots speak of the whole file, its speed of what arrives now.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ class ProgressTracker:
         interval: float,
         now: float,
         window: float = 5.0,
+        already: int = 0,
     ) -> None:
         if interval < 0 or window <= 0:
             raise ValueError("interval must be >= 0 and window > 0")
         self._total = total_bytes
+        self._already = already
         self._interval = interval
         self._window = window
         # Sampling at most this often keeps the window a few dozen entries
@@ -43,6 +47,7 @@ class ProgressTracker:
 
     @property
     def bytes_received(self) -> int:
+        """Bytes added since the tracker started (not counting `already`)."""
         return self._received
 
     def add(self, size: int, now: float) -> None:
@@ -68,7 +73,7 @@ class ProgressTracker:
     def snapshot(self, now: float) -> ProgressSnapshot:
         speed = self.speed(now)
         return ProgressSnapshot(
-            bytes_received=self._received,
+            bytes_received=self._already + self._received,
             total_bytes=self._total,
             percentage=self._percentage(),
             speed_bps=speed,
@@ -92,12 +97,12 @@ class ProgressTracker:
             return None
         if self._total == 0:
             return 100.0
-        return min(100.0, self._received * 100.0 / self._total)
+        return min(100.0, (self._already + self._received) * 100.0 / self._total)
 
     def _eta(self, speed: float) -> float | None:
         if self._total is None:
             return None
-        remaining = self._total - self._received
+        remaining = self._total - self._already - self._received
         if remaining <= 0:
             return 0.0
         if speed <= 0:

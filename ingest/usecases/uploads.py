@@ -28,7 +28,8 @@ from ingest.errors import (
 )
 from ingest.model import SessionStatus, UploadResult, UploadSession, UploadTarget
 from ingest.pipeline.budget import MemoryBudget
-from ingest.pipeline.stream import Interrupt, PipelineConfig, stream_upload
+from ingest.pipeline.config import PipelineConfig
+from ingest.pipeline.stream import Interrupt, stream_upload
 from ingest.ports import EventSink, ObjectStore, QuotaView
 from ingest.usecases.cancels import CancelRelay
 from ingest.usecases.duplicates import DuplicateIndex, StoredFile

@@ -7,7 +7,8 @@ from typing import Any
 
 from ingest.model import UploadResult, UploadTarget
 from ingest.pipeline.budget import MemoryBudget
-from ingest.pipeline.stream import Interrupt, PipelineConfig, stream_upload
+from ingest.pipeline.config import PipelineConfig
+from ingest.pipeline.stream import Interrupt, stream_upload
 from tests.fakes import (
     MemoryMultipartUpload,
     MemoryObjectStore,

@@ -10,7 +10,7 @@ import pytest
 
 from ingest.errors import UnsupportedFormat
 from ingest.pipeline.budget import MemoryBudget
-from ingest.pipeline.stream import PipelineConfig
+from ingest.pipeline.config import PipelineConfig
 from schemas import (
     UploadCompleted,
     UploadEvent,

@@ -21,7 +21,7 @@ from ingest.errors import (
 )
 from ingest.model import UploadResult
 from ingest.pipeline.budget import MemoryBudget
-from ingest.pipeline.stream import PipelineConfig
+from ingest.pipeline.config import PipelineConfig
 from schemas import (
     UploadCancelled,
     UploadCompleted,

@@ -22,7 +22,7 @@ from ingest.http.app import build_app
 from ingest.http.metrics import IngestMetrics
 from ingest.http.services import IngestServices
 from ingest.pipeline.budget import MemoryBudget
-from ingest.pipeline.stream import PipelineConfig
+from ingest.pipeline.config import PipelineConfig
 from ingest.settings import IngestSettings
 from ingest.usecases.cancels import CancelRelay
 from ingest.usecases.duplicates import DuplicateIndex

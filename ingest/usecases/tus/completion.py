@@ -15,20 +15,16 @@ completed by an earlier attempt is not an error.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable
 from datetime import datetime
 
 from ingest.errors import MultipartUploadMissing, StorageError
 from ingest.model import UploadResult
-from ingest.pipeline.stream import FindDuplicate
+from ingest.pipeline.ending import FindDuplicate, duplicate_of
 from ingest.ports import StoredPart
 from ingest.usecases.tus.checksum import sha256_of_object
 from ingest.usecases.tus.state import TusSession
 from ingest.usecases.tus.store import TusStore
-
-log = logging.getLogger(__name__)
 
 
 async def complete_upload(
@@ -61,7 +57,13 @@ async def complete_upload(
         parts=parts,
         started_at=state.started_at or session.created_at,
         completed_at=wall_clock(),
-        duplicate_of=await _duplicate_of(session, sha256, find_duplicate, lookup_timeout),
+        duplicate_of=await duplicate_of(
+            find_duplicate,
+            session.user_id,
+            sha256,
+            within=lookup_timeout,
+            upload_id=session.session_id,
+        ),
     )
 
 
@@ -96,15 +98,3 @@ def _file_parts(held: list[StoredPart], count: int, size: int, length: int) -> l
             )
         parts.append(part)
     return parts
-
-
-async def _duplicate_of(
-    session: TusSession, sha256: str, find_duplicate: FindDuplicate, within: float
-) -> str | None:
-    try:
-        async with asyncio.timeout(within):
-            return await find_duplicate(session.user_id, sha256)
-    except Exception:
-        # Only informational: the file is stored either way.
-        log.warning("duplicate lookup failed for tus upload %s", session.session_id, exc_info=True)
-        return None

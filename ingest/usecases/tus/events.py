@@ -2,7 +2,8 @@
 
 The same events as every other way in (`upload.started`, throttled and per-part
 `upload.progress`, `upload.completed` / `failed` / `cancelled`), built by the
-pipeline's event writer from an `UploadTarget`, so the fields are the same.
+pipeline's event builders and writer (`ingest.pipeline.events`) from an
+`UploadTarget`, so the fields are the same.
 What tus adds is the numbering: each request starts at the upload's
 `next_sequence`, counts every event it tries to send, and the count goes back
 into the session document, so the sequence keeps increasing whichever
@@ -16,23 +17,23 @@ a progress event that cannot be sent is logged and skipped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime
 
 from ingest.model import UploadResult, UploadTarget
-from ingest.pipeline.progress import ProgressTracker
-from ingest.pipeline.stream import PipelineConfig, completed_event
-from ingest.ports import EventSink
-from ingest.usecases.tus.reuse import EventWriter, UploadFields
-from ingest.usecases.tus.state import TusSession
-from schemas import (
-    ErrorCode,
-    Event,
-    UploadCancelled,
-    UploadFailed,
-    UploadProgress,
-    UploadStarted,
+from ingest.pipeline.config import PipelineConfig
+from ingest.pipeline.events import (
+    BuildEvent,
+    EventWriter,
+    cancelled_event,
+    completed_event,
+    failed_event,
+    progress_event,
+    started_event,
 )
+from ingest.pipeline.progress import ProgressTracker
+from ingest.ports import EventSink
+from ingest.usecases.tus.state import TusSession
+from schemas import ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,7 @@ class TusEvents:
         self._tried = 0
         self._config = config
         self._length = target.declared_size
-        self._committed = 0
-        self._tracker = self._new_tracker()
+        self._tracker = self._new_tracker(0)
         self.parts_stored = 0
         self.started = False
 
@@ -89,15 +89,14 @@ class TusEvents:
 
     def start_from(self, committed: int) -> None:
         """Report progress for the whole file, from the committed offset on."""
-        self._committed = committed
-        self._tracker = self._new_tracker()
+        self._tracker = self._new_tracker(committed)
 
-    async def emit(self, build: Callable[[UploadFields], Event]) -> None:
+    async def emit(self, build: BuildEvent) -> None:
         self._tried += 1
         await self._writer.emit(build)
 
     async def upload_started(self, started_at: datetime) -> None:
-        await self.emit(lambda f: UploadStarted(**f, started_at=started_at))
+        await self.emit(started_event(started_at))
         self.started = True
 
     async def on_chunk(self, size: int) -> None:
@@ -109,20 +108,9 @@ class TusEvents:
     async def progress(self, *, forced: bool) -> None:
         if not self.started:
             return  # nothing is reported before the upload is known to be a video
-
-        def build(fields: UploadFields) -> UploadProgress:
-            now = self._config.clock()
-            snapshot = self._tracker.report(now) if forced else self._tracker.snapshot(now)
-            received = self._committed + snapshot.bytes_received
-            return UploadProgress(
-                **fields,
-                bytes_received=received,
-                percentage=_percentage(received, self._length),
-                speed_bps=snapshot.speed_bps,
-                eta_seconds=snapshot.eta_seconds,
-                parts_stored=self.parts_stored,
-            )
-
+        build = progress_event(
+            self._tracker, self._config.clock, forced=forced, parts_stored=self.parts_stored
+        )
         try:
             await self.emit(build)
         except Exception:
@@ -130,31 +118,19 @@ class TusEvents:
             log.warning("could not emit progress of a tus upload", exc_info=True)
 
     async def completed(self, result: UploadResult) -> None:
-        await self.emit(lambda fields: completed_event(fields, result))
+        await self.emit(completed_event(result))
 
     async def failed(self, code: ErrorCode, message: str, received: int) -> None:
-        await self.emit(
-            lambda f: UploadFailed(
-                **f, error_code=code, error_message=message, bytes_received=received
-            )
-        )
+        await self.emit(failed_event(code, message, received))
 
     async def cancelled(self, reason: str, received: int) -> None:
-        await self.emit(lambda f: UploadCancelled(**f, bytes_received=received, reason=reason))
+        await self.emit(cancelled_event(reason, received))
 
-    def _new_tracker(self) -> ProgressTracker:
-        remaining = None if self._length is None else max(0, self._length - self._committed)
+    def _new_tracker(self, committed: int) -> ProgressTracker:
         return ProgressTracker(
-            remaining,
+            self._length,
             interval=self._config.progress_interval,
             now=self._config.clock(),
             window=self._config.speed_window,
+            already=committed,
         )
-
-
-def _percentage(received: int, length: int | None) -> float | None:
-    if length is None:
-        return None
-    if length == 0:
-        return 100.0
-    return min(100.0, received * 100.0 / length)

@@ -32,7 +32,7 @@ import msgspec
 
 from ingest.auth import Principal
 from ingest.errors import IngestError, UploadLocked
-from ingest.usecases.tus.reuse import check_owner
+from ingest.usecases.sessions import check_owner
 from ingest.usecases.tus.state import TusLease, TusSession, TusSessions, with_state
 
 log = logging.getLogger(__name__)

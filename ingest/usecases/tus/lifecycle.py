@@ -24,7 +24,7 @@ import msgspec
 
 from infra import layout
 from ingest.errors import IngestError, UploadGone
-from ingest.pipeline.stream import PipelineConfig
+from ingest.pipeline.config import PipelineConfig
 from ingest.ports import EventSink
 from ingest.usecases.duplicates import DuplicateIndex, StoredFile
 from ingest.usecases.tus.completion import complete_upload

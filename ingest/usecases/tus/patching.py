@@ -40,6 +40,7 @@ from ingest.errors import (
 )
 from ingest.pipeline.body import MeteredBody, SizeLimits
 from ingest.pipeline.container import CONTENT_TYPES, HEAD_BYTES, detect_format, resolve_format
+from ingest.pipeline.ending import run_to_end
 from ingest.pipeline.parts import PartReader
 from ingest.ports import MultipartUpload
 from ingest.usecases.tus.body import EndOnFailure, TusInterrupt, Valve
@@ -47,7 +48,6 @@ from ingest.usecases.tus.checksum import OrderedDigest, digesting
 from ingest.usecases.tus.events import TusEvents
 from ingest.usecases.tus.lease import Held
 from ingest.usecases.tus.protocol import PatchRequest, UploadInfo
-from ingest.usecases.tus.reuse import run_to_end
 from ingest.usecases.tus.state import TusSession, TusState, with_state
 from ingest.usecases.tus.writer import Layout, PartWriter, Written
 

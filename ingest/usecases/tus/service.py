@@ -38,8 +38,9 @@ from ingest.errors import (
 )
 from ingest.model import UploadResult
 from ingest.pipeline.budget import MemoryBudget
+from ingest.pipeline.config import PipelineConfig
+from ingest.pipeline.ending import run_to_end
 from ingest.pipeline.parts import plan_part_size
-from ingest.pipeline.stream import PipelineConfig
 from ingest.ports import DocumentStore, EventSink, QuotaView
 from ingest.usecases.duplicates import DuplicateIndex
 from ingest.usecases.sessions import SessionService, utc_now
@@ -51,7 +52,6 @@ from ingest.usecases.tus.lifecycle import Lifecycle
 from ingest.usecases.tus.metadata import declared_from
 from ingest.usecases.tus.patching import PatchRun
 from ingest.usecases.tus.protocol import PatchRequest, UploadInfo
-from ingest.usecases.tus.reuse import run_to_end
 from ingest.usecases.tus.state import TusSession, TusSessions, TusState
 from ingest.usecases.tus.store import TusStore
 from ingest.usecases.uploads import ActiveUploads, UploadLimits

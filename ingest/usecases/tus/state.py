@@ -26,8 +26,7 @@ from ingest.auth import Principal
 from ingest.errors import SessionNotFound, VersionConflict
 from ingest.model import UploadSession
 from ingest.ports import DocumentStore
-from ingest.usecases.sessions import SessionService
-from ingest.usecases.tus.reuse import check_owner, session_key
+from ingest.usecases.sessions import SessionService, check_owner, session_key
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 

@@ -4,11 +4,12 @@ A tus upload's parts keep one size P for the upload's life, whatever chunk
 sizes its requests carry: part n always holds bytes [(n-1)P, nP) of the file,
 so part numbers follow offsets and any instance can carry on where another
 stopped. A PATCH starting at committed offset O reads the tail (bytes
-[floor(O/P)P, O), kept as a small object) ahead of its body; each full part goes
-to the multipart upload while the next is read (its bytes taken from the memory
-budget before they are read, several parts in flight); what is left when the
-body ends is the file's last part, when the upload length is reached, or else
-the new tail, stored under a key naming its end offset.
+[floor(O/P)P, O), kept as a small object) ahead of its body; the pipeline's
+part engine stores each full part while the next is read (its bytes taken from
+the memory budget before they are read, several parts in flight), numbered
+from the part the PATCH starts in; what is left when the body ends is the
+file's last part, when the upload length is reached, or else the new tail,
+stored under a key naming its end offset.
 
 How it fails: a part that cannot be stored stops the reading; the writer lets
 the parts in flight finish and reports how far the parts are stored without a
@@ -24,10 +25,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ingest.pipeline.budget import MemoryBudget, Reservation
-from ingest.pipeline.hashing import part_checksum
+from ingest.pipeline.budget import MemoryBudget
+from ingest.pipeline.engine import PartEngine
+from ingest.pipeline.hashing import PartChecksums
 from ingest.pipeline.parts import PartReader
-from ingest.ports import MultipartUpload, ResumableObjectStore
+from ingest.ports import MultipartUpload, ResumableObjectStore, StoredPart
 
 log = logging.getLogger(__name__)
 
@@ -81,100 +83,60 @@ class PartWriter:
         self._layout = layout
         self._store = store
         self._tail_key = tail_key
-        self._budget = budget
-        self._parts_in_flight = parts_in_flight
-        self._open_multipart = open_multipart
         self._on_stored = on_stored
-        self._multipart: MultipartUpload | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self._reservations: set[Reservation] = set()
-        self._stored: set[int] = set()
-        self._failure: BaseException | None = None
-        self._remainder = b""
+        length = layout.length
+        self._engine = PartEngine(
+            part_size=layout.part_size,
+            budget=budget,
+            parts_in_flight=parts_in_flight,
+            hasher=PartChecksums(),
+            open_multipart=open_multipart,
+            on_stored=self._part_stored,
+            name="tus",
+            first_part=layout.first_part,
+            expected_bytes=None if length is None else length - layout.base,
+        )
 
     async def write(self, reader: PartReader) -> Written:
         """Store what `reader` yields (the tail first, then the body) and say how far it got."""
+        engine = self._engine
+        remainder = b""
         try:
             try:
-                await self._read_parts(reader)
-            except Exception as error:  # the multipart upload could not be opened, ...
-                self._failure = self._failure or error
-            await self._settle()
-            return await self._finish()
+                last = await engine.store_full_parts(reader)
+                if last is not None and self._ends_file():
+                    await engine.launch(last)
+                elif last is not None:
+                    # Still reserved until the tail is stored: it is part of this upload's memory.
+                    remainder = last.data
+            except Exception as error:  # a part failed, the multipart upload could not open, ...
+                engine.fail(error)
+            # Parts still in flight after a failure may succeed and lengthen the stored prefix.
+            await engine.settle()
+            return await self._finish(remainder if engine.failure is None else b"")
         except asyncio.CancelledError:
-            await self._stop()
+            stopping = engine.cancel()
+            if stopping:
+                await asyncio.wait(stopping)
             raise
         finally:
-            for reservation in list(self._reservations):
-                self._give_back(reservation)
+            engine.release_all()
 
-    async def _read_parts(self, reader: PartReader) -> None:
-        size = self._layout.part_size
-        number = self._layout.first_part
-        while self._failure is None:
-            await self._wait_for_slot()
-            if self._failure is not None:
-                return
-            # Taken before reading on: with the budget spent, the client waits.
-            reservation = await self._budget.reserve(size)
-            self._reservations.add(reservation)
-            data = await reader.read_part(size)
-            if len(data) == size or (data and self._is_last_part(number, data)):
-                reservation.shrink(len(data))
-                await self._launch(number, data, reservation)
-                number += 1
-                continue
-            # Held until the tail is stored: it is part of this upload's memory.
-            reservation.shrink(len(data))
-            self._remainder = data
-            return
+    def _ends_file(self) -> bool:
+        """Whether the bytes read so far reach the upload's length."""
+        layout = self._layout
+        return layout.length is not None and layout.base + self._engine.bytes_read == layout.length
 
-    def _is_last_part(self, number: int, data: bytes) -> bool:
-        length = self._layout.length
-        return length is not None and (number - 1) * self._layout.part_size + len(data) == length
-
-    async def _launch(self, number: int, data: bytes, reservation: Reservation) -> None:
-        if self._multipart is None:
-            self._multipart = await self._open_multipart()
-        task = asyncio.create_task(
-            self._store_part(self._multipart, number, data, reservation), name=f"tus part {number}"
-        )
-        self._in_flight.add(task)
-        task.add_done_callback(self._part_done)
-
-    async def _store_part(
-        self, multipart: MultipartUpload, number: int, data: bytes, reservation: Reservation
-    ) -> None:
-        try:
-            checksum = await asyncio.to_thread(part_checksum, data)
-            await multipart.upload_part(number, data, checksum)
-        finally:
-            del data
-            self._give_back(reservation)
-        self._stored.add(number)
+    async def _part_stored(self, part: StoredPart) -> None:
         await self._on_stored(self._stored_through())
 
-    def _part_done(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
-        if not task.cancelled() and task.exception() is not None and self._failure is None:
-            self._failure = task.exception()
-
-    async def _wait_for_slot(self) -> None:
-        while len(self._in_flight) >= self._parts_in_flight and self._failure is None:
-            await asyncio.wait(set(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
-
-    async def _settle(self) -> None:
-        # Parts still in flight after a failure may succeed and lengthen the stored prefix.
-        while self._in_flight:
-            await asyncio.wait(set(self._in_flight))
-
-    async def _finish(self) -> Written:
+    async def _finish(self, tail: bytes) -> Written:
         stored_through = self._stored_through()
-        tail = self._remainder if self._failure is None else b""
+        failure = self._engine.failure
         end = stored_through + len(tail)
         if not tail or end == self._layout.committed:
             # Nothing new past the last part, or exactly the committed tail again.
-            return Written(stored_through, tail, None, self._failure)
+            return Written(stored_through, tail, None, failure)
         key = self._tail_key(end)
         try:
             await self._store.put_small(key, tail)
@@ -184,21 +146,4 @@ class PartWriter:
         return Written(stored_through, tail, key, None)
 
     def _stored_through(self) -> int:
-        layout = self._layout
-        number = layout.first_part
-        while number in self._stored:
-            number += 1
-        through = (number - 1) * layout.part_size
-        if layout.length is not None:
-            through = min(through, layout.length)
-        return max(through, layout.base)
-
-    async def _stop(self) -> None:
-        for task in self._in_flight:
-            task.cancel()
-        if self._in_flight:
-            await asyncio.wait(set(self._in_flight))
-
-    def _give_back(self, reservation: Reservation) -> None:
-        reservation.release()
-        self._reservations.discard(reservation)
+        return self._layout.base + self._engine.gapless_bytes
