@@ -23,12 +23,13 @@ from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.config import PipelineConfig
 from ingest.ports import DocumentStore, EventSink, ObjectStore, QuotaView, ResumableObjectStore
 from ingest.settings import IngestSettings
+from ingest.usecases.admission import UploadLimits
 from ingest.usecases.cancels import CancelRelay
 from ingest.usecases.duplicates import DuplicateIndex
 from ingest.usecases.sessions import SessionService
 from ingest.usecases.tus.lease import LeaseTimes
 from ingest.usecases.tus.service import TusConfig, TusService
-from ingest.usecases.uploads import ActiveUploads, UploadLimits, UploadService
+from ingest.usecases.uploads import ActiveUploads, UploadService
 from schemas import Topics
 
 

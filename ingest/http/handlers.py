@@ -8,21 +8,12 @@ before any middleware, builds its error responses itself.
 from __future__ import annotations
 
 import time
-from pathlib import PurePosixPath
 
 import msgspec
 from aiohttp import web
 
 from ingest.auth import Principal
-from ingest.errors import (
-    Forbidden,
-    FormatNotAllowed,
-    IngestError,
-    InvalidRequest,
-    QuotaExceeded,
-    SizeNotAllowed,
-    UploadCancelledError,
-)
+from ingest.errors import Forbidden, IngestError, InvalidRequest, UploadCancelledError
 from ingest.http.body import declared_length, multipart_file, raw_body
 from ingest.http.errors import error_response
 from ingest.http.responses import (
@@ -64,31 +55,11 @@ async def create_upload(request: web.Request) -> web.Response:
     user = principal(request)
     svc = services(request)
     body = msgspec.json.decode(await request.read() or b"{}", type=CreateUploadRequest)
-    file_format = _requested_format(body, svc.uploads.limits.allowed_formats)
-    limits = svc.uploads.limits
-    if body.expected_file_size is not None:
-        if body.expected_file_size > limits.max_size:
-            raise SizeNotAllowed(
-                f"expected_file_size {body.expected_file_size} is over the maximum "
-                f"{limits.max_size}",
-                details={"field": "expected_file_size", "max_file_size": limits.max_size},
-            )
-        if body.expected_file_size < limits.min_size:
-            raise SizeNotAllowed(
-                f"expected_file_size {body.expected_file_size} is under the minimum "
-                f"{limits.min_size}",
-                details={"field": "expected_file_size", "min_file_size": limits.min_size},
-            )
-    quota = svc.quota.status(user.user_id)
-    if quota.uploads_remaining <= 0 or (body.expected_file_size or 0) > quota.bytes_remaining:
-        raise QuotaExceeded(
-            "this upload would pass your quota",
-            details={
-                "remaining_quota": quota.bytes_remaining,
-                "uploads_remaining": quota.uploads_remaining,
-                "reset_date": quota.period_end,
-            },
-        )
+    admission = svc.uploads.admission
+    file_format = admission.requested_format(body.file_format, body.filename)
+    admission.check_expected_size(body.expected_file_size)
+    quota = admission.check_quota(user.user_id, body.expected_file_size, new_upload=True)
+    limits = admission.limits
     protocol: UploadProtocol = (
         "dashboard" if request.path.startswith(DASHBOARD_PREFIX) else "stream"
     )
@@ -275,23 +246,6 @@ async def set_quota(request: web.Request) -> web.Response:
         {"user_id": user_id, "quota_limit": body.quota_limit, "uploads_limit": body.uploads_limit},
         status=202,
     )
-
-
-def _requested_format(body: CreateUploadRequest, allowed: tuple[str, ...]) -> str | None:
-    if body.file_format:
-        requested = body.file_format.lower().lstrip(".")
-        field = "file_format"
-    elif body.filename and PurePosixPath(body.filename).suffix:
-        requested = PurePosixPath(body.filename).suffix.lower().lstrip(".")
-        field = "filename"
-    else:
-        return None
-    if requested not in allowed:
-        raise FormatNotAllowed(
-            f"format {requested!r} is not allowed; allowed: {', '.join(allowed)}",
-            details={"field": field, "allowed_formats": list(allowed)},
-        )
-    return requested
 
 
 def _upload_url(request: web.Request, session_id: str) -> str:

@@ -1,6 +1,7 @@
 """One upload from claimed session to stored object, whichever way the body arrives.
 
-Claims the session (so it is used once), streams the body through the pipeline,
+Claims the session (so it is used once), holds the body to the admission rules
+every way in shares (`ingest.usecases.admission`), streams it through the pipeline,
 records the outcome in the session and the duplicate index, and keeps a
 registry of uploads in flight so that a cancel (taken here or relayed from
 another instance, see `ingest.usecases.cancels`) and shutdown can stop them cleanly.
@@ -19,30 +20,22 @@ from typing import Literal
 from ingest.auth import Principal
 from ingest.errors import (
     IngestError,
-    QuotaExceeded,
     ServiceUnavailable,
     SessionConflict,
     SessionExpired,
-    TooLarge,
     UploadCancelledError,
 )
 from ingest.model import SessionStatus, UploadResult, UploadSession, UploadTarget
 from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.config import PipelineConfig
 from ingest.pipeline.stream import Interrupt, stream_upload
-from ingest.ports import EventSink, ObjectStore, QuotaView
+from ingest.ports import EventSink, ObjectStore, QuotaStatus, QuotaView
+from ingest.usecases.admission import Admission, UploadLimits
 from ingest.usecases.cancels import CancelRelay
 from ingest.usecases.duplicates import DuplicateIndex, StoredFile
 from ingest.usecases.sessions import SessionService
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class UploadLimits:
-    max_size: int
-    min_size: int
-    allowed_formats: tuple[str, ...]
 
 
 @dataclass
@@ -113,17 +106,16 @@ class UploadService:
         self._duplicates = duplicates
         self._store = store
         self._sink = sink
-        self._quota = quota
+        self.admission = Admission(limits, quota)
         self._budget = budget
         self._pipeline = pipeline
-        self._limits = limits
         self._active = active
         self._instance_id = instance_id
         self._cancels = cancels
 
     @property
     def limits(self) -> UploadLimits:
-        return self._limits
+        return self.admission.limits
 
     async def precheck(
         self, session_id: str, principal: Principal, declared_size: int | None
@@ -137,8 +129,10 @@ class UploadService:
                 f"upload session {session_id} was already used (status {session.status})",
                 details={"status": session.status},
             )
-        self._check_size(declared_size, session)
-        self._check_quota(session.user_id, declared_size or session.expected_file_size)
+        self.admission.check_body_size(declared_size, session.expected_file_size)
+        self.admission.check_quota(
+            session.user_id, declared_size or session.expected_file_size, new_upload=True
+        )
         return session
 
     async def upload(
@@ -156,8 +150,8 @@ class UploadService:
             session_id, principal, instance_id=self._instance_id
         )
         try:
-            size = self._check_size(declared_size, session)
-            quota = self._check_quota(session.user_id, size)
+            size = self.admission.check_body_size(declared_size, session.expected_file_size)
+            quota = self.admission.check_quota(session.user_id, size, new_upload=True)
         except IngestError as error:
             await self._sessions.finish(
                 session_id, "failed", message=error.message, error_code=error.error_code
@@ -245,48 +239,12 @@ class UploadService:
         except IngestError as record_error:
             log.error("could not record the end of session %s: %s", session_id, record_error)
 
-    def _check_size(self, declared_size: int | None, session: UploadSession) -> int | None:
-        size = declared_size if declared_size is not None else session.expected_file_size
-        if size is not None and size > self._limits.max_size:
-            raise TooLarge(
-                f"the file is {size} bytes; the maximum is {self._limits.max_size}",
-                details={"max_file_size": self._limits.max_size, "declared_size": size},
-            )
-        if (
-            declared_size is not None
-            and session.expected_file_size is not None
-            and declared_size > session.expected_file_size
-        ):
-            raise TooLarge(
-                f"the body is {declared_size} bytes; the session declared "
-                f"{session.expected_file_size}",
-                details={"expected_file_size": session.expected_file_size},
-            )
-        return size
-
-    def _check_quota(self, user_id: str, size: int | None) -> int:
-        status = self._quota.status(user_id)
-        if status.uploads_remaining <= 0:
-            raise QuotaExceeded(
-                f"the upload limit of {status.uploads_limit} per period is reached",
-                details={"uploads_limit": status.uploads_limit, "reset_date": status.period_end},
-            )
-        if size is not None and size > status.bytes_remaining:
-            raise QuotaExceeded(
-                f"{size} bytes would pass the quota ({status.bytes_remaining} bytes remaining)",
-                details={
-                    "remaining_quota": status.bytes_remaining,
-                    "reset_date": status.period_end,
-                },
-            )
-        return status.bytes_remaining
-
     def _target(
         self,
         session: UploadSession,
         content_type: str | None,
         declared_size: int | None,
-        quota_remaining: int,
+        quota: QuotaStatus,
     ) -> UploadTarget:
         return UploadTarget(
             upload_id=session.session_id,
@@ -296,16 +254,14 @@ class UploadService:
             filename=session.filename,
             content_type=content_type,
             declared_format=session.file_format,
-            allowed_formats=self._limits.allowed_formats,
+            allowed_formats=self.limits.allowed_formats,
             protocol=session.protocol,
             priority=session.priority,
             auto_analyze=session.auto_analyze,
             metadata=session.metadata,
             dashboard_context=session.dashboard_context,
             declared_size=declared_size,
-            max_size=min(
-                self._limits.max_size, session.expected_file_size or self._limits.max_size
-            ),
-            min_size=self._limits.min_size,
-            quota_bytes_remaining=quota_remaining,
+            max_size=min(self.limits.max_size, session.expected_file_size or self.limits.max_size),
+            min_size=self.limits.min_size,
+            quota_bytes_remaining=quota.bytes_remaining,
         )

@@ -2,7 +2,7 @@
 
 `running_ingest` builds the real services (S3 on MinIO, Kafka) from settings and
 serves them on a free loopback port; `UploadEvents` reads the module's topics;
-`stored_sha256` and `open_uploads` look at the bucket directly.
+`stored_sha256`, `open_uploads` and `bucket_keys` look at the bucket directly.
 """
 
 from __future__ import annotations
@@ -118,3 +118,14 @@ async def object_exists(settings: IngestSettings, key: str) -> bool:
     async with open_s3(await warm_session(), settings.s3_endpoint()) as s3:
         listed = await s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=key)
         return any(o["Key"] == key for o in listed.get("Contents", []))
+
+
+async def bucket_keys(settings: IngestSettings, prefix: str = "") -> list[str]:
+    """Every key under `prefix`: objects and open multipart uploads alike."""
+    async with open_s3(await warm_session(), settings.s3_endpoint()) as s3:
+        objects = await s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=prefix)
+        uploads = await s3.list_multipart_uploads(Bucket=settings.s3_bucket, Prefix=prefix)
+        return sorted(
+            [o["Key"] for o in objects.get("Contents", [])]
+            + [u["Key"] for u in uploads.get("Uploads", [])]
+        )

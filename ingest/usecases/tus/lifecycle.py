@@ -26,12 +26,12 @@ from infra import layout
 from ingest.errors import IngestError, UploadGone
 from ingest.pipeline.config import PipelineConfig
 from ingest.ports import EventSink
+from ingest.usecases.admission import UploadLimits
 from ingest.usecases.duplicates import DuplicateIndex, StoredFile
 from ingest.usecases.tus.completion import complete_upload
 from ingest.usecases.tus.events import TusEvents, upload_target
 from ingest.usecases.tus.state import TusSession, TusSessions, with_state
 from ingest.usecases.tus.store import TusStore
-from ingest.usecases.uploads import UploadLimits
 
 log = logging.getLogger(__name__)
 

@@ -2,18 +2,18 @@
 
 tus clients name the file `filename` (Uppy, tus-js-client) or `name`, and its
 media type `filetype` or `type`; `priority` and `auto_analyze` are this
-service's own keys. A format the client names must be an allowed one
-(FormatNotAllowed, 400, as for a session); a name that says nothing about the
-format leaves it to the bytes. Unknown keys are kept as the upload's metadata.
+service's own keys. A media type of a known video container names its format,
+as `file_format` does for a session; any other says nothing about it. Whether
+the named format, or the file name's suffix, is allowed is the upload
+admission's to say (`ingest.usecases.admission`), as for every way in. Unknown
+keys are kept as the upload's metadata. Reading never fails.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
-from ingest.errors import FormatNotAllowed
-from ingest.pipeline.container import CONTENT_TYPES, normalize_format
+from ingest.pipeline.container import CONTENT_TYPES
 
 _BY_CONTENT_TYPE = {content_type: fmt for fmt, content_type in CONTENT_TYPES.items()}
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -22,38 +22,20 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 @dataclass(frozen=True)
 class Declared:
     filename: str | None
-    format: str | None
+    file_format: str | None
+    """The format the media type names, if it is a known video container's."""
     priority: int
     auto_analyze: bool
 
 
-def declared_from(metadata: dict[str, str], allowed: tuple[str, ...]) -> Declared:
-    filename = metadata.get("filename") or metadata.get("name") or None
-    fmt = _format_of(metadata.get("filetype") or metadata.get("type"), filename)
-    if fmt is not None and fmt not in allowed:
-        raise FormatNotAllowed(
-            f"format {fmt!r} is not allowed; allowed: {', '.join(allowed)}",
-            details={"field": "Upload-Metadata", "allowed_formats": list(allowed)},
-        )
+def declared_from(metadata: dict[str, str]) -> Declared:
+    content_type = metadata.get("filetype") or metadata.get("type") or ""
     return Declared(
-        filename=filename,
-        format=fmt,
+        filename=metadata.get("filename") or metadata.get("name") or None,
+        file_format=_BY_CONTENT_TYPE.get(content_type.split(";")[0].strip().lower()),
         priority=_priority(metadata.get("priority")),
         auto_analyze=(metadata.get("auto_analyze") or "true").strip().lower() not in _FALSE,
     )
-
-
-def _format_of(content_type: str | None, filename: str | None) -> str | None:
-    """A known video format named by the media type or the file name's suffix, else None."""
-    if content_type:
-        fmt = _BY_CONTENT_TYPE.get(content_type.split(";")[0].strip().lower())
-        if fmt is not None:
-            return fmt
-    if filename:
-        fmt = normalize_format(PurePosixPath(filename).suffix)
-        if fmt in CONTENT_TYPES:
-            return fmt
-    return None
 
 
 def _priority(value: str | None) -> int:

@@ -3,18 +3,20 @@
 A tus upload is an upload session (protocol "tus") whose document also holds
 its resumable state (`state`); nothing lives on local disk, so the next
 request may land on any instance. This facade holds what a request does:
-creation (the session's size, quota and format rules), HEAD, PATCH (the
-lease, a `PatchRun`, and a lease keeper that carries a cancel from any
-instance to it), and termination. Before anything, a request resolves the
+creation (under the size, quota, format and file name rules every way in
+shares, `ingest.usecases.admission`), HEAD, PATCH (the lease, a `PatchRun`,
+and a lease keeper that carries a cancel from any instance to it), and
+termination. Before anything, a request resolves the
 upload's state: an upload whose time is up is expired then (`lifecycle`),
 one that ended is cleaned up if nobody did, and one whose last byte is stored
 but which was never recorded as complete is completed.
 
 How it fails: domain errors only. UploadGone (410) for an upload terminated,
 failed or expired; SessionNotFound (404) for an unknown one; Forbidden (403)
-for another user's; the refusals of `admission`; UploadLocked (423) when
-another request does not let go in time; ServiceUnavailable (503) while the
-server shuts down.
+for another user's; the refusals of the admission rules (FormatNotAllowed,
+400, for a file name or media type no session may have); UploadLocked (423)
+when another request does not let go in time; ServiceUnavailable (503) while
+the server shuts down.
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ from ingest.pipeline.config import PipelineConfig
 from ingest.pipeline.ending import run_to_end
 from ingest.pipeline.parts import plan_part_size
 from ingest.ports import DocumentStore, EventSink, QuotaView
+from ingest.usecases.admission import Admission, UploadLimits
 from ingest.usecases.duplicates import DuplicateIndex
 from ingest.usecases.sessions import SessionService, utc_now
-from ingest.usecases.tus.admission import Admission
+from ingest.usecases.tus.admission import PatchAdmission
 from ingest.usecases.tus.body import TusInterrupt
 from ingest.usecases.tus.events import TusEvents
 from ingest.usecases.tus.lease import Held, LeaseKeeper, LeaseTimes, acquire
@@ -54,7 +57,7 @@ from ingest.usecases.tus.patching import PatchRun
 from ingest.usecases.tus.protocol import PatchRequest, UploadInfo
 from ingest.usecases.tus.state import TusSession, TusSessions, TusState
 from ingest.usecases.tus.store import TusStore
-from ingest.usecases.uploads import ActiveUploads, UploadLimits
+from ingest.usecases.uploads import ActiveUploads
 
 ENDED = frozenset({"cancelled", "failed", "expired"})
 
@@ -98,7 +101,8 @@ class TusService:
         self.budget = budget
         self.pipeline = pipeline
         self.limits = limits
-        self.admission = Admission(limits, quota, clock)
+        self.rules = Admission(limits, quota)
+        self.admission = PatchAdmission(self.rules, clock)
         self.lifecycle = Lifecycle(self.sessions, store, sink, duplicates, pipeline, limits, clock)
         self._quota = quota
         self._active = active
@@ -117,9 +121,13 @@ class TusService:
 
     async def create(self, principal: Principal, creation: Creation) -> TusSession:
         length = creation.length
-        self.admission.check_length(length)
-        self.admission.check_quota(principal.user_id, length, new_upload=True)
-        declared = declared_from(creation.metadata, self.limits.allowed_formats)
+        self.rules.check_upload_length(length)
+        self.rules.check_quota(principal.user_id, length, new_upload=True)
+        declared = declared_from(creation.metadata)
+        # The same format and file name policy as any other session.
+        file_format = self.rules.requested_format(
+            declared.file_format, declared.filename, field="Upload-Metadata"
+        )
         now = self._clock()
         session_id = uuid.uuid4().hex
         session = TusSession(
@@ -127,7 +135,7 @@ class TusService:
             user_id=principal.user_id,
             filename=declared.filename,
             expected_file_size=length,
-            file_format=declared.format,
+            file_format=file_format,
             file_hash=None,
             auto_analyze=declared.auto_analyze,
             priority=declared.priority,
