@@ -24,6 +24,7 @@ from ingest.http.responses import (
 )
 from ingest.http.services import SERVICES, IngestServices
 from ingest.model import UploadResult
+from ingest.usecases import cancellation
 from schemas import QuotaLimitsSet, UploadProtocol
 from schemas.api import (
     CreateUploadRequest,
@@ -186,7 +187,15 @@ async def get_status(request: web.Request) -> web.Response:
 
 
 async def cancel_upload(request: web.Request) -> web.Response:
-    await services(request).uploads.cancel(request.match_info["session_id"], principal(request))
+    """DELETE of any upload: a session is cancelled, a tus upload terminated."""
+    svc = services(request)
+    await cancellation.cancel_upload(
+        request.match_info["session_id"],
+        principal(request),
+        sessions=svc.sessions,
+        uploads=svc.uploads,
+        tus=svc.tus,
+    )
     return web.Response(status=204)
 
 

@@ -51,9 +51,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "DELETE",
         f"/v1/uploads/{SESSION}",
-        # A tus upload is terminated (its PATCH stops on any instance); others go to the
-        # session handler.
-        tus.cancel_upload,
+        handlers.cancel_upload,
         (f"/v1/dashboard/upload/{SESSION}", f"/v1/dashboard/upload/sessions/{SESSION}"),
     ),
     Route("POST", f"/v1/uploads/{SESSION}/validate", handlers.validate_session),

@@ -4,9 +4,7 @@ Every response but OPTIONS carries `Tus-Resumable: 1.0.0`, errors included:
 they keep the service's JSON error body (`ingest.http.errors`) and add the tus
 headers (`Tus-Version` on 412). A request that does not say `Tus-Resumable:
 1.0.0` is refused with 412 before anything else. `X-HTTP-Method-Override` on
-a POST to an upload is honoured, as the core protocol requires. The generic
-`DELETE /v1/uploads/{id}` of a tus upload is a termination, so a request
-writing to it on any instance stops and the upload is reported cancelled.
+a POST to an upload is honoured, as the core protocol requires.
 """
 
 from __future__ import annotations
@@ -17,11 +15,9 @@ from aiohttp import web
 
 from ingest.errors import (
     IngestError,
-    SessionConflict,
     SessionNotFound,
     UnsupportedFormat,
     UnsupportedProtocolVersion,
-    UploadGone,
 )
 from ingest.http import handlers
 from ingest.http.body import raw_body
@@ -187,24 +183,6 @@ async def expect_patch(request: web.Request) -> web.StreamResponse | None:
         return response
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     return None
-
-
-async def cancel_upload(request: web.Request) -> web.StreamResponse:
-    """DELETE /v1/uploads/{id}: a tus upload is terminated, any other session cancelled."""
-    svc = request.app[SERVICES]
-    session_id = request.match_info["session_id"]
-    session, _ = await svc.sessions.load(session_id)
-    if session.protocol != "tus" or svc.tus is None:
-        return await handlers.cancel_upload(request)
-    try:
-        await svc.tus.terminate(session_id, handlers.principal(request))
-    except UploadGone as error:
-        status = error.details.get("status")
-        if status != "cancelled":
-            raise SessionConflict(
-                f"upload session {session_id} already ended ({status})", details={"status": status}
-            ) from None
-    return web.Response(status=204)
 
 
 def _services(request: web.Request) -> tuple[IngestServices, TusService]:

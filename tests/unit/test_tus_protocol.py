@@ -470,3 +470,29 @@ async def test_the_session_api_terminates_an_idle_tus_upload(
     assert (await client.head(f"/v1/tus/{upload_id}", headers=auth())).status == 410
     again = await client.delete(f"/v1/uploads/{upload_id}", headers=auth())
     assert again.status == 204
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/dashboard/upload/{id}", "/v1/dashboard/upload/sessions/{id}"]
+)
+async def test_the_dashboard_aliases_of_delete_terminate_a_tus_upload_too(
+    client: TestClient[Any, Any], rig: TusRig, path: str
+) -> None:
+    upload_id = await create(client, 10 * PART)
+    await send(client, upload_id, 0, video_bytes(2 * PART + 5))
+    response = await client.delete(path.format(id=upload_id), headers=auth())
+    assert response.status == 204
+    assert rig.store.open_uploads == []
+    assert isinstance(rig.events(upload_id)[-1], UploadCancelled)
+    assert (await client.delete(path.format(id=upload_id), headers=auth("bob"))).status == 403
+
+
+async def test_the_session_api_cannot_cancel_a_completed_tus_upload(
+    client: TestClient[Any, Any],
+) -> None:
+    data = video_bytes(2 * PART)
+    upload_id = await create(client, len(data))
+    await send(client, upload_id, 0, data)
+    response = await client.delete(f"/v1/uploads/{upload_id}", headers=auth())
+    assert response.status == 409
+    assert _json(await response.text())["error_code"] == "SESSION_ALREADY_USED"
