@@ -1,10 +1,17 @@
-"""What the write path refuses, and that a refused or broken upload leaves nothing behind."""
+"""What the write path refuses, and that a refused or broken upload leaves nothing behind.
+
+The admission rules are one rule book for every way in: a file name no session
+may have is refused by `POST /v1/uploads`, its dashboard alias and tus
+creation alike.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -15,6 +22,7 @@ from ingest.settings import IngestSettings
 from schemas import UploadCancelled, UploadFailed, UploadStarted
 from tests.integration.harness import (
     RunningIngest,
+    bucket_keys,
     ended,
     object_exists,
     open_uploads,
@@ -64,6 +72,71 @@ async def _failed_with(settings: IngestSettings, session_id: str, code: str) -> 
     last = events[-1]
     assert isinstance(last, UploadFailed), events
     assert last.error_code == code
+
+
+def _tus_creation(ingest: RunningIngest, user: str, filename: str, length: int) -> dict[str, str]:
+    encoded = base64.b64encode(filename.encode()).decode()
+    return {
+        **ingest.auth(user),
+        "Tus-Resumable": "1.0.0",
+        "Upload-Length": str(length),
+        "Upload-Metadata": f"filename {encoded}",
+    }
+
+
+async def _refusal(response: aiohttp.ClientResponse) -> tuple[int, dict[str, Any]]:
+    body: dict[str, Any] = await response.json()
+    return response.status, body
+
+
+async def test_payload_exe_is_refused_by_every_way_in_and_nothing_is_stored(
+    ingest: RunningIngest, http: aiohttp.ClientSession, small_settings: IngestSettings
+) -> None:
+    user, size = "exe-sender", 64 * 1024
+    before = await bucket_keys(small_settings)
+    refusals: list[tuple[int, dict[str, Any]]] = []
+    for path in ("/v1/uploads", "/v1/dashboard/upload/initiate"):
+        async with http.post(
+            f"{ingest.url}{path}",
+            json={"filename": "payload.exe", "expected_file_size": size},
+            headers=ingest.auth(user),
+        ) as response:
+            refusals.append(await _refusal(response))
+    tus_headers = _tus_creation(ingest, user, "payload.exe", size)
+    async with http.post(f"{ingest.url}/v1/tus/", headers=tus_headers) as response:
+        assert response.headers["Tus-Resumable"] == "1.0.0"
+        assert "Location" not in response.headers
+        refusals.append(await _refusal(response))
+    # creation-with-upload: refused before its body goes anywhere.
+    async with http.post(
+        f"{ingest.url}/v1/tus/",
+        data=fake_video(size, seed=7),
+        headers={**tus_headers, "Content-Type": "application/offset+octet-stream"},
+    ) as response:
+        assert "Location" not in response.headers
+        refusals.append(await _refusal(response))
+
+    for status, body in refusals:
+        assert status == 400, body
+        assert body["error_code"] == "FORMAT_NOT_ALLOWED"
+        assert "'exe' is not allowed" in body["error_message"]
+        assert body["details"]["allowed_formats"] == list(small_settings.allowed_formats)
+    async with http.get(f"{ingest.url}/v1/uploads", headers=ingest.auth(user)) as listed:
+        assert (await listed.json())["total"] == 0
+    # No session, index entry, object, part or tail: the bucket is as it was.
+    assert await bucket_keys(small_settings) == before
+
+    # The same requests for a video are accepted: the name was the reason.
+    async with http.post(
+        f"{ingest.url}/v1/uploads",
+        json={"filename": "clip.mp4", "expected_file_size": size},
+        headers=ingest.auth(user),
+    ) as response:
+        assert response.status == 201, await response.text()
+    async with http.post(
+        f"{ingest.url}/v1/tus/", headers=_tus_creation(ingest, user, "clip.mp4", size)
+    ) as response:
+        assert response.status == 201, await response.text()
 
 
 async def test_client_gone_mid_body_leaves_no_parts_and_reports_disconnect(
