@@ -97,7 +97,7 @@ def test_the_quota_counts_uploads_and_bytes(admission: Admission, quota: FixedQu
         "remaining_quota": 100,
         "uploads_remaining": 0,
         "uploads_limit": quota.uploads_limit,
-        "reset_date": quota.period_end,
+        "reset_date": quota.status("ann").period_end,
     }
     # More bytes of an upload already counted: only the bytes matter.
     assert admission.check_quota("ann", 100, new_upload=False).bytes_remaining == 100
