@@ -2,7 +2,9 @@
 
 `service.TusService` is the entry point (its routes are `ingest.http.tus`); `state` keeps
 the resumable state in the session document, `lease` lets one request at a
-time write, `patching` runs one PATCH through `writer` (fixed-size parts and
-a tail object), `completion` finishes the file, `events` numbers its events.
+time write, `patching` runs one PATCH through `writer` (the pipeline's part
+engine at part numbers that follow offsets, and a tail object), `completion`
+finishes the file, `events` numbers its events; `admission` holds the PATCH's
+own checks, over the rules every way in shares.
 Nothing is kept on local disk: S3 holds the parts, the tail and the state.
 """
