@@ -4,18 +4,24 @@
 the same key, value and CloudEvents headers, routed by `schemas.topic_for`)
 and appends the record to its topic's log (`infra.bus.log`: one partition per
 topic, bounded by `retention`, compacted topics keeping the latest record per
-key). Records are read through `subscribe`: every record of some topics,
-retained ones first when `from_beginning`, then live ones pushed as they are
-appended, in emit order across the topics (`infra.bus.subscription`).
+key). Records are read in two ways, as from Kafka:
+
+- `subscribe`: every record of some topics, retained ones first when
+  `from_beginning`, then live ones pushed as they are appended, in emit order
+  across the topics (`infra.bus.subscription`);
+- `group_consumer`: a member of a consumer group with committed offsets
+  (`infra.bus.groups`), the same interface as the Kafka group consumer.
 
 For one event loop in one process: call everything from the loop's thread.
 
 How it fails: `emit` and `publish` never wait for a reader. A subscription
 that falls more than `queue_size` records behind is dropped (logged; its
-iterator raises SubscriberDropped). `emit` after `close` raises
-EventDeliveryError, and `check` and `subscribe` ServiceUnavailable; `close`
-ends every subscription at once. An event type without a topic raises
-KeyError, as in the Kafka sink; an unknown topic name, ValueError.
+iterator raises SubscriberDropped); a group member further behind than
+retention is told by RecordsExpired. `emit` after `close` raises
+EventDeliveryError, and `check`, `subscribe` and a member's `start`
+ServiceUnavailable; `close` ends every subscription at once and makes every
+member's `getmany` raise. An event type without a topic raises KeyError, as
+in the Kafka sink; an unknown topic name, ValueError.
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 
+from infra.bus.groups import BusGroupConsumer, GroupCoordinator
 from infra.bus.log import BusRecord, TopicLog
 from infra.bus.subscription import Subscription
 from infra.errors import EventDeliveryError, ServiceUnavailable
+from infra.feeds import RebalanceListener
 from schemas import Event, Topics, encode, event_type, topic_for
 
 log = logging.getLogger(__name__)
@@ -65,6 +73,7 @@ class InProcessEventBus:
             for name, spec in topics.specs()
         }
         self._subscribers: dict[str, list[Subscription]] = {name: [] for name in self._logs}
+        self._groups = GroupCoordinator(self._logs)
         # Orders records across topics, so a reader of several sees them in emit order.
         self._sequence = itertools.count()
         self._closed = False
@@ -133,6 +142,7 @@ class InProcessEventBus:
                     topic,
                     record.offset,
                 )
+        self._groups.notify(topic)
         return record
 
     async def check(self) -> None:
@@ -167,6 +177,14 @@ class InProcessEventBus:
             self._subscribers[name].append(subscription)
         return subscription
 
+    def group_consumer(
+        self, group_id: str, *topic_names: str, listener: RebalanceListener | None = None
+    ) -> BusGroupConsumer:
+        """A member of consumer group `group_id` reading `topic_names`; it joins on `start`."""
+        for name in topic_names:
+            self._log(name)
+        return BusGroupConsumer(self._groups, group_id, frozenset(topic_names), listener)
+
     def records(self, topic: str) -> list[BusRecord]:
         """What the topic retains now, in offset order (for the dev dashboard and tests)."""
         return [record for _, record in self._log(topic).retained()]
@@ -183,12 +201,13 @@ class InProcessEventBus:
         return len(self._subscribers[self._name(topic)])
 
     def close(self) -> None:
-        """End every subscription; later emits fail. Safe to call twice."""
+        """End every subscription and group member; later emits fail. Safe to call twice."""
         self._closed = True
         for subscribers in self._subscribers.values():
             for subscription in list(subscribers):
                 subscription.end("closed")
             subscribers.clear()
+        self._groups.close()
 
     def _unsubscribe(self, subscription: Subscription) -> None:
         for name in subscription.topics:
