@@ -143,7 +143,7 @@ class KafkaTopicReader:
             # own cancellation, if we are being cancelled too, goes on.
             await asyncio.wait([task])
         if consumer is not None:
-            await _stop_quietly(consumer)
+            await internals.stop_consumer(consumer, _STOP_SECONDS)
 
     async def _connect(self) -> tuple[Any, dict[TopicPartition, int]]:
         """A consumer assigned every partition from the beginning, and the end offsets now."""
@@ -162,7 +162,7 @@ class KafkaTopicReader:
             await consumer.seek_to_beginning(*partitions)
             end_offsets: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
         except BaseException:
-            await _stop_quietly(consumer)
+            await internals.stop_consumer(consumer, _STOP_SECONDS)
             raise
         return consumer, end_offsets
 
@@ -217,11 +217,3 @@ class KafkaTopicReader:
             log.error("the reader of %s stopped", self._topic, exc_info=error)
         else:
             log.info("the reader of %s stopped: %s", self._topic, _ENDED)
-
-
-async def _stop_quietly(consumer: Any) -> None:
-    try:
-        async with asyncio.timeout(_STOP_SECONDS):
-            await consumer.stop()
-    except (TimeoutError, KafkaError, OSError) as error:
-        log.warning("could not close the consumer of a topic reader: %s", error)

@@ -1,8 +1,8 @@
 """One suite, two implementations: each fixture here is the embedded adapter or the real one.
 
-`object_store`, `document_store` and `event_sink_and_reader` are parametrized:
-`local` (LocalObjectStore, LocalDocumentStore, InProcessEventBus, in tmp_path,
-no services) and the real adapters on the real MinIO and Kafka of
+`object_store`, `document_store`, `event_sink_and_reader` and `feeds` are
+parametrized: `local` (LocalObjectStore, LocalDocumentStore, InProcessEventBus,
+in tmp_path, no services) and the real adapters on the real MinIO and Kafka of
 `tests/conftest.py` (marked `integration`; its module-scoped
 `settings` gives every test module its own bucket and topic prefix). The real
 backends are only reached when a test asks for them, so `-m "not integration"`
@@ -34,6 +34,7 @@ from ingest.adapters.s3_store import S3ObjectStore
 from ingest.ports import DocumentStore, EventSink, ObjectStore
 from ingest.settings import IngestSettings
 from schemas import Topics
+from tests.contract.feeds import BusBackend, FeedBackend, KafkaBackend
 
 SOURCE = "/ingest/contract-tests"
 LOCAL_BUCKET = "contract-bucket"
@@ -241,3 +242,24 @@ async def _consumer_at_the_end(bootstrap_servers: str, topics: Topics) -> Any:
         await consumer.stop()
         raise
     return consumer
+
+
+# --- feeds: group consumers and topic readers ------------------------------------------
+
+
+@pytest.fixture
+async def feeds(real_settings: IngestSettings | None) -> AsyncIterator[FeedBackend]:
+    """A topic of this test's own: on a fresh in-process bus, or a fresh Kafka topic."""
+    if real_settings is None:
+        bus_backend = BusBackend()
+        try:
+            yield bus_backend
+        finally:
+            await bus_backend.close()
+        return
+    kafka_backend = KafkaBackend(real_settings.kafka_bootstrap_servers)
+    try:
+        await kafka_backend.open()
+        yield kafka_backend
+    finally:
+        await kafka_backend.close()

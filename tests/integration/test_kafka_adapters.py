@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from deploy import stack
-from deploy.stack import kafka, process
-from deploy.stack.process import free_port
 from infra.kafka.sink import KafkaEventSink
 from infra.provisioning import ensure_topics
 from ingest.errors import EventDeliveryError, ServiceUnavailable
@@ -30,6 +25,7 @@ from schemas import (
     headers_dict,
     schema_uri,
 )
+from tests.integration.brokers import wait_until_dead
 from tests.samples import SAMPLES, SOURCE
 
 
@@ -207,24 +203,6 @@ async def test_emit_that_kafka_cannot_take_fails_within_its_timeout(
     assert [ok for _, _, ok in emits.seen] == [False]
 
 
-@pytest.fixture
-def doomed_broker(tmp_path: Path) -> Iterator[tuple[str, int, str]]:
-    """A private single-node broker that a test may kill: (bootstrap, pid, marker)."""
-    if shutil.which("java") is None:
-        pytest.skip("a private broker needs Java")
-    try:
-        libs = kafka.ensure_jars(stack.default_cache_dir())
-    except stack.StackError as error:
-        pytest.skip(f"no Kafka jars for a private broker: {error}")
-    port = free_port()
-    pid, log = kafka.start(libs=libs, state_dir=tmp_path, port=port, controller_port=free_port())
-    try:
-        kafka.wait_ready(pid=pid, marker=str(tmp_path), port=port, log=log)
-        yield f"127.0.0.1:{port}", pid, str(tmp_path)
-    finally:
-        process.stop(pid, str(tmp_path), grace=5)
-
-
 async def test_emit_and_stop_stay_bounded_when_the_broker_dies_after_start(
     doomed_broker: tuple[str, int, str], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -261,13 +239,6 @@ async def test_emit_and_stop_stay_bounded_when_the_broker_dies_after_start(
         for record in caplog.records
         if record.name == "infra.kafka.sink"
     )
-
-
-def wait_until_dead(pid: int, marker: str) -> None:
-    deadline = time.monotonic() + 10
-    while process.is_running(pid, marker):
-        assert time.monotonic() < deadline, "the broker did not die"
-        time.sleep(0.05)
 
 
 def test_an_unavailable_compression_is_refused_up_front() -> None:
