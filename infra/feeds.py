@@ -117,13 +117,16 @@ class TopicReader(Protocol):
 
 
 class RebalanceListener(Protocol):
-    """Hears the partitions a group member gains and loses, from the member's own task.
+    """Hears the partitions a group member gains and loses, and is awaited before it goes on.
 
     `on_revoked` comes before another member may read the partitions: commit
     what is finished there. A member's `stop` calls it too, with everything
     the member still holds. Kafka revokes every partition of a member on each
     rebalance and then assigns its new set, which may include some of the old
-    ones; a listener must accept that. Exceptions are logged, never raised.
+    ones (read again from the committed offset); a listener must accept that.
+    Kafka calls it from its coordination task, the bus from inside the
+    member's `start`, `getmany` and `stop`: a listener may commit, seek and
+    pause, but must not stop its member. Exceptions are logged, never raised.
     """
 
     async def on_assigned(self, partitions: frozenset[TopicPartition]) -> None: ...
@@ -161,10 +164,11 @@ class GroupConsumer(Protocol):
     ) -> Mapping[TopicPartition, Sequence[Record]]:
         """The next records of owned partitions, in offset order per partition.
 
-        Waits at most `max_wait` seconds for some; an empty mapping when none
-        came. Moves each partition's position past what it returns (not its
-        committed offset). RecordsExpired when a position is older than
-        what the topic still keeps (seek to accept the loss).
+        Waits at most `max_wait` seconds for some (a Kafka rebalance in
+        progress counts as none); an empty mapping when none came. Moves each
+        partition's position past what it returns (not its committed offset).
+        RecordsExpired when a position is older than what the topic still
+        keeps (seek to accept the loss).
         """
         ...
 

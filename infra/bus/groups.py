@@ -32,11 +32,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from infra.bus.log import BusRecord, TopicLog
 from infra.errors import PartitionNotAssigned, RecordsExpired, ServiceUnavailable
-from infra.feeds import RebalanceListener, TopicPartition
+from infra.feeds import GroupConsumer, RebalanceListener, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -329,3 +329,9 @@ class BusGroupConsumer:
             await self._listener.on_revoked(partitions)
         except Exception:
             log.exception("the rebalance listener of group %s failed on_revoked", self._group_id)
+
+
+if TYPE_CHECKING:
+
+    def _implements(member: BusGroupConsumer) -> GroupConsumer:
+        return member

@@ -19,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from types import TracebackType
-from typing import Final, Self
+from typing import TYPE_CHECKING, Final, Self
 
 from infra.bus.eventbus import InProcessEventBus
 from infra.bus.subscription import SubscriberDropped, Subscription
-from infra.feeds import RecordHandler, hand_over
+from infra.feeds import RecordHandler, TopicReader, hand_over
 
 log = logging.getLogger(__name__)
 
@@ -153,3 +153,9 @@ class BusTopicReader:
             log.error("the reader of %s stopped", self._topic, exc_info=error)
         else:
             log.info("the reader of %s stopped: %s", self._topic, _ENDED)
+
+
+if TYPE_CHECKING:
+
+    def _implements(reader: BusTopicReader) -> TopicReader:
+        return reader

@@ -34,7 +34,7 @@ import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaPartition
@@ -49,12 +49,13 @@ from aiokafka.errors import (
 )
 
 from infra.errors import PartitionNotAssigned, RecordsExpired, ServiceUnavailable
-from infra.feeds import RebalanceListener, TopicPartition
+from infra.feeds import GroupConsumer, RebalanceListener, TopicPartition
 from infra.kafka import internals
 
 log = logging.getLogger(__name__)
 
 _START_RETRY_SECONDS: Final = 1.0
+_REBALANCE_GRACE_SECONDS: Final = 0.1
 
 
 class KafkaGroupConsumer:
@@ -170,9 +171,13 @@ class KafkaGroupConsumer:
             consumer = self._running()
             remaining = max(0.0, deadline - loop.time())
             try:
-                batches = await consumer.getmany(
-                    timeout_ms=int(remaining * 1000), max_records=max_records
-                )
+                # aiokafka waits out a rebalance whatever its timeout; this bound holds.
+                async with asyncio.timeout(remaining + _REBALANCE_GRACE_SECONDS):
+                    batches = await consumer.getmany(
+                        timeout_ms=int(remaining * 1000), max_records=max_records
+                    )
+            except TimeoutError:
+                return {}
             except NoOffsetForPartitionError as error:
                 # The group never committed here: start at the oldest record, then read on.
                 await self._start_at_beginning(consumer, error.args[0])
@@ -345,3 +350,9 @@ def _ours(partitions: Iterable[Any]) -> frozenset[TopicPartition]:
 
 def _theirs(partition: TopicPartition) -> Any:
     return KafkaPartition(partition.topic, partition.partition)
+
+
+if TYPE_CHECKING:
+
+    def _implements(member: KafkaGroupConsumer) -> GroupConsumer:
+        return member

@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from infra.errors import ServiceUnavailable
-from infra.feeds import RecordHandler, hand_over
+from infra.feeds import RecordHandler, TopicReader, hand_over
 from infra.kafka import internals
 
 log = logging.getLogger(__name__)
@@ -217,3 +217,9 @@ class KafkaTopicReader:
             log.error("the reader of %s stopped", self._topic, exc_info=error)
         else:
             log.info("the reader of %s stopped: %s", self._topic, _ENDED)
+
+
+if TYPE_CHECKING:
+
+    def _implements(reader: KafkaTopicReader) -> TopicReader:
+        return reader
