@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from infra import layout
+from infra.feeds import TopicReader
+from infra.kafka.reader import KafkaTopicReader
 from infra.kafka.sink import KafkaEventSink
 from infra.s3 import open_s3_client
-from ingest.adapters.kafka_quota import KafkaQuotaView
 from ingest.adapters.s3_documents import S3DocumentStore
 from ingest.adapters.s3_store import S3ObjectStore
 from ingest.auth import TokenVerifier
@@ -26,6 +27,7 @@ from ingest.settings import IngestSettings
 from ingest.usecases.admission import UploadLimits
 from ingest.usecases.cancels import CancelRelay
 from ingest.usecases.duplicates import DuplicateIndex
+from ingest.usecases.quota import QuotaSnapshots, SnapshotQuotaView
 from ingest.usecases.sessions import SessionService
 from ingest.usecases.tus.lease import LeaseTimes
 from ingest.usecases.tus.service import TusConfig, TusService
@@ -52,18 +54,27 @@ async def ingest_services(settings: IngestSettings) -> AsyncIterator[IngestServi
                 observer=metrics.observe_kafka,
             )
         )
-        quota = await stack.enter_async_context(
-            KafkaQuotaView(
-                settings.kafka_bootstrap_servers,
-                topics,
-                quota_bytes=settings.quota_bytes,
-                quota_uploads=settings.quota_uploads,
-                period_days=settings.quota_period_days,
-            )
+        snapshots = QuotaSnapshots()
+        quota_feed = await stack.enter_async_context(
+            KafkaTopicReader(settings.kafka_bootstrap_servers, topics.quota, snapshots.apply)
         )
+        quota = quota_view(settings, snapshots, quota_feed)
         yield wire_services(
             settings, store=store, documents=documents, sink=sink, quota=quota, metrics=metrics
         )
+
+
+def quota_view(
+    settings: IngestSettings, snapshots: QuotaSnapshots, feed: TopicReader
+) -> SnapshotQuotaView:
+    """The quota view over the snapshots a started reader of the quota topic feeds."""
+    return SnapshotQuotaView(
+        snapshots,
+        feed,
+        quota_bytes=settings.quota_bytes,
+        quota_uploads=settings.quota_uploads,
+        period_days=settings.quota_period_days,
+    )
 
 
 def wire_services(

@@ -19,16 +19,16 @@ from pathlib import Path
 
 import msgspec
 
-from cli.composition import ingest_services, wire_services
-from infra.bus import InProcessEventBus
+from cli.composition import ingest_services, quota_view, wire_services
+from infra.bus import BusTopicReader, InProcessEventBus
 from ingest.adapters.local_documents import LocalDocumentStore
 from ingest.adapters.local_store import LocalObjectStore
-from ingest.adapters.memory_quota import BusQuotaView
 from ingest.auth import issue_token
 from ingest.http.app import build_app, start_serving, stop_gracefully
 from ingest.http.metrics import IngestMetrics
 from ingest.http.services import IngestServices
 from ingest.settings import IngestSettings
+from ingest.usecases.quota import QuotaSnapshots
 from schemas import Topics
 
 log = logging.getLogger(__name__)
@@ -66,20 +66,16 @@ async def embedded_services(settings: IngestSettings) -> AsyncIterator[IngestSer
                 Topics(settings.topic_prefix), source=f"/ingest-dev/{settings.instance_id}"
             )
         )
-        quota = await stack.enter_async_context(
-            BusQuotaView(
-                bus,
-                quota_bytes=settings.quota_bytes,
-                quota_uploads=settings.quota_uploads,
-                period_days=settings.quota_period_days,
-            )
+        snapshots = QuotaSnapshots()
+        quota_feed = await stack.enter_async_context(
+            BusTopicReader(bus, bus.topics.quota, snapshots.apply)
         )
         yield wire_services(
             settings,
             store=LocalObjectStore(data / "objects", settings.s3_bucket),
             documents=LocalDocumentStore(data / "state"),
             sink=bus,
-            quota=quota,
+            quota=quota_view(settings, snapshots, quota_feed),
             metrics=metrics,
         )
 

@@ -62,3 +62,24 @@ class EventDeliveryError(ServiceUnavailable):
     ) -> None:
         super().__init__(message, details=details, retriable=retriable)
         self.may_be_delivered = may_be_delivered
+
+
+class PartitionNotAssigned(ServiceError):
+    """A group member committed or moved in a partition it does not own, or no longer owns.
+
+    The group rebalanced (or the member never had it): another member reads the
+    partition from the group's committed offset, so what this member did not
+    commit there is delivered again. Retrying the same call never helps.
+    """
+
+    error_code = "PARTITION_NOT_ASSIGNED"
+
+
+class RecordsExpired(ServiceError):
+    """A reader's position is older than the oldest record its topic still keeps.
+
+    Retention removed records it never read. Reading on means accepting that
+    loss explicitly (seek to the beginning), so retrying does not help.
+    """
+
+    error_code = "RECORDS_EXPIRED"

@@ -42,6 +42,7 @@ from schemas import Event, UploadEvent, event_type
 from schemas.periods import current_period, rfc3339
 
 if TYPE_CHECKING:
+    from infra.feeds import TopicReader
     from ingest.ports import (
         DocumentStore,
         EventSink,
@@ -561,6 +562,27 @@ class FixedQuotaView:
         )
 
 
+# Feeds.
+
+
+@dataclass
+class StaticFeed:
+    """A topic reader that reads nothing itself: a test hands records to the handler and sets
+    the reader's health and readiness by hand."""
+
+    topic: str = "ingest.quota"
+    healthy: bool = False
+    last_error: str | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        self.healthy = True
+        self.ready.set()
+
+    async def stop(self) -> None:
+        self.healthy = False
+
+
 # Request bodies and targets.
 
 MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
@@ -670,3 +692,4 @@ if TYPE_CHECKING:
     _sink: EventSink = RecordingEventSink()
     _documents: DocumentStore = MemoryDocumentStore()
     _quota: QuotaView = FixedQuotaView()
+    _feed: TopicReader = StaticFeed()

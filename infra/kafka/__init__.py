@@ -1,1 +1,1 @@
-"""Kafka plumbing: the event sink, topic readers, and the one module knowing aiokafka internals."""
+"""Kafka plumbing: the event sink, topic readers, group consumers, and aiokafka's internals."""

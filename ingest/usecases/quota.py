@@ -1,18 +1,24 @@
-"""Quota views: a user's status from their latest published snapshot, one rule for all.
+"""The quota view: a user's status from their latest published snapshot, whatever the feed.
 
-How it fails: records that are not valid events are logged and skipped; a view
-whose reading task fails or ends reports it through `check` (ServiceUnavailable).
+`QuotaSnapshots` keeps the latest `QuotaUpdated` per user, one record at a
+time: it is the handler of a topic reader of the quota topic (Kafka's or the
+in-process bus's, `infra.feeds.TopicReader`), which the composition root
+starts and stops. `SnapshotQuotaView` answers `QuotaView` from the snapshots
+and reports the reader's health: composed, never subclassed.
+
+How it fails: records that are not valid events are logged and skipped, and
+event types it does not know are skipped; a tombstone forgets its user.
+`check` raises ServiceUnavailable while the reader is failing, not running,
+or has not caught up with what the topic held when it started.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from datetime import datetime
-from types import TracebackType
-from typing import Self
+from collections.abc import Callable
+from datetime import UTC, datetime
 
+from infra.feeds import Record, TopicReader, where
 from ingest.errors import ServiceUnavailable
 from ingest.ports import QuotaStatus
 from schemas import InvalidEvent, QuotaUpdated, decode
@@ -55,83 +61,72 @@ def quota_status(
     )
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class QuotaSnapshots:
+    """The latest snapshot of every user read so far: the last one by offset, as compaction
+    keeps it. `apply` is a `RecordHandler`."""
+
+    def __init__(self) -> None:
+        self._snapshots: dict[str, QuotaUpdated] = {}
+
+    def apply(self, record: Record) -> None:
+        if record.value is None:
+            # A tombstone: compaction will forget this user, and so do we.
+            if record.key is not None:
+                self._snapshots.pop(record.key.decode("utf-8", errors="replace"), None)
+            return
+        try:
+            event = decode(record.value, record.headers)
+        except InvalidEvent as error:
+            log.warning("skipping an invalid record at %s: %s", where(record), error)
+            return
+        if isinstance(event, QuotaUpdated):
+            self._snapshots[event.user_id] = event
+
+    def get(self, user_id: str) -> QuotaUpdated | None:
+        return self._snapshots.get(user_id)
+
+    def __len__(self) -> int:
+        return len(self._snapshots)
+
+
 class SnapshotQuotaView:
-    """What every quota view shares: the latest snapshot per user read from a quota topic,
-    the answers built from them, and the health of the task that reads them.
-
-    Subclasses own the reading: they start a task (set `_task`), feed each record to
-    `_apply_record`, call `_mark_ready` once they have read what the topic held at
-    start-up, and report trouble through `_healthy` / `_last_error`.
-    """
-
-    _ended_message = "the reading task ended"
+    """`QuotaView` from the snapshots a topic reader feeds, healthy while that reader is."""
 
     def __init__(
         self,
-        topic: str,
+        snapshots: QuotaSnapshots,
+        feed: TopicReader,
         *,
         quota_bytes: int,
         quota_uploads: int,
         period_days: int,
-        clock: Callable[[], datetime],
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         if period_days < 1:
             raise ValueError("a quota period lasts at least one day")
-        self._topic = topic
+        self._snapshots = snapshots
+        self._feed = feed
         self._quota_bytes = quota_bytes
         self._quota_uploads = quota_uploads
         self._period_days = period_days
         self._clock = clock
-        self._snapshots: dict[str, QuotaUpdated] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
-        self._healthy = False
-        self._last_error: str | None = None
-
-    @property
-    def ready(self) -> asyncio.Event:
-        """Set once the snapshots the topic held at start-up have all been read."""
-        return self._ready
-
-    @property
-    def healthy(self) -> bool:
-        """False while the reading task is failing, or not running."""
-        return self._healthy and self._task is not None and not self._task.done()
-
-    @property
-    def last_error(self) -> str | None:
-        return self._last_error
-
-    async def start(self) -> None:
-        raise NotImplementedError
-
-    async def stop(self) -> None:
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def check(self) -> None:
-        """ServiceUnavailable unless the view is reading and has caught up."""
-        if not self.healthy:
+        """ServiceUnavailable unless the feed is reading and has caught up."""
+        topic = self._feed.topic
+        if not self._feed.healthy:
             raise ServiceUnavailable(
-                f"the quota view of {self._topic!r} is failing: "
-                f"{self._last_error or 'not running'}",
-                details={"topic": self._topic},
+                f"the quota view of {topic!r} is failing: {self._feed.last_error or 'not running'}",
+                details={"topic": topic},
             )
-        if not self._ready.is_set():
+        if not self._feed.ready.is_set():
             raise ServiceUnavailable(
-                f"the quota view has not caught up with {self._topic!r} yet",
-                details={"topic": self._topic},
+                f"the quota view has not caught up with {topic!r} yet",
+                details={"topic": topic},
             )
 
     def status(self, user_id: str) -> QuotaStatus:
@@ -143,39 +138,3 @@ class SnapshotQuotaView:
             quota_bytes=self._quota_bytes,
             quota_uploads=self._quota_uploads,
         )
-
-    def _apply_record(
-        self,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Sequence[tuple[str, bytes]],
-        where: str,
-    ) -> None:
-        if value is None:
-            # A tombstone: compaction will forget this user, and so do we.
-            if key is not None:
-                self._snapshots.pop(key.decode("utf-8", errors="replace"), None)
-            return
-        try:
-            event = decode(value, headers)
-        except InvalidEvent as error:
-            log.warning("skipping an invalid record at %s: %s", where, error)
-            return
-        if isinstance(event, QuotaUpdated):
-            self._snapshots[event.user_id] = event
-
-    def _mark_ready(self) -> None:
-        if not self._ready.is_set():
-            log.info("quota view caught up: %d users", len(self._snapshots))
-            self._ready.set()
-
-    def _on_task_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        error = task.exception()
-        self._healthy = False
-        self._last_error = repr(error) if error else self._ended_message
-        if error is not None:
-            log.error("the quota view's reading task stopped", exc_info=error)
-        else:
-            log.info("the quota view stopped reading: %s", self._ended_message)

@@ -9,7 +9,8 @@ services) and `real`, the real adapters on the real MinIO and Kafka of
 `tests/conftest.py` (marked `integration`; its module-scoped `settings` gives
 every test module its own bucket and topic prefix). The real backends are only
 reached when a test asks for them, so `-m "not integration"` runs the fake and
-local thirds without any service.
+local thirds without any service. `feeds` (group consumers and topic readers,
+which have no fake) runs on the in-process bus and on Kafka.
 
 Each fixture hands the port under test plus what a test needs to look behind
 it (read a stored object back, publish and read raw records), and nothing the
@@ -27,18 +28,20 @@ from typing import Any, Literal, Protocol
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from infra.bus import InProcessEventBus, Subscription
+from infra.bus import BusTopicReader, InProcessEventBus, Subscription
+from infra.feeds import TopicReader
+from infra.kafka.reader import KafkaTopicReader
 from infra.kafka.sink import KafkaEventSink
 from infra.s3 import open_s3_client
-from ingest.adapters.kafka_quota import KafkaQuotaView
 from ingest.adapters.local_documents import LocalDocumentStore
 from ingest.adapters.local_store import LocalObjectStore
-from ingest.adapters.memory_quota import BusQuotaView
 from ingest.adapters.s3_documents import S3DocumentStore
 from ingest.adapters.s3_store import S3ObjectStore
 from ingest.ports import DocumentStore, EventSink, ObjectStore, QuotaView
 from ingest.settings import IngestSettings
+from ingest.usecases.quota import QuotaSnapshots, SnapshotQuotaView
 from schemas import QuotaUpdated, Topics, encode, event_type, topic_for
+from tests.contract.feeds import BusBackend, FeedBackend, KafkaBackend
 from tests.fakes import (
     S3_MIN_PART_SIZE,
     FixedQuotaView,
@@ -352,22 +355,60 @@ async def quota_view(backend: Backend) -> AsyncIterator[QuotaBackend]:
     real_settings = backend.settings
     if real_settings is None:
         bus = InProcessEventBus(Topics("contract."), source=SOURCE)
-        view = BusQuotaView(
-            bus, quota_bytes=QUOTA_BYTES, quota_uploads=QUOTA_UPLOADS, period_days=PERIOD_DAYS
-        )
-        async with bus, view:
-            yield QuotaBackend(view, bus.emit)
+        snapshots = QuotaSnapshots()
+        async with bus, BusTopicReader(bus, bus.topics.quota, snapshots.apply) as bus_feed:
+            yield QuotaBackend(composed_view(snapshots, bus_feed), bus.emit)
         return
     topics = Topics(real_settings.topic_prefix)
     servers = real_settings.kafka_bootstrap_servers
     sink = KafkaEventSink(servers, topics, source=SOURCE, timeout=10)
-    kafka_view = KafkaQuotaView(
-        servers,
-        topics,
+    snapshots = QuotaSnapshots()
+    kafka_feed = KafkaTopicReader(servers, topics.quota, snapshots.apply, ready_timeout=20)
+    async with sink, kafka_feed:
+        yield QuotaBackend(composed_view(snapshots, kafka_feed), sink.emit)
+
+
+def composed_view(snapshots: QuotaSnapshots, feed: TopicReader) -> SnapshotQuotaView:
+    """The view as the composition roots build it, with the suite's defaults."""
+    return SnapshotQuotaView(
+        snapshots,
+        feed,
         quota_bytes=QUOTA_BYTES,
         quota_uploads=QUOTA_UPLOADS,
         period_days=PERIOD_DAYS,
-        ready_timeout=20,
     )
-    async with sink, kafka_view:
-        yield QuotaBackend(kafka_view, sink.emit)
+
+
+# --- feeds: group consumers and topic readers ------------------------------------------
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("local", id="local"),
+        pytest.param("real", id="real", marks=pytest.mark.integration),
+    ]
+)
+def feed_settings(request: pytest.FixtureRequest) -> IngestSettings | None:
+    """The real services' settings, or None for the in-process bus (no fake exists)."""
+    if request.param == "local":
+        return None
+    found: IngestSettings = request.getfixturevalue("settings")
+    return found
+
+
+@pytest.fixture
+async def feeds(feed_settings: IngestSettings | None) -> AsyncIterator[FeedBackend]:
+    """A topic of this test's own: on a fresh in-process bus, or a fresh Kafka topic."""
+    if feed_settings is None:
+        bus_backend = BusBackend()
+        try:
+            yield bus_backend
+        finally:
+            await bus_backend.close()
+        return
+    kafka_backend = KafkaBackend(feed_settings.kafka_bootstrap_servers)
+    try:
+        await kafka_backend.open()
+        yield kafka_backend
+    finally:
+        await kafka_backend.close()

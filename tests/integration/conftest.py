@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.integration.brokers import doomed_broker as doomed_broker
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

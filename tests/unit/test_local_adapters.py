@@ -20,10 +20,8 @@ import pytest
 
 from infra.bus import BusRecord, InProcessEventBus, SubscriberDropped
 from infra.env import GiB
-from ingest.adapters.kafka_quota import KafkaQuotaView
 from ingest.adapters.local_documents import LocalDocumentStore, version_of
 from ingest.adapters.local_store import LocalObjectStore
-from ingest.adapters.memory_quota import BusQuotaView
 from ingest.errors import (
     EventDeliveryError,
     MultipartUploadMissing,
@@ -411,89 +409,3 @@ async def test_a_closed_subscription_stops_receiving() -> None:
     assert [record async for record in subscription] == []
     with pytest.raises(ValueError, match="not a topic"):
         bus.subscribe("ingest.nope")
-
-
-# --- quota view -----------------------------------------------------------------------
-
-
-def bus_view(bus: InProcessEventBus, now: datetime = NOW) -> BusQuotaView:
-    return BusQuotaView(
-        bus, quota_bytes=10 * GiB, quota_uploads=100, period_days=30, clock=lambda: now
-    )
-
-
-async def test_the_view_serves_the_latest_snapshot_published_before_and_after_start() -> None:
-    bus = InProcessEventBus(Topics(), source=SOURCE)
-    await bus.emit(quota_snapshot("early", uploads_used=3))
-    view = bus_view(bus)
-    with pytest.raises(ServiceUnavailable):
-        await view.check()
-    async with view:
-        await view.check()
-        assert view.status("early").uploads_used == 3
-        await bus.emit(quota_snapshot("late", bytes_used=7))
-        await asyncio.sleep(0)
-        assert view.status("late").bytes_used == 7
-        assert view.status("nobody").bytes_limit == 10 * GiB
-    with pytest.raises(ServiceUnavailable):
-        await view.check()
-
-
-async def test_the_view_answers_like_the_kafka_view() -> None:
-    bus = InProcessEventBus(Topics(), source=SOURCE)
-    kafka_view = KafkaQuotaView(
-        "127.0.0.1:1",
-        Topics(),
-        quota_bytes=10 * GiB,
-        quota_uploads=100,
-        period_days=30,
-        clock=lambda: NOW,
-    )
-    snapshots = [
-        quota_snapshot("current", period_start=NOW - timedelta(days=1), uploads_used=4),
-        quota_snapshot("ended", period_start=NOW - timedelta(days=40), bytes_limit=GiB),
-    ]
-    for snapshot in snapshots:
-        await bus.emit(snapshot)
-        kafka_view._apply(bus.records(bus.topics.quota)[-1])
-    async with bus_view(bus) as view:
-        for user in ["current", "ended", "nobody"]:
-            assert view.status(user) == kafka_view.status(user)
-
-
-async def test_bad_records_are_skipped_and_a_dropped_view_reads_again() -> None:
-    bus = InProcessEventBus(Topics(), source=SOURCE, queue_size=1)
-    async with bus_view(bus) as view:
-        bus.publish(
-            bus.topics.quota, key=b"u", value=b"{", headers=[("ce_type", b"ingest.quota.updated")]
-        )
-        bus.publish(
-            bus.topics.quota, key=b"u", value=b"{}", headers=[("ce_type", b"ingest.quota.v9")]
-        )
-        # Published without yielding: the view falls behind and is dropped.
-        for used in range(1, 6):
-            await bus.emit(quota_snapshot("u", uploads_used=used))
-        async with asyncio.timeout(5):
-            while not (view.healthy and view.status("u").uploads_used == 5):
-                await asyncio.sleep(0.01)
-        await view.check()
-    bus.close()
-
-
-async def test_the_view_is_unhealthy_once_the_bus_closes() -> None:
-    bus = InProcessEventBus(Topics(), source=SOURCE)
-    async with bus_view(bus) as view:
-        bus.close()
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        with pytest.raises(ServiceUnavailable, match="closed"):
-            await view.check()
-
-
-async def test_a_view_started_on_a_closed_bus_does_not_wait_its_timeout() -> None:
-    bus = InProcessEventBus(Topics(), source=SOURCE)
-    bus.close()
-    view = BusQuotaView(bus, quota_bytes=1, quota_uploads=1, period_days=30, ready_timeout=30)
-    async with asyncio.timeout(2), view:
-        with pytest.raises(ServiceUnavailable):
-            await view.check()

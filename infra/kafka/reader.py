@@ -1,81 +1,99 @@
-"""Every user's quota as last published on the compacted quota topic: `QuotaView` from Kafka.
+"""Every record of one Kafka topic, handed to a handler: a `TopicReader` without consumer group.
 
-A background task reads the whole quota topic from the beginning, without a
-consumer group (every instance needs every user), and keeps the latest
-`QuotaUpdated` snapshot per user: the last one by offset, as compaction keeps
-it. `status` answers from memory; a user without a snapshot, or whose snapshot
-belongs to a period that has ended, gets the current period with no usage.
+A background task reads every partition of the topic from the beginning,
+without a consumer group (every instance needs every record: the quota view
+needs every user's snapshot), reading only committed records
+(`read_committed`: a transactional producer's aborted records never count),
+and hands each record to the handler (`infra.feeds.hand_over`). It is
+`ready` once its position in every partition has reached the end the
+partition had when it started.
 
 How it fails: `start` keeps trying to reach Kafka and the topic, and raises
-ServiceUnavailable when it cannot within its time limit. A failure of the
-reading task is logged and turns `healthy` false; the task backs off and keeps
-reading, and `check` raises ServiceUnavailable until it is healthy and has
-caught up (`ready`). Records that are not valid events are logged and skipped;
-unknown event types are skipped. Partitions added to the topic after `start`
-are not read until a restart.
+ServiceUnavailable when it cannot within `start_timeout`; not catching up
+within `ready_timeout` is only logged (reading goes on, `ready` is set
+later). A failure while reading is logged and turns `healthy` false; the task
+backs off and keeps reading. A handler that raises is logged and its record
+skipped. Partitions added to the topic after `start` are not read until a
+restart. `stop` never hangs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from infra.errors import ServiceUnavailable
+from infra.feeds import RecordHandler, TopicReader, hand_over
 from infra.kafka import internals
-from ingest.errors import ServiceUnavailable
-from ingest.usecases.quota import SnapshotQuotaView
-from schemas import Topics
 
 log = logging.getLogger(__name__)
 
-_MAX_BACKOFF_SECONDS = 30.0
-_START_RETRY_SECONDS = 1.0
+_MAX_BACKOFF_SECONDS: Final = 30.0
+_START_RETRY_SECONDS: Final = 1.0
+_STOP_SECONDS: Final = 10.0
+_ENDED = "the reading task ended"
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class KafkaQuotaView(SnapshotQuotaView):
-    """`QuotaView` kept up to date from the quota topic by an owned background task."""
+class KafkaTopicReader:
+    """`infra.feeds.TopicReader` over one Kafka topic, read by an owned background task."""
 
     def __init__(
         self,
         bootstrap_servers: str,
-        topics: Topics,
+        topic: str,
+        handler: RecordHandler,
         *,
-        quota_bytes: int,
-        quota_uploads: int,
-        period_days: int,
         start_timeout: float = 30.0,
         ready_timeout: float = 30.0,
         client_id: str | None = None,
-        clock: Callable[[], datetime] = _utc_now,
     ) -> None:
-        super().__init__(
-            topics.quota,
-            quota_bytes=quota_bytes,
-            quota_uploads=quota_uploads,
-            period_days=period_days,
-            clock=clock,
-        )
         self._bootstrap_servers = bootstrap_servers
+        self._topic = topic
+        self._handler = handler
         self._start_timeout = start_timeout
         self._ready_timeout = ready_timeout
         self._client_id = client_id
         self._consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._healthy = False
+        self._last_error: str | None = None
+
+    @property
+    def topic(self) -> str:
+        return self._topic
+
+    @property
+    def ready(self) -> asyncio.Event:
+        return self._ready
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy and self._task is not None and not self._task.done()
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
 
     async def start(self) -> None:
-        """Read every partition from the beginning; wait a bounded time to catch up.
-
-        Not catching up within `ready_timeout` is logged, not raised: reading
-        goes on, and `check` reports the view unready until it has.
-        """
+        """Read every partition from the beginning; wait a bounded time to catch up."""
         if self._task is not None:
             return
         self._ready.clear()
@@ -90,24 +108,27 @@ class KafkaQuotaView(SnapshotQuotaView):
                         # A broker still starting, or topics not provisioned yet:
                         # keep trying until the deadline.
                         last_error = error
-                        log.warning("quota topic %s not readable yet: %s", self._topic, error)
+                        log.warning("topic %s not readable yet: %s", self._topic, error)
                         await asyncio.sleep(_START_RETRY_SECONDS)
         except TimeoutError:
             raise ServiceUnavailable(
-                f"cannot read quota topic {self._topic!r} at {self._bootstrap_servers} within "
+                f"cannot read topic {self._topic!r} at {self._bootstrap_servers} within "
                 f"{self._start_timeout:g} s" + (f": {last_error}" if last_error else ""),
                 details={"topic": self._topic},
             ) from last_error
         self._consumer = consumer
         self._healthy = True
-        self._task = asyncio.create_task(self._read(consumer, end_offsets), name="quota-view")
+        self._last_error = None
+        self._task = asyncio.create_task(
+            self._read(consumer, end_offsets), name=f"kafka-reader-{self._topic}"
+        )
         self._task.add_done_callback(self._on_task_done)
         try:
             async with asyncio.timeout(self._ready_timeout):
                 await self._ready.wait()
         except TimeoutError:
             log.warning(
-                "quota view not caught up with %s after %g s; answering from what it has read",
+                "reader not caught up with %s after %g s; handing over what it has read",
                 self._topic,
                 self._ready_timeout,
             )
@@ -122,7 +143,7 @@ class KafkaQuotaView(SnapshotQuotaView):
             # own cancellation, if we are being cancelled too, goes on.
             await asyncio.wait([task])
         if consumer is not None:
-            await _stop_quietly(consumer)
+            await internals.stop_consumer(consumer, _STOP_SECONDS)
 
     async def _connect(self) -> tuple[Any, dict[TopicPartition, int]]:
         """A consumer assigned every partition from the beginning, and the end offsets now."""
@@ -132,7 +153,7 @@ class KafkaQuotaView(SnapshotQuotaView):
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            # The quota ledger may publish in transactions: never count an aborted snapshot.
+            # A transactional producer's aborted records must never count.
             isolation_level="read_committed",
         )
         try:
@@ -141,7 +162,7 @@ class KafkaQuotaView(SnapshotQuotaView):
             await consumer.seek_to_beginning(*partitions)
             end_offsets: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
         except BaseException:
-            await _stop_quietly(consumer)
+            await internals.stop_consumer(consumer, _STOP_SECONDS)
             raise
         return consumer, end_offsets
 
@@ -167,9 +188,9 @@ class KafkaQuotaView(SnapshotQuotaView):
                 batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
                 for records in batches.values():
                     for record in records:
-                        self._apply(record)
+                        hand_over(self._handler, record)
             except Exception as error:
-                # Kafka errors and bugs alike: keep the view alive, but visibly unhealthy.
+                # Kafka errors and bugs alike: keep reading, but visibly unhealthy.
                 failures += 1
                 self._healthy = False
                 self._last_error = f"{type(error).__name__}: {error}"
@@ -181,14 +202,24 @@ class KafkaQuotaView(SnapshotQuotaView):
                 self._healthy = True
                 self._last_error = None
 
-    def _apply(self, record: Any) -> None:
-        where = f"{record.topic}[{record.partition}]@{record.offset}"
-        self._apply_record(record.key, record.value, record.headers, where)
+    def _mark_ready(self) -> None:
+        if not self._ready.is_set():
+            log.info("reader caught up with %s", self._topic)
+            self._ready.set()
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        self._healthy = False
+        self._last_error = repr(error) if error else _ENDED
+        if error is not None:
+            log.error("the reader of %s stopped", self._topic, exc_info=error)
+        else:
+            log.info("the reader of %s stopped: %s", self._topic, _ENDED)
 
 
-async def _stop_quietly(consumer: Any) -> None:
-    try:
-        async with asyncio.timeout(10.0):
-            await consumer.stop()
-    except (TimeoutError, KafkaError, OSError) as error:
-        log.warning("could not close the quota topic consumer: %s", error)
+if TYPE_CHECKING:
+
+    def _implements(reader: KafkaTopicReader) -> TopicReader:
+        return reader

@@ -1,4 +1,5 @@
-"""The quota view's answers from the snapshots it has read, without a broker."""
+"""The quota view's answers from the snapshots its feed handed over, and its health, without
+a broker: records go straight to the snapshot holder, as any topic reader would hand them."""
 
 from __future__ import annotations
 
@@ -7,17 +8,23 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from infra.bus import BusTopicReader, InProcessEventBus
 from infra.env import GiB
-from ingest.adapters.kafka_quota import KafkaQuotaView
+from infra.feeds import TopicReader
+from infra.kafka.reader import KafkaTopicReader
+from ingest.errors import ServiceUnavailable
+from ingest.ports import QuotaStatus
+from ingest.usecases.quota import QuotaSnapshots, SnapshotQuotaView
 from schemas import QuotaUpdated, Topics, encode
 from schemas.periods import current_period, rfc3339
+from tests.fakes import StaticFeed
 
 NOW = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 
 
 @dataclass
 class Record:
-    """The fields of an aiokafka ConsumerRecord the view reads."""
+    """The fields of an aiokafka ConsumerRecord the snapshot holder reads."""
 
     key: bytes | None
     value: bytes | None
@@ -27,15 +34,30 @@ class Record:
     offset: int = 0
 
 
-def make_view(now: datetime = NOW) -> KafkaQuotaView:
-    return KafkaQuotaView(
-        "127.0.0.1:1",
-        Topics(),
-        quota_bytes=10 * GiB,
-        quota_uploads=100,
-        period_days=30,
-        clock=lambda: now,
-    )
+class View:
+    """A view, the snapshots it answers from, and the feed whose health it reports."""
+
+    def __init__(self, feed: TopicReader | None = None, now: datetime = NOW) -> None:
+        self.snapshots = QuotaSnapshots()
+        self.feed = feed if feed is not None else StaticFeed()
+        self.view = SnapshotQuotaView(
+            self.snapshots,
+            self.feed,
+            quota_bytes=10 * GiB,
+            quota_uploads=100,
+            period_days=30,
+            clock=lambda: now,
+        )
+
+    def _apply(self, record: Record) -> None:
+        self.snapshots.apply(record)
+
+    def status(self, user_id: str) -> QuotaStatus:
+        return self.view.status(user_id)
+
+
+def make_view(now: datetime = NOW) -> View:
+    return View(now=now)
 
 
 def snapshot_record(user_id: str, *, period_start: datetime, **fields: int) -> Record:
@@ -118,7 +140,37 @@ def test_a_tombstone_forgets_the_user_and_bad_records_are_skipped() -> None:
     assert view.status("u").uploads_limit == 100
 
 
-def test_a_new_view_is_neither_ready_nor_healthy() -> None:
-    view = make_view()
-    assert not view.ready.is_set()
-    assert not view.healthy
+@pytest.mark.parametrize("reader_kind", ["kafka", "bus"])
+async def test_a_new_view_is_neither_ready_nor_healthy(reader_kind: str) -> None:
+    snapshots = QuotaSnapshots()
+    reader: KafkaTopicReader | BusTopicReader = (
+        KafkaTopicReader("127.0.0.1:1", Topics().quota, snapshots.apply)
+        if reader_kind == "kafka"
+        else BusTopicReader(
+            InProcessEventBus(Topics(), source="/test"), Topics().quota, snapshots.apply
+        )
+    )
+    assert not reader.ready.is_set()
+    assert not reader.healthy
+    view = SnapshotQuotaView(snapshots, reader, quota_bytes=1, quota_uploads=1, period_days=30)
+    with pytest.raises(ServiceUnavailable, match="not running"):
+        await view.check()
+
+
+async def test_check_tells_a_failing_feed_from_one_still_catching_up() -> None:
+    feed = StaticFeed(topic="ingest.quota", healthy=True)
+    view = View(feed).view
+    with pytest.raises(ServiceUnavailable, match=r"not caught up with 'ingest\.quota'"):
+        await view.check()
+    feed.ready.set()
+    await view.check()
+    feed.healthy, feed.last_error = False, "KafkaConnectionError: no broker"
+    with pytest.raises(ServiceUnavailable, match="failing: KafkaConnectionError: no broker"):
+        await view.check()
+
+
+def test_a_quota_period_lasts_at_least_a_day() -> None:
+    with pytest.raises(ValueError, match="at least one day"):
+        SnapshotQuotaView(
+            QuotaSnapshots(), StaticFeed(), quota_bytes=1, quota_uploads=1, period_days=0
+        )
