@@ -26,11 +26,12 @@ import logging
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 import aiofiles
 import aiofiles.os
 
+from ingest.adapters.local_failures import LocalFailures
 from ingest.adapters.local_files import remove_quietly
 from ingest.adapters.local_parts import (
     CHUNK_SIZE,
@@ -48,20 +49,35 @@ from ingest.adapters.local_parts import (
 from ingest.errors import MultipartUploadMissing, StorageError
 from ingest.ports import StoredObject, StoredPart
 
-if TYPE_CHECKING:
-    from ingest.adapters.local_store import LocalObjectStore
-
 log = logging.getLogger(__name__)
 
 MAX_PART_NUMBER: Final = 10_000
 _COMPLETE: Final = "complete_multipart_upload"
 
 
+class UploadsHome(Protocol):
+    """What an upload needs from the store that holds it (named here, not imported, so the
+    store and its uploads do not import each other)."""
+
+    min_part_size: int
+    failures: LocalFailures
+
+    @property
+    def bucket(self) -> str: ...
+
+    @property
+    def uploads_dir(self) -> Path: ...
+
+    def path_of(self, key: str) -> Path: ...
+
+    async def discard_upload(self, upload_id: str) -> None: ...
+
+
 class LocalMultipartUpload:
     """One open multipart upload of a `LocalObjectStore`; parts may arrive concurrently."""
 
     def __init__(
-        self, store: LocalObjectStore, key: str, upload_id: str, *, verified: bool = False
+        self, store: UploadsHome, key: str, upload_id: str, *, verified: bool = False
     ) -> None:
         self._store = store
         self._key = key

@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import Protocol
 
 import msgspec
 
@@ -39,26 +39,51 @@ from ingest.errors import (
     UploadGone,
 )
 from ingest.pipeline.body import MeteredBody, SizeLimits
+from ingest.pipeline.budget import MemoryBudget
+from ingest.pipeline.config import PipelineConfig
 from ingest.pipeline.container import CONTENT_TYPES, HEAD_BYTES, detect_format, resolve_format
 from ingest.pipeline.ending import run_to_end
 from ingest.pipeline.parts import PartReader
 from ingest.ports import MultipartUpload
+from ingest.usecases.admission import UploadLimits
 from ingest.usecases.tus.body import EndOnFailure, TusInterrupt, Valve
 from ingest.usecases.tus.checksum import OrderedDigest, digesting
 from ingest.usecases.tus.events import TusEvents
 from ingest.usecases.tus.lease import Held
+from ingest.usecases.tus.lifecycle import Lifecycle
 from ingest.usecases.tus.protocol import PatchRequest, UploadInfo
-from ingest.usecases.tus.state import TusSession, TusState, with_state
+from ingest.usecases.tus.state import TusSession, TusSessions, TusState, with_state
+from ingest.usecases.tus.store import TusStore
 from ingest.usecases.tus.writer import Layout, PartWriter, Written
 
-if TYPE_CHECKING:
-    from ingest.usecases.tus.service import TusService
+
+class PatchHost(Protocol):
+    """What a PATCH needs from the tus service that runs it (named here, not imported,
+    so the service and its PATCHes do not import each other)."""
+
+    sessions: TusSessions
+    lifecycle: Lifecycle
+    store: TusStore
+    budget: MemoryBudget
+    pipeline: PipelineConfig
+    limits: UploadLimits
+
+    @property
+    def session_ttl(self) -> float: ...
+
+    def wall_clock(self) -> datetime: ...
+
+    def quota_remaining(self, user_id: str) -> int: ...
+
+    def info_of(self, session: TusSession) -> UploadInfo: ...
+
+    async def read_tail(self, session: TusSession) -> bytes: ...
 
 
 class PatchRun:
     def __init__(
         self,
-        service: TusService,
+        service: PatchHost,
         held: Held,
         request: PatchRequest,
         body: AsyncIterator[bytes],
