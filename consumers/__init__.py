@@ -1,1 +1,1 @@
-"""Independent Kafka consumers: quota accounting, video detection and the live fan-out."""
+"""The consumers of the ingest events: a shared runtime and one package per consumer."""
