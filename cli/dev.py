@@ -21,9 +21,10 @@ import msgspec
 
 from cli.composition import ingest_services, quota_view, wire_services
 from infra.bus import BusTopicReader, InProcessEventBus
+from infra.env import SettingsError
 from ingest.adapters.local_documents import LocalDocumentStore
 from ingest.adapters.local_store import LocalObjectStore
-from ingest.auth import issue_token
+from ingest.auth import KeyConfigurationError, check_hs256_secret, issue_token
 from ingest.http.app import build_app, start_serving, stop_gracefully
 from ingest.http.metrics import IngestMetrics
 from ingest.http.services import IngestServices
@@ -42,12 +43,19 @@ def uses_real_services(environ: Mapping[str, str]) -> bool:
 
 
 def dev_settings(settings: IngestSettings, environ: Mapping[str, str]) -> IngestSettings:
-    """Settings for dev: a JWT secret of its own (kept in the data dir) when none is set."""
+    """Settings for dev: a JWT secret of its own (kept in the data dir) when none is set.
+
+    A kept secret too short for HS256 (edited by hand) raises SettingsError.
+    """
     if settings.jwt_secret or settings.jwt_public_key:
         return settings
     secret_file = settings.data_dir / "dev-jwt-secret"
     if secret_file.exists():
         secret = secret_file.read_text().strip()
+        try:
+            check_hs256_secret(secret)
+        except KeyConfigurationError as error:
+            raise SettingsError(f"{secret_file}: {error}; delete it to get a new one") from None
     else:
         secret_file.parent.mkdir(parents=True, exist_ok=True)
         secret = secrets.token_urlsafe(48)

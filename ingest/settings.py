@@ -1,7 +1,8 @@
 """Settings of the ingest process, read once from the environment at the composition root.
 
 Everything else receives the values it needs as arguments. A malformed
-variable fails start-up with a SettingsError naming it, never later.
+variable fails start-up with a SettingsError naming it, never later; that
+includes a JWT key the verifier would refuse (see `check_jwt_keys`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from infra.env import (
     word_list,
 )
 from infra.s3 import S3Endpoint
+from ingest.auth import KeyConfigurationError, TokenVerifier
 
 
 class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -162,3 +164,27 @@ def _validate(settings: IngestSettings) -> None:
         raise SettingsError("INGEST_MEMORY_BUDGET must hold at least one part (INGEST_PART_SIZE)")
     if settings.min_file_size > settings.max_file_size:
         raise SettingsError("INGEST_MIN_FILE_SIZE is larger than INGEST_MAX_FILE_SIZE")
+    check_jwt_keys(settings)
+
+
+def check_jwt_keys(settings: IngestSettings) -> None:
+    """SettingsError naming the variable when the configured JWT key would be refused.
+
+    Having no key at all is left to the caller: `ingest serve` requires one,
+    `ingest dev` makes its own.
+    """
+    if not (settings.jwt_secret or settings.jwt_public_key):
+        return
+    try:
+        # The verifier itself judges the key, so start-up and serving cannot disagree.
+        TokenVerifier(secret=settings.jwt_secret, public_key=settings.jwt_public_key)
+    except KeyConfigurationError as error:
+        names = [
+            name
+            for name, value in (
+                ("INGEST_JWT_SECRET", settings.jwt_secret),
+                ("INGEST_JWT_PUBLIC_KEY", settings.jwt_public_key),
+            )
+            if value
+        ]
+        raise SettingsError(f"{' and '.join(names)}: {error}") from None

@@ -8,7 +8,7 @@ ignores a newer client's extra fields.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import Meta
@@ -110,9 +110,38 @@ class QuotaResponse(msgspec.Struct, frozen=True, kw_only=True):
     reset_date: str
 
 
+# Far above any real need (one object is at most 5 TiB, one user's default quota 10 GiB),
+# yet low enough that a limit with a few digits too many is refused instead of quietly
+# lifting the quota. Both fit the events' 64-bit integers with room to spare.
+MAX_QUOTA_BYTES: Final = 5 * 1024**5  # 5 PiB
+MAX_QUOTA_UPLOADS: Final = 10**9
+
+QuotaBytesLimit = Annotated[
+    int, Meta(ge=1, le=MAX_QUOTA_BYTES, description="bytes per period, 1 to 5 PiB")
+]
+QuotaUploadsLimit = Annotated[
+    int, Meta(ge=1, le=MAX_QUOTA_UPLOADS, description="uploads per period, 1 to 10^9")
+]
+
+
 class SetQuotaRequest(msgspec.Struct, frozen=True, kw_only=True):
-    quota_limit: Annotated[int, Meta(ge=0)] | None = None
-    uploads_limit: Annotated[int, Meta(ge=0)] | None = None
+    """`PUT /v1/admin/quotas/{user_id}`: a user's limits, replacing the ones set before.
+
+    A limit left out (or null) is the service-wide default. At least one limit
+    must be given: an empty body is far more likely a client's mistake than a
+    wish to reset both, so decoding it raises a ValidationError saying so.
+    Limits are positive: shutting a user out is the identity provider's job
+    (no token), not a quota of 0.
+    """
+
+    quota_limit: QuotaBytesLimit | None = None
+    uploads_limit: QuotaUploadsLimit | None = None
+
+    def __post_init__(self) -> None:
+        if self.quota_limit is None and self.uploads_limit is None:
+            raise ValueError(
+                "the request sets no limit: give quota_limit (bytes), uploads_limit, or both"
+            )
 
 
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):

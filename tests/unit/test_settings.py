@@ -1,8 +1,10 @@
-"""Settings from the environment: sizes, durations, lists, and clear errors."""
+"""Settings from the environment: sizes, durations, lists, JWT keys, and clear errors."""
 
 from __future__ import annotations
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from infra.env import GiB, MiB, SettingsError, TiB
 from ingest.settings import ingest_settings_from_env
@@ -59,3 +61,54 @@ def test_local_credentials_are_assumed_only_for_the_local_endpoint() -> None:
     assert on_aws.aws_secret_access_key is None
     explicit = ingest_settings_from_env({"S3_ENDPOINT_URL": "", "AWS_ACCESS_KEY_ID": "AKIA"})
     assert explicit.aws_access_key_id == "AKIA"
+
+
+# --- the JWT key, judged at start --------------------------------------------------------
+
+
+def _public_pem(bits: int = 2048) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def test_a_good_secret_or_public_key_is_kept() -> None:
+    secret = "s" * 32
+    assert ingest_settings_from_env({"INGEST_JWT_SECRET": secret}).jwt_secret == secret
+    pem = _public_pem()
+    assert ingest_settings_from_env({"INGEST_JWT_PUBLIC_KEY": pem}).jwt_public_key == pem
+
+
+def test_no_key_is_left_to_the_command() -> None:
+    settings = ingest_settings_from_env({})
+    assert settings.jwt_secret is None
+    assert settings.jwt_public_key is None
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"INGEST_JWT_SECRET": "too-short"}, r"^INGEST_JWT_SECRET: the HS256 secret is 9 bytes"),
+        (
+            {"INGEST_JWT_PUBLIC_KEY": "ssh-rsa AAAAB3NzaC1yc2E"},
+            r"^INGEST_JWT_PUBLIC_KEY: the RS256 public key is not a PEM public key",
+        ),
+        (
+            {"INGEST_JWT_SECRET": "s" * 40, "INGEST_JWT_PUBLIC_KEY": "irrelevant"},
+            r"^INGEST_JWT_SECRET and INGEST_JWT_PUBLIC_KEY: both .* set exactly one",
+        ),
+    ],
+)
+def test_a_key_the_verifier_would_refuse_fails_start_up_naming_the_variable(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        ingest_settings_from_env(env)
+
+
+def test_a_short_rsa_key_fails_start_up() -> None:
+    with pytest.raises(SettingsError, match=r"INGEST_JWT_PUBLIC_KEY: .* at least 2048"):
+        ingest_settings_from_env({"INGEST_JWT_PUBLIC_KEY": _public_pem(1024)})
