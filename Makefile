@@ -1,6 +1,7 @@
 # Two entry points a new machine needs: `make dev` runs the service, `make test` runs every check.
 # Both create .venv and install the project into it first; nothing else is assumed but
-# Python 3.11+, and for the test stack Java 17+, Maven and Go (see scripts/system-deps).
+# Python 3.11+, and for the tests Java 17+, Maven and Go (the stack) and Node.js with npm
+# (the AsyncAPI validator, installed outside the repo): see scripts/system-deps.
 
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -24,10 +25,12 @@ lint: setup
 
 test: setup
 	scripts/system-deps
+	scripts/asyncapi-validator install
 	$(MAKE) lint
 	$(BIN)/pytest
 
 unit: setup
+	scripts/asyncapi-validator install
 	$(BIN)/pytest tests/unit
 
 integration: setup

@@ -2,7 +2,8 @@
 
 Shared by the write path and every consumer, so it imports only msgspec and the
 standard library. The JSON Schemas generated from these types are published in
-`schemas/json/` (regenerate with `python -m schemas.jsonschema`).
+`schemas/json/`, the AsyncAPI document of the topics in `schemas/asyncapi.json`
+(regenerate both with `python -m schemas.jsonschema`).
 """
 
 from schemas.cloudevents import (

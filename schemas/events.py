@@ -59,8 +59,10 @@ __all__ = [
     "UploadStarted",
     "VideoInfo",
     "event_type",
+    "key_field",
     "key_of",
     "schema_uri",
+    "subject_field",
     "subject_of",
 ]
 
@@ -332,20 +334,31 @@ def schema_uri(event_type: str) -> str:
     return SCHEMA_URI_PREFIX + event_type
 
 
+def subject_field(cls: type[Event]) -> Literal["upload_id", "user_id"]:
+    """The payload field the `ce_subject` header repeats for events of this class.
+
+    The upload for upload and detection events, else the user.
+    """
+    return "upload_id" if issubclass(cls, UploadEvent | DetectionEvent) else "user_id"
+
+
 def subject_of(event: Event) -> str:
-    """What the event is about: the upload for upload and detection events, else the user."""
-    if isinstance(event, UploadEvent | DetectionEvent):
-        return event.upload_id
-    return event.user_id
+    """What the event is about: the value of its `subject_field`."""
+    subject: str = getattr(event, subject_field(type(event)))
+    return subject
 
 
-def key_of(event: Event) -> bytes:
-    """The Kafka record key: upload_id for progress, user_id for everything else.
+def key_field(cls: type[Event]) -> Literal["upload_id", "user_id"]:
+    """The payload field whose UTF-8 bytes are the Kafka record key of events of this class.
 
     Progress is keyed per upload so its compacted topic keeps the last state of
     each upload; the other topics are keyed per user so one user's events stay
     in order on one partition.
     """
-    if isinstance(event, UploadProgress):
-        return event.upload_id.encode()
-    return event.user_id.encode()
+    return "upload_id" if issubclass(cls, UploadProgress) else "user_id"
+
+
+def key_of(event: Event) -> bytes:
+    """The Kafka record key: the value of the event's `key_field`, as UTF-8."""
+    key: str = getattr(event, key_field(type(event)))
+    return key.encode()

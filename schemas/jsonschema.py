@@ -1,9 +1,11 @@
-"""JSON Schemas of the events, generated from the msgspec types.
+"""JSON Schemas of the events, generated from the msgspec types; the generator command.
 
 `generate()` builds them in memory; `write()` and `python -m schemas.jsonschema`
-(re)write the published copies in `schemas/json/`, which are kept in git and
-compared with `generate()` by a unit test. `--check` exits with status 1 and
-names the files when the published copies have drifted, instead of writing.
+(re)write the published copies in `schemas/json/`, and the command also writes
+the AsyncAPI document (`schemas/asyncapi.json`, see `schemas.asyncapi`). Both are
+kept in git and compared with what the types generate by unit tests. `--check`
+exits with status 1 and names the files when the published copies have drifted,
+instead of writing.
 
 One file per event type, `<type>.json`, whose `$id` is the URI a record's
 `ce_dataschema` header points at, plus `events.json` for the whole union.
@@ -12,7 +14,6 @@ One file per event type, `<type>.json`, whose `$id` is the URI a record's
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 from collections.abc import Sequence
@@ -21,6 +22,8 @@ from typing import Any, Final
 
 import msgspec
 
+from schemas import asyncapi
+from schemas.definitions import publish
 from schemas.events import EVENT_TYPES, SCHEMA_URI_PREFIX, Event, schema_uri
 
 __all__ = ["JSON_DIR", "UNION_FILE", "drift", "generate", "main", "render", "write"]
@@ -29,11 +32,6 @@ JSON_DIR: Final = Path(__file__).parent / "json"
 UNION_FILE: Final = "events.json"
 
 _DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
-
-# The Structs default these so producers need not fill them in, which makes
-# msgspec list them as optional. On the wire they are always present (decode
-# rejects an event_id that is not the ce_id), so the published contract says so.
-_ALWAYS_SENT: Final = ("event_id", "occurred_at")
 
 
 def generate() -> dict[str, dict[str, Any]]:
@@ -46,16 +44,7 @@ def generate() -> dict[str, dict[str, Any]]:
 
 
 def _published(schema: dict[str, Any], uri: str) -> dict[str, Any]:
-    event_names = {cls.__name__ for cls in EVENT_TYPES.values()}
-    for name, definition in schema.get("$defs", {}).items():
-        # msgspec copies class docstrings as they are compiled, and Python 3.13
-        # started stripping their indentation: normalise, or the published files
-        # would depend on the interpreter that generated them.
-        if "description" in definition:
-            definition["description"] = inspect.cleandoc(definition["description"])
-        if name in event_names:
-            required: list[str] = definition.setdefault("required", [])
-            required.extend(field for field in _ALWAYS_SENT if field not in required)
+    publish(schema.get("$defs", {}))
     return {"$schema": _DIALECT, "$id": uri, **schema}
 
 
@@ -101,15 +90,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--dir", type=Path, default=JSON_DIR, help="default: %(default)s")
     parser.add_argument(
+        "--asyncapi", type=Path, default=asyncapi.ASYNCAPI_FILE, help="default: %(default)s"
+    )
+    parser.add_argument(
         "--check", action="store_true", help="report drift and exit 1 instead of writing"
     )
     args = parser.parse_args(argv)
     if args.check:
-        wrong = drift(args.dir)
-        for name in wrong:
-            print(f"out of date: {args.dir / name}", file=sys.stderr)
+        wrong = [args.dir / name for name in drift(args.dir)]
+        if asyncapi.drift(args.asyncapi):
+            wrong.append(args.asyncapi)
+        for path in wrong:
+            print(f"out of date: {path}", file=sys.stderr)
         return 1 if wrong else 0
-    for path in write(args.dir):
+    for path in [*write(args.dir), asyncapi.write(args.asyncapi)]:
         print(path)
     return 0
 

@@ -1,8 +1,9 @@
 """Kafka topics as plain data: names, keys, partition counts and configurations.
 
 Provisioning creates topics from `Topics.specs()`, producers route with
-`topic_for`. Nothing here talks to Kafka. A prefix that Kafka would refuse as
-part of a topic name raises ValueError when `Topics` is built; `topic_for`
+`topic_for`, the AsyncAPI document lists each topic's types with
+`event_types_on`. Nothing here talks to Kafka. A prefix that Kafka would refuse
+as part of a topic name raises ValueError when `Topics` is built; `topic_for`
 raises KeyError for an event type that has no topic.
 """
 
@@ -27,7 +28,7 @@ from schemas.events import (
     event_type,
 )
 
-__all__ = ["DEFAULT_PREFIX", "TOPIC_SPECS", "TopicSpec", "Topics", "topic_for"]
+__all__ = ["DEFAULT_PREFIX", "TOPIC_SPECS", "TopicSpec", "Topics", "event_types_on", "topic_for"]
 
 DEFAULT_PREFIX: Final = "ingest."
 
@@ -187,6 +188,14 @@ class Topics:
     def specs(self) -> list[tuple[str, TopicSpec]]:
         """(full name, spec) for every topic, in a stable order."""
         return [(self.prefix + spec.suffix, spec) for spec in TOPIC_SPECS]
+
+
+def event_types_on(suffix: str) -> list[str]:
+    """The CloudEvents types published on the topic with this suffix, in a stable order.
+
+    Empty for a topic that carries no event type of its own (the DLQ).
+    """
+    return [tag for tag, routed_to in _ROUTES.items() if routed_to == suffix]
 
 
 def topic_for(event_type_tag: str, topics: Topics) -> str:
