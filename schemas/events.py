@@ -26,6 +26,24 @@ them with code we do not control and with the JSON Schemas in `schemas/json/`):
 * A change that cannot follow these rules is a new event type whose tag carries
   a version suffix (`ingest.upload.completed.v2`), published next to the old
   one until every consumer has moved.
+
+These rules are checked, not only written: `schemas/released/` keeps the JSON
+Schemas of the last release, and a test (`schemas.compatibility`) refuses any
+change that a consumer of them would not survive, in both directions (a field
+removed or renamed, a type narrowed or widened, a required field added, an enum
+value removed or added, an event type removed), naming the type and the field.
+
+The release step, once the release's changes are merged:
+
+1. `python -m schemas.compatibility --release` runs the same check and, only if
+   it passes, makes the schemas of now the snapshot in `schemas/released/`;
+2. if the snapshot changed, raise the minor number of `CONTRACT_VERSION` in
+   `schemas/asyncapi.py` and run `python -m schemas.jsonschema`;
+3. commit `schemas/released/`, the version and the generated files together.
+
+Retiring a superseded type once no consumer reads it is the one deliberate
+break: delete its file from `schemas/released/` in the reviewed commit that
+removes the type.
 """
 
 from __future__ import annotations
