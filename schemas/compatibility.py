@@ -14,7 +14,9 @@ registry in FULL compatibility mode would:
 Annotations (`title`, `description`, `default`, `examples`) may change freely.
 Each problem is one line naming the event type and the field. `python -m
 schemas.compatibility` prints them and exits 1; with `--release` it refreshes
-the snapshot instead, and only when there are none.
+the snapshot instead, and only when there are none. A schema whose references
+cannot be followed (a cycle, or a target outside its `$defs`; the generated
+ones have neither) raises ValueError rather than being judged half-read.
 """
 
 from __future__ import annotations

@@ -1,18 +1,19 @@
 """Run real ingest servers inside the test's event loop, and read back what they did.
 
 `running_ingest` builds the real services (S3 on MinIO, Kafka) from settings and
-serves them on a free loopback port; `UploadEvents` reads the module's topics;
-`stored_sha256`, `open_uploads` and `bucket_keys` look at the bucket directly.
+serves them on a free loopback port; `topic_events` and `upload_events` read the
+module's topics; `stored_sha256`, `open_uploads` and `bucket_keys` look at the
+bucket directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
@@ -23,7 +24,9 @@ from ingest.auth import issue_token
 from ingest.http.app import build_app, start_serving, stop_gracefully
 from ingest.http.services import IngestServices
 from ingest.settings import IngestSettings
-from schemas import Event, Topics, UploadEvent, decode
+from schemas import Event, EventBase, Topics, UploadEvent, decode
+
+E = TypeVar("E", bound=EventBase)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,42 @@ async def running_ingest(settings: IngestSettings) -> AsyncIterator[RunningInges
             await runner.cleanup()
 
 
+async def topic_events(
+    settings: IngestSettings,
+    topic_names: Sequence[str],
+    kind: type[E],
+    *,
+    keep: Callable[[E], bool],
+    until: Callable[[list[E]], bool],
+    order: Callable[[E], int] | None = None,
+    within: float = 30.0,
+) -> list[E]:
+    """The events of class `kind` that `keep` accepts, read from the start of the topics
+    until `until` holds of them (in `order` when one is given)."""
+    consumer = AIOKafkaConsumer(
+        *topic_names,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[E] = []
+    try:
+        async with asyncio.timeout(within):
+            while not until(found):
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    for record in records:
+                        event: Event | None = decode(record.value, record.headers)
+                        if isinstance(event, kind) and keep(event):
+                            found.append(event)
+                if order is not None:
+                    found.sort(key=order)
+    finally:
+        await consumer.stop()
+    return found
+
+
 async def upload_events(
     settings: IngestSettings,
     upload_id: str,
@@ -66,28 +105,15 @@ async def upload_events(
 ) -> list[UploadEvent]:
     """Every event of one upload, from the uploads and progress topics, in sequence order."""
     topics = Topics(settings.topic_prefix)
-    consumer = AIOKafkaConsumer(
-        topics.uploads,
-        topics.progress,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
+    return await topic_events(
+        settings,
+        [topics.uploads, topics.progress],
+        UploadEvent,
+        keep=lambda event: event.upload_id == upload_id,
+        until=until,
+        order=lambda event: event.sequence,
+        within=within,
     )
-    await consumer.start()
-    found: list[UploadEvent] = []
-    try:
-        async with asyncio.timeout(within):
-            while not until(found):
-                batch = await consumer.getmany(timeout_ms=500)
-                for records in batch.values():
-                    for record in records:
-                        event: Event | None = decode(record.value, record.headers)
-                        if isinstance(event, UploadEvent) and event.upload_id == upload_id:
-                            found.append(event)
-                found.sort(key=lambda e: e.sequence)
-    finally:
-        await consumer.stop()
-    return found
 
 
 def ended(events: list[UploadEvent]) -> bool:

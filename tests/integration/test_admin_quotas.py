@@ -7,7 +7,6 @@ answered 202 and published there once.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,11 +14,10 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from ingest.settings import IngestSettings
-from schemas import QuotaLimitsSet, Topics, decode
-from tests.integration.harness import RunningIngest, running_ingest
+from schemas import QuotaLimitsSet, Topics
+from tests.integration.harness import RunningIngest, running_ingest, topic_events
 
 PiB = 1024**5
 
@@ -40,26 +38,13 @@ async def limit_commands(
     settings: IngestSettings, user_id: str, count: int
 ) -> list[QuotaLimitsSet]:
     """The first `count` limit commands for `user_id`, read from the start of the topic."""
-    consumer = AIOKafkaConsumer(
-        Topics(settings.topic_prefix).quota_commands,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
+    return await topic_events(
+        settings,
+        [Topics(settings.topic_prefix).quota_commands],
+        QuotaLimitsSet,
+        keep=lambda command: command.user_id == user_id,
+        until=lambda found: len(found) >= count,
     )
-    await consumer.start()
-    found: list[QuotaLimitsSet] = []
-    try:
-        async with asyncio.timeout(30):
-            while len(found) < count:
-                batch = await consumer.getmany(timeout_ms=500)
-                for records in batch.values():
-                    for record in records:
-                        event = decode(record.value, record.headers)
-                        if isinstance(event, QuotaLimitsSet) and event.user_id == user_id:
-                            found.append(event)
-    finally:
-        await consumer.stop()
-    return found
 
 
 REFUSED: list[tuple[Any, str, str | None]] = [

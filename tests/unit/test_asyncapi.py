@@ -117,6 +117,11 @@ def test_every_topic_is_a_channel_with_its_prefix_partitions_and_cleanup(
         if "retention.ms" in spec.config:
             assert configuration["retention.ms"] == int(spec.config["retention.ms"])
         assert f"Key: {spec.key};" in channel["description"]
+        # The topic's key plan and its messages' keys are the same field.
+        for reference in channel.get("messages", {}).values():
+            name = reference["$ref"].removeprefix("#/components/messages/")
+            key = document["components"]["messages"][name]["bindings"]["kafka"]["key"]
+            assert f"`{spec.key}`" in key["description"]
     assert "Compacted" in channels["quota"]["description"]
     assert "Compacted" not in channels["uploads"]["description"]
 
