@@ -87,8 +87,9 @@ def test_the_official_parser_finds_the_committed_document_valid() -> None:
 
 
 def test_the_parser_refuses_an_operation_sending_another_channels_message(
-    document: dict[str, Any], tmp_path: Path
+    tmp_path: Path,
 ) -> None:
+    document = generate()
     document["operations"]["send_uploads"]["messages"].append(
         {"$ref": "#/channels/progress/messages/UploadProgress"}
     )
