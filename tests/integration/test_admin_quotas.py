@@ -8,7 +8,6 @@ answered 202 and published there once.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -17,21 +16,9 @@ import pytest
 
 from ingest.settings import IngestSettings
 from schemas import QuotaLimitsSet, Topics
-from tests.integration.harness import RunningIngest, running_ingest, topic_events
+from tests.integration.harness import RunningIngest, topic_events
 
 PiB = 1024**5
-
-
-@pytest.fixture
-async def ingest(settings: IngestSettings) -> AsyncIterator[RunningIngest]:
-    async with running_ingest(settings) as server:
-        yield server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def limit_commands(
