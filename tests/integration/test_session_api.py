@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import aiohttp
-import pytest
 
-from ingest.settings import IngestSettings
-from tests.integration.harness import RunningIngest, running_ingest
+from tests.integration.harness import RunningIngest
 from tests.media import fake_video, sha256_of
-
-
-@pytest.fixture
-async def ingest(settings: IngestSettings) -> AsyncIterator[RunningIngest]:
-    async with running_ingest(settings) as server:
-        yield server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_dashboard_aliases_reach_the_same_sessions(

@@ -65,12 +65,6 @@ async def pair(settings: IngestSettings) -> AsyncIterator[tuple[RunningIngest, R
         yield first, second
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def _tus(ingest: RunningIngest, user: str, **headers: str) -> dict[str, str]:
     return {**ingest.auth(user), "Tus-Resumable": "1.0.0", **headers}
 

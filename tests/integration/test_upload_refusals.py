@@ -46,12 +46,6 @@ async def ingest(small_settings: IngestSettings) -> AsyncIterator[RunningIngest]
         yield server
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def _session(
     http: aiohttp.ClientSession, ingest: RunningIngest, user: str = "alice", **fields: object
 ) -> dict[str, str]:

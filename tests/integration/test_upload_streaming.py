@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import aiohttp
-import pytest
 
 from ingest.settings import IngestSettings
 from schemas import UploadCompleted, UploadProgress, UploadStarted
@@ -13,19 +10,12 @@ from tests.integration.harness import (
     RunningIngest,
     ended,
     open_uploads,
-    running_ingest,
     stored_sha256,
     upload_events,
 )
 from tests.media import MiB, async_chunks, fake_video_chunks, sha256_of
 
 SIZE = 200 * MiB
-
-
-@pytest.fixture
-async def ingest(settings: IngestSettings) -> AsyncIterator[RunningIngest]:
-    async with running_ingest(settings) as server:
-        yield server
 
 
 async def _create_session(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -12,22 +11,10 @@ import pytest
 
 from infra.s3 import open_s3, warm_session
 from ingest.settings import IngestSettings
-from tests.integration.harness import RunningIngest, running_ingest
+from tests.integration.harness import RunningIngest
 from tests.media import fake_video, sha256_of
 
 LOOKALIKE_PAIRS = [("a/b", "a_b"), ("auth0|1", "auth0_1"), (" alice", "alice")]
-
-
-@pytest.fixture
-async def ingest(settings: IngestSettings) -> AsyncIterator[RunningIngest]:
-    async with running_ingest(settings) as server:
-        yield server
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def bearer(ingest: RunningIngest, claims: dict[str, Any]) -> dict[str, str]:
