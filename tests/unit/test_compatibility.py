@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from schemas import ERROR_CODES
 from schemas.compatibility import RELEASED_DIR, breaking_changes, check, load
 from schemas.jsonschema import JSON_DIR
 
@@ -35,6 +36,15 @@ def definition(files: Files, tag: str, name: str) -> dict[str, Any]:
 def fields(files: Files, tag: str, name: str) -> dict[str, Any]:
     found: dict[str, Any] = definition(files, tag, name)["properties"]
     return found
+
+
+def changed(tag: str, struct: str, field: str, **keywords: Any) -> Callable[[Files], None]:
+    """A change that sets these keywords in the schema of one field."""
+
+    def apply(files: Files) -> None:
+        fields(files, tag, struct)[field].update(keywords)
+
+    return apply
 
 
 def rename_sha256(files: Files) -> None:
@@ -73,8 +83,11 @@ BREAKING: list[tuple[str, Callable[[Files], None], list[str]]] = [
     ),
     (
         "a nullable field made non-null",
-        lambda files: fields(files, "ingest.upload.started", "UploadStarted").update(
-            total_bytes={"type": "integer", "minimum": 0}
+        changed(
+            "ingest.upload.started",
+            "UploadStarted",
+            "total_bytes",
+            anyOf=[{"type": "integer", "minimum": 0}],
         ),
         [
             "ingest.upload.started: field `total_bytes` narrowed: null is refused, and records"
@@ -83,9 +96,7 @@ BREAKING: list[tuple[str, Callable[[Files], None], list[str]]] = [
     ),
     (
         "a nested number made an integer",
-        lambda files: fields(files, "ingest.detection.completed", "VideoInfo")["fps"].update(
-            type="integer"
-        ),
+        changed("ingest.detection.completed", "VideoInfo", "fps", type="integer"),
         [
             "ingest.detection.completed: field `video.fps` narrowed: a number is refused, and"
             " records already in the topics hold it"
@@ -93,9 +104,7 @@ BREAKING: list[tuple[str, Callable[[Files], None], list[str]]] = [
     ),
     (
         "a bound tightened",
-        lambda files: fields(files, "ingest.upload.started", "UploadStarted")["priority"].update(
-            maximum=9
-        ),
+        changed("ingest.upload.started", "UploadStarted", "priority", maximum=9),
         [
             "ingest.upload.started: field `priority` narrowed: maximum 10 -> 9; records already"
             " in the topics may not fit"
@@ -111,9 +120,12 @@ BREAKING: list[tuple[str, Callable[[Files], None], list[str]]] = [
     ),
     (
         "an enum value removed",
-        lambda files: fields(files, "ingest.upload.failed", "UploadFailed")["error_code"][
-            "enum"
-        ].remove("TIMEOUT"),
+        changed(
+            "ingest.upload.failed",
+            "UploadFailed",
+            "error_code",
+            enum=[code for code in ERROR_CODES if code != "TIMEOUT"],
+        ),
         [
             'ingest.upload.failed: field `error_code` narrowed: the value "TIMEOUT" is refused,'
             " and records already in the topics hold it"
@@ -121,9 +133,12 @@ BREAKING: list[tuple[str, Callable[[Files], None], list[str]]] = [
     ),
     (
         "an enum value added to a closed set",
-        lambda files: fields(files, "ingest.upload.failed", "UploadFailed")["protocol"][
-            "enum"
-        ].append("ftp"),
+        changed(
+            "ingest.upload.failed",
+            "UploadFailed",
+            "protocol",
+            enum=["dashboard", "stream", "tus", "ftp"],
+        ),
         [
             'ingest.upload.failed: field `protocol` widened: the value "ftp" is accepted, and'
             " consumers of the release refuse it"
@@ -131,9 +146,7 @@ BREAKING: list[tuple[str, Callable[[Files], None], list[str]]] = [
     ),
     (
         "a type widened",
-        lambda files: fields(files, "ingest.quota.updated", "QuotaUpdated")["bytes_used"].update(
-            type="number"
-        ),
+        changed("ingest.quota.updated", "QuotaUpdated", "bytes_used", type="number"),
         [
             "ingest.quota.updated: field `bytes_used` widened: a number is accepted, and"
             " consumers of the release refuse it"
@@ -141,8 +154,8 @@ BREAKING: list[tuple[str, Callable[[Files], None], list[str]]] = [
     ),
     (
         "a pattern changed",
-        lambda files: fields(files, "ingest.upload.completed", "UploadCompleted")["sha256"].update(
-            pattern="^[0-9a-fA-F]{64}$"
+        changed(
+            "ingest.upload.completed", "UploadCompleted", "sha256", pattern="^[0-9a-fA-F]{64}$"
         ),
         [
             "ingest.upload.completed: field `sha256` changed: pattern '^[0-9a-f]{64}$' ->"
@@ -182,15 +195,11 @@ HARMLESS: list[tuple[str, Callable[[Files], None]]] = [
     ),
     (
         "a description reworded",
-        lambda files: fields(files, "ingest.detection.completed", "VideoInfo")["fps"].update(
-            description="frames per second"
-        ),
+        changed("ingest.detection.completed", "VideoInfo", "fps", description="frames per second"),
     ),
     (
         "a default changed",
-        lambda files: fields(files, "ingest.upload.started", "UploadStarted")["priority"].update(
-            default=6
-        ),
+        changed("ingest.upload.started", "UploadStarted", "priority", default=6),
     ),
 ]
 
