@@ -64,8 +64,8 @@ class ScriptedApp:
         self.handled.append(key)
         self.changed.set()
 
-    async def wait_for(self, count: int, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, count: int) -> None:
+        async with asyncio.timeout(5):
             while len(self.handled) < count:
                 self.changed.clear()
                 await self.changed.wait()

@@ -11,6 +11,7 @@ partitions a member owns.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Final, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -77,7 +78,5 @@ class ConsumerMetrics:
         self.lag.labels(self.consumer, partition.topic, str(partition.partition)).set(lag)
 
     def forget(self, partition: TopicPartition) -> None:
-        try:
+        with contextlib.suppress(KeyError):  # never measured
             self.lag.remove(self.consumer, partition.topic, str(partition.partition))
-        except KeyError:
-            pass  # never measured

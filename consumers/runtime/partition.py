@@ -20,6 +20,7 @@ task (`task`), which it watches.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -95,10 +96,8 @@ class PartitionWorker:
                 grace,
             )
             self.task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-            except asyncio.CancelledError:
-                pass
 
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as running:

@@ -173,7 +173,7 @@ class ConsumerRuntime:
                 if not error.retriable:
                     raise
                 log.warning("%s cannot fetch now: %s", self.app.name, error.message)
-                await _first(stop, self._failed, timeout=self.options.fetch_retry_seconds)
+                await _first(stop, self._failed, seconds=self.options.fetch_retry_seconds)
                 continue
             self.last_poll = time.monotonic()
             self.last_error = None
@@ -187,8 +187,12 @@ class ConsumerRuntime:
         if worker is None:
             # Revoked between the fetch and now (or on_assigned failed): not tracked, so not
             # committed; whoever reads the partition next reads these again.
-            log.info("%s drops %d records of %s: not assigned", self.app.name, len(records),
-                     _names({partition}))
+            log.info(
+                "%s drops %d records of %s: not assigned",
+                self.app.name,
+                len(records),
+                _names({partition}),
+            )
             return
         worker.submit(records)
         if worker.full and partition not in self._paused:
@@ -204,10 +208,9 @@ class ConsumerRuntime:
             self._consumer.resume(partition)
 
     async def _drain(self, worker: PartitionWorker) -> None:
-        try:
+        # A worker whose task failed raises here: `_watch` has recorded and logged it already.
+        with contextlib.suppress(Exception):
             await worker.drain(self.options.drain_seconds)
-        except Exception:
-            pass  # the worker's task failed: `_watch` has recorded and logged it already
 
     async def _commit(self, workers: Sequence[PartitionWorker]) -> None:
         consumer = self._consumer
@@ -272,11 +275,11 @@ class ConsumerRuntime:
         self._failed.set()
 
 
-async def _first(*events: asyncio.Event, timeout: float) -> None:
-    """Until one of `events` is set or `timeout` passes."""
+async def _first(*events: asyncio.Event, seconds: float) -> None:
+    """Until one of `events` is set or `seconds` pass."""
     waiters = [asyncio.create_task(event.wait()) for event in events]
     try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()

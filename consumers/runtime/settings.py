@@ -30,7 +30,9 @@ def consumer_settings_from_env(environ: Mapping[str, str] | None = None) -> Cons
     env = os.environ if environ is None else environ
     defaults = ConsumerSettings()
     return ConsumerSettings(
-        kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap_servers),
+        kafka_bootstrap_servers=env.get(
+            "KAFKA_BOOTSTRAP_SERVERS", defaults.kafka_bootstrap_servers
+        ),
         topic_prefix=env.get("INGEST_TOPIC_PREFIX", defaults.topic_prefix),
         metrics_host=env.get("CONSUMER_METRICS_HOST", defaults.metrics_host),
         metrics_port=integer(

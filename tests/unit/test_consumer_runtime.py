@@ -62,9 +62,9 @@ async def committed(bus: InProcessEventBus, group: str, topic: str) -> int | Non
     return await bus.group_consumer(group, topic).committed(TopicPartition(topic, 0))
 
 
-async def until(condition: object, timeout: float = 5.0) -> None:
+async def until(condition: object) -> None:
     assert callable(condition)
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(5):
         while not condition():
             await asyncio.sleep(0.005)
 
