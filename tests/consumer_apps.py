@@ -65,7 +65,10 @@ class ScriptedApp:
         self.changed.set()
 
     async def wait_for(self, count: int) -> None:
-        async with asyncio.timeout(5):
+        await self.wait_for_within(count, seconds=5)
+
+    async def wait_for_within(self, count: int, *, seconds: float) -> None:
+        async with asyncio.timeout(seconds):
             while len(self.handled) < count:
                 self.changed.clear()
                 await self.changed.wait()
