@@ -20,6 +20,8 @@ from pathlib import Path
 import msgspec
 
 from cli.composition import ingest_services, quota_view, wire_services
+from consumers.runtime import ConsumerApp
+from consumers.runtime.inprocess import consumers_on_bus
 from infra.bus import BusTopicReader, InProcessEventBus
 from infra.env import SettingsError
 from ingest.adapters.local_documents import LocalDocumentStore
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DEV_USER = "dev"
 TOKEN_TTL_SECONDS = 7 * 24 * 3600
+DEV_CONSUMERS: list[ConsumerApp] = []
 
 
 def uses_real_services(environ: Mapping[str, str]) -> bool:
@@ -78,6 +81,8 @@ async def embedded_services(settings: IngestSettings) -> AsyncIterator[IngestSer
         quota_feed = await stack.enter_async_context(
             BusTopicReader(bus, bus.topics.quota, snapshots.apply)
         )
+        # The consumer apps join here as they are written, each on the same bus.
+        await stack.enter_async_context(consumers_on_bus(bus, DEV_CONSUMERS))
         yield wire_services(
             settings,
             store=LocalObjectStore(data / "objects", settings.s3_bucket),

@@ -82,6 +82,21 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=None, help="port (default 8080)")
     dev.set_defaults(run=_dev)
 
+    consume = commands.add_parser(
+        "consume", help="run one consumer on Kafka until SIGTERM (health and metrics on a port)"
+    )
+    consume.add_argument("name", help="the consumer to run")
+    consume.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="health and metrics port (CONSUMER_METRICS_PORT)",
+    )
+    consume.add_argument(
+        "--metrics-host", default=None, help="address of that port (CONSUMER_METRICS_HOST)"
+    )
+    consume.set_defaults(run=_consume)
+
     token = commands.add_parser(
         "token", help="issue a development token (HS256, INGEST_JWT_SECRET)"
     )
@@ -164,6 +179,27 @@ def _dev(args: argparse.Namespace) -> int:
     settings = dev_settings(ingest_settings_from_env(), os.environ)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     asyncio.run(run_dev(msgspec.structs.replace(settings, **overrides)))
+    return 0
+
+
+def _consume(args: argparse.Namespace) -> int:
+    from cli.consume import CONSUMER_APPS, run_consumer
+    from consumers.runtime.settings import consumer_settings_from_env
+
+    factory = CONSUMER_APPS.get(args.name)
+    if factory is None:
+        known = ", ".join(sorted(CONSUMER_APPS)) or "none yet"
+        print(f"ingest: no consumer named {args.name!r} (known: {known})", file=sys.stderr)
+        return 2
+    _configure_logging()
+    settings = consumer_settings_from_env()
+    overrides = {
+        k: v
+        for k, v in (("metrics_port", args.metrics_port), ("metrics_host", args.metrics_host))
+        if v is not None
+    }
+    settings = msgspec.structs.replace(settings, **overrides)
+    asyncio.run(run_consumer(factory(settings), settings))
     return 0
 
 

@@ -15,6 +15,10 @@ and `infra.bus`), so that code written against them runs the same on both:
   committed offset, so records not committed are delivered again. A
   `RebalanceListener` hears which partitions the member gains and loses.
 
+Two small capabilities stand beside them, each its own Protocol: `EndOffsets`
+(where each partition ends now, for consumer lag) and `RecordPublisher`
+(append one raw record, e.g. a dead letter, keeping its key and headers).
+
 How it fails: these are interfaces; each implementation documents its errors.
 Both raise the errors of `infra.errors`: ServiceUnavailable when the backend
 cannot be reached or is closed, PartitionNotAssigned when a member commits or
@@ -200,3 +204,32 @@ class GroupConsumer(Protocol):
         ...
 
     def resume(self, *partitions: TopicPartition) -> None: ...
+
+
+class EndOffsets(Protocol):
+    """Where partitions end now: the offset the next record will get (for consumer lag).
+
+    On Kafka read with `read_committed` this is the last stable offset.
+    ServiceUnavailable when the backend does not answer in time.
+    """
+
+    async def end_offsets(
+        self, partitions: frozenset[TopicPartition]
+    ) -> Mapping[TopicPartition, int]: ...
+
+
+class RecordPublisher(Protocol):
+    """Appends one raw record to a topic, as it is: key, value and headers untouched.
+
+    Returns once the backend has it. EventDeliveryError (with `retriable`)
+    when it does not within the implementation's time limit.
+    """
+
+    async def publish_record(
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None: ...

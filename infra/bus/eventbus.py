@@ -31,13 +31,13 @@ import itertools
 import logging
 from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from infra.bus.groups import BusGroupConsumer, GroupCoordinator
 from infra.bus.log import BusRecord, TopicLog
 from infra.bus.subscription import Subscription
 from infra.errors import EventDeliveryError, ServiceUnavailable
-from infra.feeds import RebalanceListener
+from infra.feeds import RebalanceListener, RecordPublisher
 from schemas import Event, Topics, encode, event_type, topic_for
 
 log = logging.getLogger(__name__)
@@ -145,6 +145,17 @@ class InProcessEventBus:
         self._groups.notify(topic)
         return record
 
+    async def publish_record(
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        """`infra.feeds.RecordPublisher`: `publish`, awaitable; a tombstone's value becomes b""."""
+        self.publish(topic, key=key, value=value if value is not None else b"", headers=headers)
+
     async def check(self) -> None:
         if self._closed:
             raise ServiceUnavailable("the event bus is closed", retriable=False)
@@ -228,3 +239,9 @@ class InProcessEventBus:
     def __repr__(self) -> str:
         sizes: dict[str, Any] = {name: len(log_) for name, log_ in self._logs.items()}
         return f"<InProcessEventBus {self._source} {sizes}>"
+
+
+if TYPE_CHECKING:
+
+    def _publishes(bus: InProcessEventBus) -> RecordPublisher:
+        return bus

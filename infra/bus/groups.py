@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Final
 
 from infra.bus.log import BusRecord, TopicLog
 from infra.errors import PartitionNotAssigned, RecordsExpired, ServiceUnavailable
-from infra.feeds import GroupConsumer, RebalanceListener, TopicPartition
+from infra.feeds import EndOffsets, GroupConsumer, RebalanceListener, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +219,13 @@ class BusGroupConsumer:
                 raise self._not_assigned(partition, "seek")
             self._positions[partition] = self._coordinator.log(partition.topic).start_offset
 
+    async def end_offsets(self, partitions: frozenset[TopicPartition]) -> dict[TopicPartition, int]:
+        """`infra.feeds.EndOffsets`: the offset the next record of each topic will get."""
+        return {
+            partition: self._coordinator.log(partition.topic).next_offset
+            for partition in partitions
+        }
+
     def pause(self, *partitions: TopicPartition) -> None:
         for partition in partitions:
             if partition not in self._assigned:
@@ -334,4 +341,7 @@ class BusGroupConsumer:
 if TYPE_CHECKING:
 
     def _implements(member: BusGroupConsumer) -> GroupConsumer:
+        return member
+
+    def _tells_ends(member: BusGroupConsumer) -> EndOffsets:
         return member

@@ -49,7 +49,7 @@ from aiokafka.errors import (
 )
 
 from infra.errors import PartitionNotAssigned, RecordsExpired, ServiceUnavailable
-from infra.feeds import GroupConsumer, RebalanceListener, TopicPartition
+from infra.feeds import EndOffsets, GroupConsumer, RebalanceListener, TopicPartition
 from infra.kafka import internals
 
 log = logging.getLogger(__name__)
@@ -240,6 +240,21 @@ class KafkaGroupConsumer:
             ) from error
         return offset
 
+    async def end_offsets(self, partitions: frozenset[TopicPartition]) -> dict[TopicPartition, int]:
+        """`infra.feeds.EndOffsets`: the last stable offset of each partition (read_committed)."""
+        consumer = self._running()
+        if not partitions:
+            return {}
+        try:
+            async with asyncio.timeout(self._commit_timeout):
+                ends = await consumer.end_offsets([_theirs(p) for p in partitions])
+        except (TimeoutError, KafkaError) as error:
+            raise ServiceUnavailable(
+                f"Kafka did not tell the end offsets for group {self._group_id!r}: {error!r}",
+                details={"group_id": self._group_id},
+            ) from error
+        return {TopicPartition(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
+
     def seek(self, partition: TopicPartition, offset: int) -> None:
         try:
             self._running().seek(_theirs(partition), offset)
@@ -355,4 +370,7 @@ def _theirs(partition: TopicPartition) -> Any:
 if TYPE_CHECKING:
 
     def _implements(member: KafkaGroupConsumer) -> GroupConsumer:
+        return member
+
+    def _tells_ends(member: KafkaGroupConsumer) -> EndOffsets:
         return member

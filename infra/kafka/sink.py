@@ -5,6 +5,9 @@ Events are CloudEvents in binary mode (`schemas.encode`), routed by type
 upload on a topic share a key, land on one partition and, since the producer
 is idempotent and the caller awaits each `emit` in turn, stay in order.
 
+`publish_record` appends a raw record as it is (a dead letter keeps the
+original key, value and headers): `infra.feeds.RecordPublisher`.
+
 How it fails: every wait is bounded. aiokafka's idempotent producer retries a
 batch for a dead broker forever (aiokafka #1101), so `emit` puts its own time
 limit around both the hand-over and the broker's acknowledgement and raises
@@ -22,15 +25,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.codec import has_gzip, has_lz4, has_snappy, has_zstd
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from infra.errors import EventDeliveryError, ServiceUnavailable
+from infra.feeds import RecordPublisher
 from infra.kafka import internals
 from schemas import Event, Topics, encode, event_type, topic_for
 
@@ -202,6 +206,46 @@ class KafkaEventSink:
                 delivery.add_done_callback(_late_outcome_logger(event.event_id, ce_type))
         self._report(ce_type, started, ok=True)
 
+    async def publish_record(
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        """Append one raw record to `topic`; EventDeliveryError as `emit` raises it."""
+        details: dict[str, Any] = {"topic": topic}
+        producer = self._producer
+        if producer is None:
+            raise EventDeliveryError(
+                f"cannot publish to {topic}: the Kafka producer is not started",
+                details=details,
+                retriable=True,
+            )
+        delivery: asyncio.Future[Any] | None = None
+        try:
+            async with asyncio.timeout(self._timeout):
+                delivery = await producer.send(topic, value=value, key=key, headers=list(headers))
+                # Shielded: cancelling aiokafka's own future would not withdraw the record.
+                await asyncio.shield(delivery)
+        except TimeoutError:
+            raise EventDeliveryError(
+                f"Kafka did not take a record for {topic} within {self._timeout:g} s",
+                details=details,
+                retriable=True,
+                may_be_delivered=delivery is not None,
+            ) from None
+        except KafkaError as error:
+            raise EventDeliveryError(
+                f"Kafka refused a record for {topic}: {error}",
+                details=details,
+                retriable=bool(error.retriable) or isinstance(error, KafkaTimeoutError),
+            ) from error
+        finally:
+            if delivery is not None and not delivery.done():
+                delivery.add_done_callback(_late_outcome_logger("a raw record", topic))
+
     async def check(self) -> None:
         """ServiceUnavailable unless the cluster answers a metadata request in time."""
         producer = self._producer
@@ -265,3 +309,9 @@ async def _stop_quietly(producer: Any) -> None:
             await producer.stop()
     except (TimeoutError, KafkaError, OSError) as error:
         log.warning("could not close a Kafka producer that failed to start: %s", error)
+
+
+if TYPE_CHECKING:
+
+    def _publishes(sink: KafkaEventSink) -> RecordPublisher:
+        return sink

@@ -1,0 +1,77 @@
+"""`ingest consume NAME`: one consumer app on Kafka until SIGTERM or SIGINT.
+
+The composition root of a consumer process: the app from the registry, the
+Kafka group consumer (group = the app's name), the Kafka sink as the
+dead-letter publisher, the health and metrics port, and the runtime.
+`CONSUMER_APPS` is the registry: each consumer package adds its factory here
+when it is ready.
+
+How it fails: ServiceUnavailable when Kafka cannot be reached at start,
+OSError when the metrics port is taken; a runtime failure is raised after
+the drain, so the process exits non-zero and is restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from consumers.runtime import ConsumerApp, ConsumerRuntime, RuntimeOptions
+from consumers.runtime.observability import serve_observability
+from consumers.runtime.settings import ConsumerSettings
+from infra.kafka.group import KafkaGroupConsumer
+from infra.kafka.sink import KafkaEventSink
+from schemas import Topics
+
+log = logging.getLogger(__name__)
+
+AppFactory = Callable[[ConsumerSettings], ConsumerApp]
+
+CONSUMER_APPS: dict[str, AppFactory] = {}
+"""Consumer apps `ingest consume` can run, by name."""
+
+
+async def run_consumer(
+    app: ConsumerApp, settings: ConsumerSettings, *, stop: asyncio.Event | None = None
+) -> None:
+    """Run `app` on Kafka until `stop` is set or SIGTERM/SIGINT arrives; drain, commit, leave."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with KafkaEventSink(
+            settings.kafka_bootstrap_servers,
+            Topics(settings.topic_prefix),
+            source=f"/consumer/{app.name}/{settings.instance_id}",
+        ) as dead_letters:
+            runtime = ConsumerRuntime(
+                app,
+                dead_letters,
+                Topics(settings.topic_prefix).dlq,
+                options=RuntimeOptions(
+                    drain_seconds=settings.drain_seconds,
+                    commit_interval_seconds=settings.commit_interval_seconds,
+                ),
+            )
+            member = KafkaGroupConsumer(
+                settings.kafka_bootstrap_servers,
+                app.name,
+                *sorted(app.topics),
+                listener=runtime,
+                client_id=f"{app.name}-{settings.instance_id}",
+            )
+            async with serve_observability(runtime, settings.metrics_host, settings.metrics_port):
+                log.info(
+                    "consumer %s: health and metrics on %s:%d",
+                    app.name,
+                    settings.metrics_host,
+                    settings.metrics_port,
+                )
+                await runtime.run(member, stop, end_offsets=member)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
