@@ -16,8 +16,14 @@ from tests.samples import SAMPLES
 NOW = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
 DEFAULTS = QuotaDefaults(bytes_limit=10 * GiB, uploads_limit=100, period_days=30)
 
-_COMPLETED = SAMPLES["ingest.upload.completed"]
-assert isinstance(_COMPLETED, UploadCompleted)
+
+def _sample_completion() -> UploadCompleted:
+    sample = SAMPLES["ingest.upload.completed"]
+    assert isinstance(sample, UploadCompleted)
+    return sample
+
+
+_COMPLETED = _sample_completion()
 
 
 def completed(
