@@ -71,6 +71,15 @@ async def read_all(settings: IngestSettings, topic: str) -> list[Record]:
     return records
 
 
+def latest_snapshot(records: list[Record], user_id: str) -> QuotaUpdated:
+    snapshots = []
+    for record in records:
+        event = decode(record.value, record.headers) if record.value is not None else None
+        if isinstance(event, QuotaUpdated) and event.user_id == user_id:
+            snapshots.append(event)
+    return snapshots[-1]
+
+
 async def deliver(app: QuotaApp, record: Record) -> None:
     assert record.value is not None
     event = decode(record.value, record.headers)
@@ -123,13 +132,7 @@ async def test_a_restarted_consumer_resumes_from_the_compacted_quota_topic(
     ]
     await deliver(second, new_record)
 
-    latest = [
-        event
-        for record in await read_all(settings, topics.quota)
-        if record.value is not None
-        and isinstance(event := decode(record.value, record.headers), QuotaUpdated)
-        and event.user_id == user
-    ][-1]
+    latest = latest_snapshot(await read_all(settings, topics.quota), user)
     assert (latest.bytes_used, latest.uploads_used, latest.uploads_limit) == (123, 3, 40)
     assert sorted(u.upload_id for u in latest.counted_uploads) == ["u1", "u2", "u3"]
     assert snapshot_problems(latest) == []
