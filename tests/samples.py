@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas import (
+    AppliedOffset,
+    CountedUpload,
     DetectionCompleted,
     DetectionFailed,
     Event,
@@ -123,6 +125,12 @@ SAMPLES: dict[str, Event] = {
         uploads_used=1,
         uploads_limit=100,
         updated_at=T0,
+        counted_uploads=[CountedUpload(upload_id=UPLOAD, size_bytes=10_485_760)],
+        unlisted_bytes=0,
+        unlisted_uploads=0,
+        admin_bytes_limit=None,
+        admin_uploads_limit=100,
+        applied_offsets=[AppliedOffset(topic="ingest.uploads", partition=3, offset=41)],
     ),
     "ingest.quota.limits_set": QuotaLimitsSet(
         user_id=USER, occurred_at=T0, bytes_limit=None, uploads_limit=500, set_by="admin-1"
