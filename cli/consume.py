@@ -3,8 +3,8 @@
 The composition root of a consumer process: the app from the registry, the
 Kafka group consumer (group = the app's name), the Kafka sink as the
 dead-letter publisher, the health and metrics port, and the runtime.
-`CONSUMER_APPS` is the registry: each consumer package adds its factory here
-when it is ready.
+`CONSUMER_APPS` is the registry: each consumer's factory opens what the
+consumer needs (a started event sink, readers) and yields the app.
 
 How it fails: ServiceUnavailable when Kafka cannot be reached at start,
 OSError when the metrics port is taken; a runtime failure is raised after
@@ -16,20 +16,47 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+from consumers.quota import quota_app
 from consumers.runtime import ConsumerApp, ConsumerRuntime, RuntimeOptions
 from consumers.runtime.observability import serve_observability
 from consumers.runtime.settings import ConsumerSettings
+from infra.feeds import RecordHandler, TopicReader
 from infra.kafka.group import KafkaGroupConsumer
+from infra.kafka.reader import KafkaTopicReader
 from infra.kafka.sink import KafkaEventSink
 from schemas import Topics
 
 log = logging.getLogger(__name__)
 
-AppFactory = Callable[[ConsumerSettings], ConsumerApp]
+AppFactory = Callable[[ConsumerSettings], AbstractAsyncContextManager[ConsumerApp]]
 
-CONSUMER_APPS: dict[str, AppFactory] = {}
+
+@asynccontextmanager
+async def quota_on_kafka(settings: ConsumerSettings) -> AsyncIterator[ConsumerApp]:
+    """The quota consumer, publishing its snapshots with a producer of its own."""
+    topics = Topics(settings.topic_prefix)
+    servers = settings.kafka_bootstrap_servers
+
+    def open_reader(topic: str, handler: RecordHandler) -> TopicReader:
+        return KafkaTopicReader(servers, topic, handler)
+
+    async with KafkaEventSink(
+        servers, topics, source=f"/consumer/quota/{settings.instance_id}"
+    ) as snapshots:
+        yield quota_app(
+            topics,
+            snapshots,
+            open_reader,
+            bytes_limit=settings.quota_bytes,
+            uploads_limit=settings.quota_uploads,
+            period_days=settings.quota_period_days,
+        )
+
+
+CONSUMER_APPS: dict[str, AppFactory] = {"quota": quota_on_kafka}
 """Consumer apps `ingest consume` can run, by name."""
 
 

@@ -20,10 +20,12 @@ from pathlib import Path
 import msgspec
 
 from cli.composition import ingest_services, quota_view, wire_services
+from consumers.quota import quota_app
 from consumers.runtime import ConsumerApp
 from consumers.runtime.inprocess import consumers_on_bus
 from infra.bus import BusTopicReader, InProcessEventBus
 from infra.env import SettingsError
+from infra.feeds import RecordHandler, TopicReader
 from ingest.adapters.local_documents import LocalDocumentStore
 from ingest.adapters.local_store import LocalObjectStore
 from ingest.auth import KeyConfigurationError, check_hs256_secret, issue_token
@@ -38,7 +40,6 @@ log = logging.getLogger(__name__)
 
 DEV_USER = "dev"
 TOKEN_TTL_SECONDS = 7 * 24 * 3600
-DEV_CONSUMERS: list[ConsumerApp] = []
 
 
 def uses_real_services(environ: Mapping[str, str]) -> bool:
@@ -81,8 +82,7 @@ async def embedded_services(settings: IngestSettings) -> AsyncIterator[IngestSer
         quota_feed = await stack.enter_async_context(
             BusTopicReader(bus, bus.topics.quota, snapshots.apply)
         )
-        # The consumer apps join here as they are written, each on the same bus.
-        await stack.enter_async_context(consumers_on_bus(bus, DEV_CONSUMERS))
+        await stack.enter_async_context(consumers_on_bus(bus, dev_consumers(settings, bus)))
         yield wire_services(
             settings,
             store=LocalObjectStore(data / "objects", settings.s3_bucket),
@@ -140,3 +140,21 @@ ingest dev is running ({where})
 """,
         flush=True,
     )
+
+
+def dev_consumers(settings: IngestSettings, bus: InProcessEventBus) -> list[ConsumerApp]:
+    """Every consumer, on the same bus as the write path, as `ingest consume` runs them on Kafka."""
+
+    def open_reader(topic: str, handler: RecordHandler) -> TopicReader:
+        return BusTopicReader(bus, topic, handler)
+
+    return [
+        quota_app(
+            bus.topics,
+            bus,
+            open_reader,
+            bytes_limit=settings.quota_bytes,
+            uploads_limit=settings.quota_uploads,
+            period_days=settings.quota_period_days,
+        )
+    ]

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -25,6 +26,10 @@ from infra.provisioning import ensure_bucket, ensure_topics
 from ingest.auth import issue_token
 from ingest.settings import IngestSettings, ingest_settings_from_env
 from schemas.topics import Topics
+
+if TYPE_CHECKING:
+    from cli.consume import AppFactory
+    from consumers.runtime.settings import ConsumerSettings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -183,7 +188,7 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _consume(args: argparse.Namespace) -> int:
-    from cli.consume import CONSUMER_APPS, run_consumer
+    from cli.consume import CONSUMER_APPS
     from consumers.runtime.settings import consumer_settings_from_env
 
     factory = CONSUMER_APPS.get(args.name)
@@ -199,8 +204,15 @@ def _consume(args: argparse.Namespace) -> int:
         if v is not None
     }
     settings = msgspec.structs.replace(settings, **overrides)
-    asyncio.run(run_consumer(factory(settings), settings))
+    asyncio.run(_run_registered(factory, settings))
     return 0
+
+
+async def _run_registered(factory: AppFactory, settings: ConsumerSettings) -> None:
+    from cli.consume import run_consumer
+
+    async with factory(settings) as app:
+        await run_consumer(app, settings)
 
 
 def _token(args: argparse.Namespace) -> int:
