@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from blockbuster import BlockBuster, blockbuster_ctx
 
 from deploy import stack
@@ -82,11 +83,25 @@ def settings(services: stack.Endpoints) -> Iterator[IngestSettings]:
     asyncio.run(_provision(module_settings))
     yield module_settings
     asyncio.run(_delete_bucket(module_settings.s3_endpoint(), module_settings.s3_bucket))
+    # A broker kept across many runs (`ingest stack up`) would otherwise pile up thousands
+    # of partitions, each holding open files, until it runs out of file descriptors.
+    asyncio.run(_delete_topics(module_settings.kafka_bootstrap_servers, f"test-{unique}"))
 
 
 async def _provision(settings: IngestSettings) -> None:
     await ensure_topics(settings.kafka_bootstrap_servers, Topics(settings.topic_prefix))
     await ensure_bucket(settings.s3_endpoint(), settings.s3_bucket)
+
+
+async def _delete_topics(bootstrap_servers: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        names = [name for name in await admin.list_topics() if name.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
 
 
 async def _delete_bucket(endpoint: S3Endpoint, bucket: str) -> None:
