@@ -6,7 +6,9 @@ into parts within the process-wide memory budget, hashes them off the event
 loop and uploads several at once into a multipart upload, each with its
 SHA-256 for S3 to verify; the whole-file SHA-256 is fed as the parts go. A
 body that fits in its first part is stored by one PUT, with its SHA-256
-likewise. Limits are enforced on the chunk that passes them. It emits
+likewise. Limits are enforced on the chunk that passes them; `meter(received)`,
+when given, is asked on every chunk and stops the body with what it raises (the
+quota, which moves while a body streams). It emits
 `upload.started`, throttled `upload.progress` (and one per stored part) and
 `upload.completed` (`events`).
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -84,6 +86,7 @@ async def stream_upload(
     config: PipelineConfig,
     interrupt: Interrupt,
     find_duplicate: FindDuplicate,
+    meter: Callable[[int], None] | None = None,
     first_sequence: int = 0,
     video_id: str | None = None,
     analysis_id: str | None = None,
@@ -97,6 +100,7 @@ async def stream_upload(
         config=config,
         interrupt=interrupt,
         find_duplicate=find_duplicate,
+        meter=meter,
         video_id=video_id or str(uuid.uuid4()),
         analysis_id=analysis_id or str(uuid.uuid4()),
     )
@@ -114,6 +118,7 @@ class _Upload:
         config: PipelineConfig,
         interrupt: Interrupt,
         find_duplicate: FindDuplicate,
+        meter: Callable[[int], None] | None,
         video_id: str,
         analysis_id: str,
     ) -> None:
@@ -123,6 +128,7 @@ class _Upload:
         self._config = config
         self._interrupt = interrupt
         self._find_duplicate = find_duplicate
+        self._meter = meter
         self._video_id = video_id
         self._analysis_id = analysis_id
         self._limits = SizeLimits.of(target)
@@ -281,6 +287,9 @@ class _Upload:
         await self._emit_progress(forced=True)
 
     async def _on_chunk(self, size: int) -> None:
+        if self._meter is not None:
+            # The quota left moves with other uploads and new snapshots: asked on every chunk.
+            self._meter(self._received)
         # A failed part stops the body at the next chunk, not at the next part.
         self._engine.check()
         now = self._config.clock()
