@@ -10,7 +10,9 @@ likewise. Limits are enforced on the chunk that passes them; `meter(received)`,
 when given, is asked on every chunk and stops the body with what it raises (the
 quota, which moves while a body streams). It emits
 `upload.started`, throttled `upload.progress` (and one per stored part) and
-`upload.completed` (`events`).
+`upload.completed` (`events`), after recording the file as the original of its
+bytes for its user, or removing it as a duplicate of the original already
+recorded (`duplicate_of`).
 
 How it fails: on any error, and on cancellation, it stops the part uploads,
 gives back every reserved byte, aborts the multipart upload (or deletes what a
@@ -38,7 +40,7 @@ from ingest.pipeline.body import MeteredBody, SizeLimits
 from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.config import PipelineConfig
 from ingest.pipeline.container import CONTENT_TYPES, HEAD_BYTES, detect_format, resolve_format
-from ingest.pipeline.ending import FindDuplicate, duplicate_of, run_to_end
+from ingest.pipeline.ending import ClaimOriginal, run_to_end, settle_duplicate
 from ingest.pipeline.engine import PartEngine, Piece
 from ingest.pipeline.events import (
     BuildEvent,
@@ -85,7 +87,7 @@ async def stream_upload(
     budget: MemoryBudget,
     config: PipelineConfig,
     interrupt: Interrupt,
-    find_duplicate: FindDuplicate,
+    claim_original: ClaimOriginal,
     meter: Callable[[int], None] | None = None,
     first_sequence: int = 0,
     video_id: str | None = None,
@@ -99,7 +101,7 @@ async def stream_upload(
         budget=budget,
         config=config,
         interrupt=interrupt,
-        find_duplicate=find_duplicate,
+        claim_original=claim_original,
         meter=meter,
         video_id=video_id or str(uuid.uuid4()),
         analysis_id=analysis_id or str(uuid.uuid4()),
@@ -117,7 +119,7 @@ class _Upload:
         budget: MemoryBudget,
         config: PipelineConfig,
         interrupt: Interrupt,
-        find_duplicate: FindDuplicate,
+        claim_original: ClaimOriginal,
         meter: Callable[[int], None] | None,
         video_id: str,
         analysis_id: str,
@@ -127,7 +129,7 @@ class _Upload:
         self._events = events
         self._config = config
         self._interrupt = interrupt
-        self._find_duplicate = find_duplicate
+        self._claim_original = claim_original
         self._meter = meter
         self._video_id = video_id
         self._analysis_id = analysis_id
@@ -207,13 +209,13 @@ class _Upload:
             parts=parts,
             started_at=self._started_at,
             completed_at=completed_at,
-            duplicate_of=await duplicate_of(
-                self._find_duplicate,
-                target.user_id,
-                sha256,
-                within=self._config.event_timeout,
-                upload_id=target.upload_id,
-            ),
+        )
+        result = await settle_duplicate(
+            self._claim_original,
+            result,
+            discard=lambda: self._store.delete(stored.key),
+            within=self._config.event_timeout,
+            upload_id=target.upload_id,
         )
         await self._events.emit(completed_event(result))
         return result

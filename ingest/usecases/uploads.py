@@ -2,7 +2,9 @@
 
 Claims the session (so it is used once), holds the body to the admission rules
 every way in shares (`ingest.usecases.admission`), streams it through the pipeline,
-records the outcome in the session and the duplicate index, and keeps a
+records the file in the duplicate index before its completed event (a second
+copy of a file the user stored is removed and names the original), records the
+outcome in the session, and keeps a
 registry of uploads in flight so that a cancel (taken here or relayed from
 another instance, see `ingest.usecases.cancels`) and shutdown can stop them cleanly.
 Raises the domain errors of `ingest.errors`.
@@ -182,7 +184,14 @@ class UploadService:
                 budget=self._budget,
                 config=self._pipeline,
                 interrupt=interrupt,
-                find_duplicate=self._duplicates.video_id_of,
+                claim_original=lambda result: self._duplicates.claim(
+                    StoredFile(
+                        user_id=session.user_id,
+                        session_id=session_id,
+                        filename=session.filename,
+                        result=result,
+                    )
+                ),
                 meter=lambda received: self.admission.charge(session.user_id, session_id, received),
             ),
             name=f"upload-{session_id}",
@@ -197,14 +206,6 @@ class UploadService:
         finally:
             self._active.remove(session_id)
             in_flight.release(session_id)
-        await self._duplicates.record(
-            StoredFile(
-                user_id=session.user_id,
-                session_id=session_id,
-                filename=session.filename,
-                result=result,
-            )
-        )
         completed = await self._sessions.finish(
             session_id,
             "completed",
