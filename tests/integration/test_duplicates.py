@@ -74,7 +74,8 @@ async def test_two_concurrent_uploads_of_one_file_store_it_once(
 
     originals = [r for r in results if r["duplicate_of"] is None]
     duplicates = [r for r in results if r["duplicate_of"] is not None]
-    assert len(originals) == 1 and len(duplicates) == 1, results
+    assert len(originals) == 1, results
+    assert len(duplicates) == 1, results
     original, duplicate = originals[0], duplicates[0]
     assert duplicate["duplicate_of"] == original["video_id"]
     assert duplicate["file_hash"] == original["file_hash"]
