@@ -27,6 +27,7 @@ from ingest.settings import IngestSettings
 from ingest.usecases.admission import UploadLimits
 from ingest.usecases.cancels import CancelRelay
 from ingest.usecases.duplicates import DuplicateIndex
+from ingest.usecases.inflight import InFlightUploads
 from ingest.usecases.quota import QuotaSnapshots, SnapshotQuotaView
 from ingest.usecases.sessions import SessionService
 from ingest.usecases.tus.lease import LeaseTimes
@@ -91,6 +92,8 @@ def wire_services(
     duplicates = DuplicateIndex(documents)
     budget = MemoryBudget(settings.memory_budget)
     active = ActiveUploads()
+    # One ledger for every way in, so a tus upload and a session count against each other.
+    in_flight = InFlightUploads(hold_seconds=settings.session_ttl_seconds)
     pipeline = PipelineConfig(
         part_size=settings.part_size,
         parts_in_flight=settings.parts_in_flight,
@@ -119,6 +122,7 @@ def wire_services(
             instance_id=settings.instance_id,
             poll_seconds=settings.cancel_poll_seconds,
         ),
+        in_flight=in_flight,
     )
     return IngestServices(
         settings=settings,
@@ -144,6 +148,7 @@ def wire_services(
             pipeline=pipeline,
             limits=uploads.limits,
             active=active,
+            in_flight=in_flight,
         ),
     )
 
@@ -161,6 +166,7 @@ def _tus_service(
     pipeline: PipelineConfig,
     limits: UploadLimits,
     active: ActiveUploads,
+    in_flight: InFlightUploads,
 ) -> TusService | None:
     """Resumable uploads, when the store can resume a multipart upload from any instance."""
     if not isinstance(store, ResumableObjectStore):
@@ -176,6 +182,7 @@ def _tus_service(
         pipeline=pipeline,
         limits=limits,
         active=active,
+        in_flight=in_flight,
         instance_id=settings.instance_id,
         config=TusConfig(
             session_ttl_seconds=settings.session_ttl_seconds,

@@ -1,5 +1,9 @@
 """`ingest upload FILE...`: stream files to an ingest server with a progress bar each.
 
+Each file is hashed first (streamed, off the event loop, with its own bar) and
+its SHA-256 sent when the session is created: a file the user already stored
+is not sent again, and the earlier result is printed as its result.
+
 Exit status 0 when every file was stored, 1 when any failed (each failure is
 named on stderr), 2 on bad usage.
 """
@@ -27,6 +31,7 @@ from rich.progress import (
 )
 
 from cli.client.errors import UploadFailed
+from cli.client.files import file_sha256
 from cli.client.resume import ResumeStore, default_state_file
 from cli.client.uploader import ClientConfig, Uploader
 from infra.env import SettingsError, size
@@ -118,14 +123,28 @@ async def _upload_all(args: argparse.Namespace, sizes: dict[Path, int]) -> list[
         with Progress(*columns, console=console, transient=False) as bars:
 
             async def one(path: Path) -> dict[str, Any]:
+                hashing: TaskID = bars.add_task(
+                    f"{path.name} sha256", total=sizes[path], start=False
+                )
                 task: TaskID = bars.add_task(path.name, total=sizes[path], start=False)
                 async with slots:
+                    file_hash = None
+                    if not args.resumable:
+                        # Hashed first: a file already stored then takes no upload at all.
+                        bars.start_task(hashing)
+                        try:
+                            file_hash = await file_sha256(
+                                path, on_chunk=lambda n: bars.advance(hashing, n)
+                            )
+                        except OSError as error:
+                            return {"file": str(path), "error": f"cannot read it: {error}"}
                     bars.start_task(task)
                     try:
                         result = await uploader.upload(
                             path,
                             resumable=args.resumable,
                             progress=lambda done: bars.update(task, completed=done),
+                            file_hash=file_hash,
                         )
                     except UploadFailed as error:
                         bars.update(task, description=f"[red]{path.name} failed")

@@ -1,7 +1,10 @@
-"""Reading a local file as a stream of chunks, off the event loop, from any offset."""
+"""Reading a local file as a stream of chunks, off the event loop, from any offset, and its
+SHA-256 the same way. Raises OSError when the file cannot be read."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -32,3 +35,14 @@ async def file_chunks(
             if on_chunk is not None:
                 on_chunk(len(data))
             yield data
+
+
+async def file_sha256(
+    path: Path, *, chunk: int = CHUNK, on_chunk: Callable[[int], None] | None = None
+) -> str:
+    """The SHA-256 of `path`, streamed: reads and hashing both run off the event loop."""
+    digest = hashlib.sha256()
+    async for data in file_chunks(path, chunk=chunk, on_chunk=on_chunk):
+        # hashlib releases the GIL on large buffers: a thread keeps the loop free meanwhile.
+        await asyncio.to_thread(digest.update, data)
+    return digest.hexdigest()

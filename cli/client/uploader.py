@@ -1,9 +1,11 @@
 """Upload local files to an ingest server: one-shot streams or tus resumable uploads.
 
 Both read the file in chunks (never whole) and report progress through a
-callback. Failures raise `UploadFailed`, whose `retriable` flag drives the
-retry loop: a one-shot upload starts over with a new session, a resumable one
-asks the server for its offset and continues from there.
+callback. A one-shot upload given the file's SHA-256 sends it at initiation, so
+a file the user already stored is answered with the earlier result unsent.
+Failures raise `UploadFailed`, whose `retriable` flag drives the retry loop: a
+one-shot upload starts over with a new session, a resumable one asks the server
+for its offset and continues from there.
 """
 
 from __future__ import annotations
@@ -52,14 +54,20 @@ class Uploader:
         self._resume = resume
         self._auth = {"Authorization": f"Bearer {config.token}"}
 
-    async def upload(self, path: Path, *, resumable: bool, progress: Progress) -> dict[str, Any]:
-        """Upload one file, retrying transient failures with exponential backoff and jitter."""
+    async def upload(
+        self, path: Path, *, resumable: bool, progress: Progress, file_hash: str | None = None
+    ) -> dict[str, Any]:
+        """Upload one file, retrying transient failures with exponential backoff and jitter.
+
+        With its `file_hash` (SHA-256), a file the user already stored is not sent:
+        the server answers with the earlier result.
+        """
         attempt = 0
         while True:
             try:
                 if resumable:
                     return await self._upload_tus(path, progress)
-                return await self._upload_once(path, progress)
+                return await self._upload_once(path, progress, file_hash)
             except (aiohttp.ClientError, TimeoutError) as error:
                 failure = UploadFailed(f"connection failed: {error!r}", retriable=True)
             except UploadFailed as error:
@@ -71,14 +79,18 @@ class Uploader:
             log.info("%s: %s; retrying in %.1fs", path.name, failure, delay)
             await asyncio.sleep(delay)
 
-    async def _upload_once(self, path: Path, progress: Progress) -> dict[str, Any]:
+    async def _upload_once(
+        self, path: Path, progress: Progress, file_hash: str | None
+    ) -> dict[str, Any]:
         size = (await asyncio.to_thread(path.stat)).st_size
-        session = await self._json(
-            "POST",
-            "/v1/uploads",
-            json={"filename": path.name, "expected_file_size": size},
-            expect=201,
-        )
+        created: dict[str, Any] = {"filename": path.name, "expected_file_size": size}
+        if file_hash is not None:
+            created["file_hash"] = file_hash
+        session = await self._json("POST", "/v1/uploads", json=created, expect=(201, 200))
+        if session.get("status") == "completed" and isinstance(session.get("result"), dict):
+            # Stored before: the earlier result is this file's, and no byte needs sending.
+            progress(size)
+            return {**session["result"], "resumed_from": 0, "bytes_sent": 0}
         sent = 0
 
         def count(n: int) -> None:
@@ -210,13 +222,16 @@ class Uploader:
                 raise
             return current
 
-    async def _json(self, method: str, path: str, *, expect: int, **kwargs: Any) -> dict[str, Any]:
+    async def _json(
+        self, method: str, path: str, *, expect: int | tuple[int, ...], **kwargs: Any
+    ) -> dict[str, Any]:
         headers = {**self._auth, **kwargs.pop("headers", {})}
+        expected = expect if isinstance(expect, tuple) else (expect,)
         async with self._http.request(
             method, self._url(path), headers=headers, **kwargs
         ) as response:
             body = await _body(response)
-            if response.status != expect or not isinstance(body, dict):
+            if response.status not in expected or not isinstance(body, dict):
                 raise from_response(response.status, body)
             return body
 

@@ -25,6 +25,7 @@ from ingest.http.responses import (
 from ingest.http.services import SERVICES, IngestServices
 from ingest.model import UploadResult
 from ingest.usecases import cancellation
+from ingest.usecases.sessions import new_session_id
 from schemas import QuotaLimitsSet, UploadProtocol
 from schemas.api import (
     CreateUploadRequest,
@@ -59,16 +60,25 @@ async def create_upload(request: web.Request) -> web.Response:
     admission = svc.uploads.admission
     file_format = admission.requested_format(body.file_format, body.filename)
     admission.check_expected_size(body.expected_file_size)
-    quota = admission.check_quota(user.user_id, body.expected_file_size, new_upload=True)
     limits = admission.limits
     protocol: UploadProtocol = (
         "dashboard" if request.path.startswith(DASHBOARD_PREFIX) else "stream"
     )
     if body.file_hash:
+        # Before the quota: a file already stored is answered, and charged, never again.
         earlier = await svc.duplicates.lookup(user.user_id, body.file_hash.lower())
         if earlier is not None:
             return await _answer_duplicate(request, user, body, earlier.result, protocol)
-    session = await svc.sessions.create(user, body, protocol=protocol, file_format=file_format)
+    session_id = new_session_id()
+    # Held from here until the session ends or expires: open sessions count on this instance.
+    quota = admission.admit(user.user_id, session_id, body.expected_file_size)
+    try:
+        session = await svc.sessions.create(
+            user, body, protocol=protocol, file_format=file_format, session_id=session_id
+        )
+    except BaseException:
+        admission.in_flight.release(session_id)
+        raise
     upload_url = _upload_url(request, session.session_id)
     response = CreateUploadResponse(
         session_id=session.session_id,

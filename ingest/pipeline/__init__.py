@@ -18,7 +18,7 @@ from ingest.pipeline.container import (
     normalize_format,
     resolve_format,
 )
-from ingest.pipeline.ending import FindDuplicate, duplicate_of, run_to_end
+from ingest.pipeline.ending import ClaimOriginal, run_to_end, settle_duplicate
 from ingest.pipeline.engine import PartEngine, PartHasher, Piece
 from ingest.pipeline.events import BuildEvent, EventWriter, UploadFields
 from ingest.pipeline.hashing import HashChainBroken, PartChecksums, StreamHasher, part_checksum
@@ -32,8 +32,8 @@ __all__ = [
     "MAX_PARTS",
     "MAX_PART_SIZE",
     "BuildEvent",
+    "ClaimOriginal",
     "EventWriter",
-    "FindDuplicate",
     "HashChainBroken",
     "Interrupt",
     "MemoryBudget",
@@ -51,11 +51,11 @@ __all__ = [
     "StreamHasher",
     "UploadFields",
     "detect_format",
-    "duplicate_of",
     "normalize_format",
     "part_checksum",
     "plan_part_size",
     "resolve_format",
     "run_to_end",
+    "settle_duplicate",
     "stream_upload",
 ]

@@ -1,13 +1,15 @@
 """The last steps of an upload, whichever way it came in: bounded, and never hiding the outcome.
 
 `run_to_end` runs clean-up work (an abort, a failure event) to its end even
-when the caller is cancelled meanwhile, within a bound; `duplicate_of` looks
-up an earlier upload of the same bytes for the completed event.
+when the caller is cancelled meanwhile, within a bound; `settle_duplicate`
+records a stored file as the original of its bytes for its user, or, when an
+original is recorded already (an earlier or a concurrent upload), removes this
+copy and names the original, before the completed event says which it is.
 
 How it fails: neither raises. A clean-up that fails or runs out of time is
-logged, so it cannot hide the error being cleaned up after; a lookup that
-fails or runs out of time is logged and answers None, since the file is
-stored either way.
+logged, so it cannot hide the error being cleaned up after; a claim that
+fails or runs out of time is logged and the file stays stored as an original;
+a duplicate copy that cannot be removed is logged and left.
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import msgspec
+
+from ingest.model import UploadResult
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-FindDuplicate = Callable[[str, str], Awaitable[str | None]]
-"""`(user_id, sha256) -> video_id` of an earlier upload of the same file by that user."""
+ClaimOriginal = Callable[[UploadResult], Awaitable[UploadResult | None]]
+"""Record a stored file as the original of its bytes for its user, unless one is recorded
+already (create-if-absent): the recorded original's result, or None."""
 
 
 async def run_to_end(work: Awaitable[object], *, within: float, what: str) -> bool:
@@ -47,17 +54,36 @@ async def run_to_end(work: Awaitable[object], *, within: float, what: str) -> bo
     return current is not None and current.cancelling() > cancel_requests
 
 
-async def duplicate_of(
-    find: FindDuplicate, user_id: str, sha256: str, *, within: float, upload_id: str
-) -> str | None:
-    """The video id of an earlier upload of these bytes by this user, or None."""
+async def settle_duplicate(
+    claim: ClaimOriginal,
+    result: UploadResult,
+    *,
+    discard: Callable[[], Awaitable[None]],
+    within: float,
+    upload_id: str,
+) -> UploadResult:
+    """`result` as the original of its bytes, or as a duplicate of the original already
+    recorded for its user: then this copy is discarded and the result names the original
+    (`duplicate_of`, and its object)."""
     try:
         async with asyncio.timeout(within):
-            return await find(user_id, sha256)
+            original = await claim(result)
     except Exception:
-        # Only informational: the file is stored either way.
+        # Not recorded either way: the file stays stored, as an original.
         log.warning("duplicate lookup failed for upload %s", upload_id, exc_info=True)
-        return None
+        return result
+    if original is None or original.video_id == result.video_id:
+        # The first to record these bytes, or this very upload recorded by an earlier try.
+        return result
+    try:
+        async with asyncio.timeout(within):
+            # The original holds the same bytes: a second copy would only be stored twice.
+            await discard()
+    except Exception:
+        log.warning("could not remove the duplicate copy of upload %s", upload_id, exc_info=True)
+    return msgspec.structs.replace(
+        result, duplicate_of=original.video_id, s3_key=original.s3_key, etag=original.etag
+    )
 
 
 async def _bounded(work: Awaitable[T], within: float) -> T:

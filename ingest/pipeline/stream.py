@@ -6,9 +6,13 @@ into parts within the process-wide memory budget, hashes them off the event
 loop and uploads several at once into a multipart upload, each with its
 SHA-256 for S3 to verify; the whole-file SHA-256 is fed as the parts go. A
 body that fits in its first part is stored by one PUT, with its SHA-256
-likewise. Limits are enforced on the chunk that passes them. It emits
+likewise. Limits are enforced on the chunk that passes them; `meter(received)`,
+when given, is asked on every chunk and stops the body with what it raises (the
+quota, which moves while a body streams). It emits
 `upload.started`, throttled `upload.progress` (and one per stored part) and
-`upload.completed` (`events`).
+`upload.completed` (`events`), after recording the file as the original of its
+bytes for its user, or removing it as a duplicate of the original already
+recorded (`duplicate_of`).
 
 How it fails: on any error, and on cancellation, it stops the part uploads,
 gives back every reserved byte, aborts the multipart upload (or deletes what a
@@ -25,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,7 +40,7 @@ from ingest.pipeline.body import MeteredBody, SizeLimits
 from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.config import PipelineConfig
 from ingest.pipeline.container import CONTENT_TYPES, HEAD_BYTES, detect_format, resolve_format
-from ingest.pipeline.ending import FindDuplicate, duplicate_of, run_to_end
+from ingest.pipeline.ending import ClaimOriginal, run_to_end, settle_duplicate
 from ingest.pipeline.engine import PartEngine, Piece
 from ingest.pipeline.events import (
     BuildEvent,
@@ -83,7 +87,8 @@ async def stream_upload(
     budget: MemoryBudget,
     config: PipelineConfig,
     interrupt: Interrupt,
-    find_duplicate: FindDuplicate,
+    claim_original: ClaimOriginal,
+    meter: Callable[[int], None] | None = None,
     first_sequence: int = 0,
     video_id: str | None = None,
     analysis_id: str | None = None,
@@ -96,7 +101,8 @@ async def stream_upload(
         budget=budget,
         config=config,
         interrupt=interrupt,
-        find_duplicate=find_duplicate,
+        claim_original=claim_original,
+        meter=meter,
         video_id=video_id or str(uuid.uuid4()),
         analysis_id=analysis_id or str(uuid.uuid4()),
     )
@@ -113,7 +119,8 @@ class _Upload:
         budget: MemoryBudget,
         config: PipelineConfig,
         interrupt: Interrupt,
-        find_duplicate: FindDuplicate,
+        claim_original: ClaimOriginal,
+        meter: Callable[[int], None] | None,
         video_id: str,
         analysis_id: str,
     ) -> None:
@@ -122,7 +129,8 @@ class _Upload:
         self._events = events
         self._config = config
         self._interrupt = interrupt
-        self._find_duplicate = find_duplicate
+        self._claim_original = claim_original
+        self._meter = meter
         self._video_id = video_id
         self._analysis_id = analysis_id
         self._limits = SizeLimits.of(target)
@@ -201,13 +209,13 @@ class _Upload:
             parts=parts,
             started_at=self._started_at,
             completed_at=completed_at,
-            duplicate_of=await duplicate_of(
-                self._find_duplicate,
-                target.user_id,
-                sha256,
-                within=self._config.event_timeout,
-                upload_id=target.upload_id,
-            ),
+        )
+        result = await settle_duplicate(
+            self._claim_original,
+            result,
+            discard=lambda: self._store.delete(stored.key),
+            within=self._config.event_timeout,
+            upload_id=target.upload_id,
         )
         await self._events.emit(completed_event(result))
         return result
@@ -281,6 +289,9 @@ class _Upload:
         await self._emit_progress(forced=True)
 
     async def _on_chunk(self, size: int) -> None:
+        if self._meter is not None:
+            # The quota left moves with other uploads and new snapshots: asked on every chunk.
+            self._meter(self._received)
         # A failed part stops the body at the next chunk, not at the next part.
         self._engine.check()
         now = self._config.clock()

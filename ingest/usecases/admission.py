@@ -10,12 +10,15 @@ Pure checks on the limits and the quota view. Each raises the domain error its
 status comes from, mapped at the HTTP edge: FormatNotAllowed and
 SizeNotAllowed (400) when a session is created, TooLarge (413), TooSmall (400)
 and UnsupportedFormat (415) for a tus Upload-Length, TooLarge for a body over
-what its session allows, QuotaExceeded (429).
+what its session allows, QuotaExceeded (429). The quota counts the published
+snapshot plus this instance's uploads in flight (`ingest.usecases.inflight`):
+`admit` holds a new upload's declared size, `charge` stops a streaming body on
+the byte that passes what is left.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
 from ingest.errors import (
@@ -27,6 +30,7 @@ from ingest.errors import (
     UnsupportedFormat,
 )
 from ingest.ports import QuotaStatus, QuotaView
+from ingest.usecases.inflight import InFlightUploads
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,10 @@ class UploadLimits:
 class Admission:
     limits: UploadLimits
     quota: QuotaView
+    in_flight: InFlightUploads = field(
+        # One ledger per process, shared by every way in; composition roots pass it.
+        default_factory=lambda: InFlightUploads(hold_seconds=3600.0)
+    )
 
     def requested_format(
         self, file_format: str | None, filename: str | None, *, field: str | None = None
@@ -117,23 +125,67 @@ class Admission:
             )
         return size
 
-    def check_quota(self, user_id: str, size: int | None, *, new_upload: bool) -> QuotaStatus:
-        """The user's quota, unless one more upload (`new_upload`) or `size` bytes pass it."""
-        status = self.quota.status(user_id)
-        details = {
-            "remaining_quota": status.bytes_remaining,
-            "uploads_remaining": status.uploads_remaining,
-            "uploads_limit": status.uploads_limit,
-            "reset_date": status.period_end,
-        }
+    def check_quota(
+        self, user_id: str, size: int | None, *, new_upload: bool, upload_id: str | None = None
+    ) -> QuotaStatus:
+        """The user's quota, counting the snapshot and this instance's uploads in flight
+        (but for `upload_id`, the one asking), unless one more upload (`new_upload`) or
+        `size` bytes pass it."""
+        status = self.usage(user_id, excluding=upload_id)
         if new_upload and status.uploads_remaining <= 0:
             raise QuotaExceeded(
                 f"the upload limit of {status.uploads_limit} per period is reached",
-                details=details,
+                details=_details(status, size),
             )
         if size is not None and size > status.bytes_remaining:
             raise QuotaExceeded(
                 f"{size} bytes would pass the quota ({status.bytes_remaining} bytes remaining)",
-                details=details,
+                details=_details(status, size),
             )
         return status
+
+    def admit(self, user_id: str, upload_id: str, size: int | None) -> QuotaStatus:
+        """`check_quota` for a new upload, then hold its size as in flight until it ends.
+
+        No await between the two, so concurrent requests on this instance cannot
+        both take the last of a quota.
+        """
+        status = self.check_quota(user_id, size, new_upload=True, upload_id=upload_id)
+        self.in_flight.hold(user_id, upload_id, size)
+        return status
+
+    def charge(self, user_id: str, upload_id: str, received: int) -> None:
+        """A streaming body has brought `received` bytes: QuotaExceeded on the byte that
+        passes what is left once the snapshot and the other uploads in flight are counted."""
+        status = self.usage(user_id, excluding=upload_id)
+        if received > status.bytes_remaining:
+            raise QuotaExceeded(
+                f"the upload passed the {status.bytes_remaining} bytes left in the quota",
+                details=_details(status, received),
+            )
+        self.in_flight.received(upload_id, received)
+
+    def usage(self, user_id: str, *, excluding: str | None = None) -> QuotaStatus:
+        """The published snapshot plus what this instance's other uploads in flight hold."""
+        status = self.quota.status(user_id)
+        in_flight = self.in_flight.usage(user_id, excluding=excluding)
+        if not in_flight.uploads:
+            return status
+        return replace(
+            status,
+            bytes_used=status.bytes_used + in_flight.bytes,
+            uploads_used=status.uploads_used + in_flight.uploads,
+        )
+
+
+def _details(status: QuotaStatus, requested: int | None) -> dict[str, object]:
+    return {
+        "limit": status.bytes_limit,
+        "used": status.bytes_used,
+        "requested": requested,
+        "reset_date": status.period_end,
+        "remaining_quota": status.bytes_remaining,
+        "uploads_limit": status.uploads_limit,
+        "uploads_used": status.uploads_used,
+        "uploads_remaining": status.uploads_remaining,
+    }

@@ -1,12 +1,11 @@
 """Which files a user already stored, by SHA-256, so a second upload of one is recognised.
 
 One small document per (user, sha256) in the shared document store: the first
-upload to record a hash wins, later ones are duplicates of it.
+upload to record a hash wins (create-if-absent), later and concurrent ones are
+duplicates of it. Raises what the document store raises.
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import msgspec
 
@@ -39,14 +38,16 @@ class DuplicateIndex:
         # Keys are injective per user; the owner check also holds against a hand-edited bucket.
         return found if found.user_id == user_id else None
 
-    async def video_id_of(self, user_id: str, sha256: str) -> str | None:
-        found = await self.lookup(user_id, sha256)
-        return found.result.video_id if found is not None else None
-
-    async def record(self, stored: StoredFile) -> None:
-        # When the key exists, an earlier upload of the same bytes is already the original.
-        with contextlib.suppress(VersionConflict):
+    async def claim(self, stored: StoredFile) -> UploadResult | None:
+        """Record `stored` as the original of its bytes unless one is recorded: the recorded
+        original's result (this very file's, when it was recorded before), or None."""
+        try:
             await self._documents.create(
                 layout.stored_file_document(stored.user_id, stored.result.sha256),
                 _encoder.encode(stored),
             )
+        except VersionConflict:
+            # Create-if-absent: of two uploads of one file, exactly one is recorded first.
+            found = await self.lookup(stored.user_id, stored.result.sha256)
+            return found.result if found is not None else None
+        return None

@@ -63,9 +63,12 @@ class SessionService:
         *,
         protocol: UploadProtocol,
         file_format: str | None,
+        session_id: str | None = None,
     ) -> UploadSession:
+        """A new active session; `session_id` when the caller needed the id before (a
+        quota hold), else a fresh one."""
         now = self._clock()
-        session_id = uuid.uuid4().hex
+        session_id = session_id or new_session_id()
         session = UploadSession(
             session_id=session_id,
             user_id=principal.user_id,
@@ -203,6 +206,10 @@ class SessionService:
                 sessions.append(session)
         sessions.sort(key=lambda s: s.created_at, reverse=True)
         return sessions
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex
 
 
 def check_owner(session: UploadSession, principal: Principal) -> None:

@@ -2,7 +2,9 @@
 
 Claims the session (so it is used once), holds the body to the admission rules
 every way in shares (`ingest.usecases.admission`), streams it through the pipeline,
-records the outcome in the session and the duplicate index, and keeps a
+records the file in the duplicate index before its completed event (a second
+copy of a file the user stored is removed and names the original), records the
+outcome in the session, and keeps a
 registry of uploads in flight so that a cancel (taken here or relayed from
 another instance, see `ingest.usecases.cancels`) and shutdown can stop them cleanly.
 Raises the domain errors of `ingest.errors`.
@@ -33,6 +35,7 @@ from ingest.ports import EventSink, ObjectStore, QuotaStatus, QuotaView
 from ingest.usecases.admission import Admission, UploadLimits
 from ingest.usecases.cancels import CancelRelay
 from ingest.usecases.duplicates import DuplicateIndex, StoredFile
+from ingest.usecases.inflight import InFlightUploads
 from ingest.usecases.sessions import SessionService
 
 log = logging.getLogger(__name__)
@@ -101,12 +104,15 @@ class UploadService:
         active: ActiveUploads,
         instance_id: str,
         cancels: CancelRelay,
+        in_flight: InFlightUploads | None = None,
     ) -> None:
         self._sessions = sessions
         self._duplicates = duplicates
         self._store = store
         self._sink = sink
-        self.admission = Admission(limits, quota)
+        self.admission = (
+            Admission(limits, quota) if in_flight is None else Admission(limits, quota, in_flight)
+        )
         self._budget = budget
         self._pipeline = pipeline
         self._active = active
@@ -131,7 +137,10 @@ class UploadService:
             )
         self.admission.check_body_size(declared_size, session.expected_file_size)
         self.admission.check_quota(
-            session.user_id, declared_size or session.expected_file_size, new_upload=True
+            session.user_id,
+            declared_size or session.expected_file_size,
+            new_upload=True,
+            upload_id=session_id,
         )
         return session
 
@@ -149,14 +158,21 @@ class UploadService:
         session, _ = await self._sessions.claim(
             session_id, principal, instance_id=self._instance_id
         )
+        in_flight = self.admission.in_flight
         try:
             size = self.admission.check_body_size(declared_size, session.expected_file_size)
-            quota = self.admission.check_quota(session.user_id, size, new_upload=True)
+            quota = self.admission.check_quota(
+                session.user_id, size, new_upload=True, upload_id=session_id
+            )
         except IngestError as error:
+            in_flight.release(session_id)
             await self._sessions.finish(
                 session_id, "failed", message=error.message, error_code=error.error_code
             )
             raise
+        # Held from the check on, with no await between: the body counts as in flight here
+        # (whichever instance created the session) until it ends, below.
+        in_flight.streaming(session.user_id, session_id, size)
         target = self._target(session, content_type, size, quota)
         interrupt = Interrupt()
         task = asyncio.create_task(
@@ -168,7 +184,15 @@ class UploadService:
                 budget=self._budget,
                 config=self._pipeline,
                 interrupt=interrupt,
-                find_duplicate=self._duplicates.video_id_of,
+                claim_original=lambda result: self._duplicates.claim(
+                    StoredFile(
+                        user_id=session.user_id,
+                        session_id=session_id,
+                        filename=session.filename,
+                        result=result,
+                    )
+                ),
+                meter=lambda received: self.admission.charge(session.user_id, session_id, received),
             ),
             name=f"upload-{session_id}",
         )
@@ -181,14 +205,7 @@ class UploadService:
             raise
         finally:
             self._active.remove(session_id)
-        await self._duplicates.record(
-            StoredFile(
-                user_id=session.user_id,
-                session_id=session_id,
-                filename=session.filename,
-                result=result,
-            )
-        )
+            in_flight.release(session_id)
         completed = await self._sessions.finish(
             session_id,
             "completed",
@@ -221,6 +238,7 @@ class UploadService:
     async def cancel(self, session_id: str, principal: Principal) -> UploadSession:
         """Cancel the session, and stop its upload wherever it streams."""
         session = await self._sessions.cancel(session_id, principal)
+        self.admission.in_flight.release(session_id)
         if not self._active.interrupt(session_id, "cancelled"):
             # Sent again when a cancel is repeated, in case the first one could not send it.
             await self._cancels.forward(session)

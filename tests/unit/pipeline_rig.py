@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from ingest.model import UploadResult, UploadTarget
 from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.config import PipelineConfig
@@ -37,10 +39,17 @@ class PipelineRig:
     )
     interrupt: Interrupt = field(default_factory=Interrupt)
     duplicates: dict[tuple[str, str], str] = field(default_factory=dict)
+    user_id: str = "user-1"
+    """The user of the rig's targets, whose files `claim_original` records."""
     first_sequence: int = 0
 
-    async def find_duplicate(self, user_id: str, sha256: str) -> str | None:
-        return self.duplicates.get((user_id, sha256))
+    async def claim_original(self, result: UploadResult) -> UploadResult | None:
+        """Like the duplicate index: the first result recorded for the bytes is the original."""
+        key = (self.user_id, result.sha256)
+        earlier = self.duplicates.setdefault(key, result.video_id)
+        if earlier == result.video_id:
+            return None
+        return msgspec.structs.replace(result, video_id=earlier, s3_key=f"earlier/{earlier}")
 
     async def run(self, target: UploadTarget, body: ScriptedBody, **kwargs: Any) -> UploadResult:
         """`stream_upload` of `body`; `kwargs` override its other arguments."""
@@ -53,7 +62,7 @@ class PipelineRig:
             budget=self.budget,
             config=self.config,
             interrupt=self.interrupt,
-            find_duplicate=self.find_duplicate,
+            claim_original=self.claim_original,
             **arguments,
         )
 

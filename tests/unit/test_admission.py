@@ -94,9 +94,13 @@ def test_the_quota_counts_uploads_and_bytes(admission: Admission, quota: FixedQu
     with pytest.raises(QuotaExceeded) as no_uploads_left:
         admission.check_quota("ann", None, new_upload=True)
     assert no_uploads_left.value.details == {
+        "limit": quota.bytes_limit,
+        "used": quota.bytes_limit - 100,
+        "requested": None,
         "remaining_quota": 100,
         "uploads_remaining": 0,
         "uploads_limit": quota.uploads_limit,
+        "uploads_used": quota.uploads_limit,
         "reset_date": quota.status("ann").period_end,
     }
     # More bytes of an upload already counted: only the bytes matter.

@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from ingest.errors import UnsupportedFormat
+from ingest.model import UploadResult
 from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.config import PipelineConfig
 from schemas import (
@@ -168,16 +169,29 @@ async def test_ids_are_generated_when_not_given(rig: Rig) -> None:
 async def test_a_duplicate_of_an_earlier_upload_is_reported(rig: Rig) -> None:
     data = video_bytes(300)
     rig.duplicates[("user-1", hashlib.sha256(data).hexdigest())] = "vid-earlier"
-    result = await rig.run(make_target(), ScriptedBody(data))
+    target = make_target()
+    result = await rig.run(target, ScriptedBody(data))
     assert result.duplicate_of == "vid-earlier"
     assert rig.sink.of_type(UploadCompleted)[0].duplicate_of == "vid-earlier"
+    # The copy is removed: the original holds the same bytes, and is what the result names.
+    assert target.s3_key not in rig.store.objects
+    assert result.s3_key == "earlier/vid-earlier"
+
+
+async def test_the_first_upload_of_a_file_is_recorded_as_its_original(rig: Rig) -> None:
+    data = video_bytes(5 * PART)
+    target = make_target()
+    result = await rig.run(target, ScriptedBody(data))
+    assert result.duplicate_of is None
+    assert target.s3_key in rig.store.objects
+    assert rig.duplicates[("user-1", result.sha256)] == result.video_id
 
 
 async def test_a_failing_duplicate_lookup_does_not_fail_the_upload(rig: Rig) -> None:
-    async def broken(user_id: str, sha256: str) -> str | None:
+    async def broken(result: UploadResult) -> UploadResult | None:
         raise ConnectionError("index unavailable")
 
-    rig.find_duplicate = broken  # type: ignore[method-assign]
+    rig.claim_original = broken  # type: ignore[method-assign]
     result = await rig.run(make_target(), ScriptedBody(video_bytes(300)))
     assert result.duplicate_of is None
     assert rig.sink.types()[-1] == "ingest.upload.completed"

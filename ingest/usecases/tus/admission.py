@@ -57,7 +57,9 @@ class PatchAdmission:
                 self.check_end(request.offset + request.content_length, length)
             if length == state.upload_length:
                 return session
-            self.rules.check_quota(session.user_id, length, new_upload=False)
+            self.rules.check_quota(
+                session.user_id, length, new_upload=False, upload_id=session.session_id
+            )
             return with_state(
                 msgspec.structs.replace(session, expected_file_size=length), upload_length=length
             )

@@ -20,7 +20,7 @@ from datetime import datetime
 
 from ingest.errors import MultipartUploadMissing, StorageError
 from ingest.model import UploadResult
-from ingest.pipeline.ending import FindDuplicate, duplicate_of
+from ingest.pipeline.ending import ClaimOriginal, settle_duplicate
 from ingest.ports import StoredPart
 from ingest.usecases.tus.checksum import sha256_of_object
 from ingest.usecases.tus.state import TusSession
@@ -31,7 +31,7 @@ async def complete_upload(
     session: TusSession,
     *,
     store: TusStore,
-    find_duplicate: FindDuplicate,
+    claim_original: ClaimOriginal,
     lookup_timeout: float,
     wall_clock: Callable[[], datetime],
 ) -> UploadResult:
@@ -46,7 +46,7 @@ async def complete_upload(
             f"the stored object of upload {session.session_id} is {size} bytes, not {length}",
             details={"key": session.s3_key, "size": size, "upload_length": length},
         )
-    return UploadResult(
+    result = UploadResult(
         video_id=state.video_id,
         analysis_id=state.analysis_id,
         size_bytes=length,
@@ -57,13 +57,13 @@ async def complete_upload(
         parts=parts,
         started_at=state.started_at or session.created_at,
         completed_at=wall_clock(),
-        duplicate_of=await duplicate_of(
-            find_duplicate,
-            session.user_id,
-            sha256,
-            within=lookup_timeout,
-            upload_id=session.session_id,
-        ),
+    )
+    return await settle_duplicate(
+        claim_original,
+        result,
+        discard=lambda: store.delete(session.s3_key),
+        within=lookup_timeout,
+        upload_id=session.session_id,
     )
 
 

@@ -70,21 +70,20 @@ class Lifecycle:
             result = await complete_upload(
                 session,
                 store=self.store,
-                find_duplicate=self.duplicates.video_id_of,
+                claim_original=lambda result: self.duplicates.claim(
+                    StoredFile(
+                        user_id=session.user_id,
+                        session_id=session.session_id,
+                        filename=session.filename,
+                        result=result,
+                    )
+                ),
                 lookup_timeout=self.pipeline.event_timeout,
                 wall_clock=self.clock,
             )
         except IngestError:
             await self.release(session.session_id, owner, events.next_sequence)
             raise
-        await self.duplicates.record(
-            StoredFile(
-                user_id=session.user_id,
-                session_id=session.session_id,
-                filename=session.filename,
-                result=result,
-            )
-        )
 
         def finish(current: TusSession) -> TusSession:
             completed = msgspec.structs.replace(

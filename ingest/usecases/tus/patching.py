@@ -73,7 +73,7 @@ class PatchHost(Protocol):
 
     def wall_clock(self) -> datetime: ...
 
-    def quota_remaining(self, user_id: str) -> int: ...
+    def quota_remaining(self, user_id: str, upload_id: str) -> int: ...
 
     def info_of(self, session: TusSession) -> UploadInfo: ...
 
@@ -134,7 +134,9 @@ class PatchRun:
 
     async def _run(self) -> UploadInfo:
         layout = self._layout
-        self._quota_remaining = self._svc.quota_remaining(self._session.user_id)
+        self._quota_remaining = self._svc.quota_remaining(
+            self._session.user_id, self._session.session_id
+        )
         # The tail is read when the first part is, inside that part's share of the memory
         # budget (holding it apart while waiting for more budget could deadlock uploads).
         reader = PartReader(_after(self._read_tail, self._arrived))

@@ -46,6 +46,7 @@ from ingest.pipeline.parts import plan_part_size
 from ingest.ports import DocumentStore, EventSink, QuotaView
 from ingest.usecases.admission import Admission, UploadLimits
 from ingest.usecases.duplicates import DuplicateIndex
+from ingest.usecases.inflight import InFlightUploads
 from ingest.usecases.sessions import SessionService, utc_now
 from ingest.usecases.tus.admission import PatchAdmission
 from ingest.usecases.tus.body import TusInterrupt
@@ -95,13 +96,16 @@ class TusService:
         instance_id: str,
         config: TusConfig,
         clock: Callable[[], datetime] = utc_now,
+        in_flight: InFlightUploads | None = None,
     ) -> None:
         self.sessions = TusSessions(sessions, documents, clock)
         self.store = store
         self.budget = budget
         self.pipeline = pipeline
         self.limits = limits
-        self.rules = Admission(limits, quota)
+        self.rules = (
+            Admission(limits, quota) if in_flight is None else Admission(limits, quota, in_flight)
+        )
         self.admission = PatchAdmission(self.rules, clock)
         self.lifecycle = Lifecycle(self.sessions, store, sink, duplicates, pipeline, limits, clock)
         self._quota = quota
@@ -130,6 +134,8 @@ class TusService:
         )
         now = self._clock()
         session_id = uuid.uuid4().hex
+        # Checked again and held with no await between: open uploads count on this instance.
+        self.rules.admit(principal.user_id, session_id, length)
         session = TusSession(
             session_id=session_id,
             user_id=principal.user_id,
@@ -158,7 +164,11 @@ class TusService:
                 metadata_header=creation.metadata_header,
             ),
         )
-        await self.sessions.create(session)
+        try:
+            await self.sessions.create(session)
+        except BaseException:
+            self.rules.in_flight.release(session_id)
+            raise
         return session
 
     async def info(self, session_id: str, principal: Principal) -> UploadInfo:
@@ -215,11 +225,22 @@ class TusService:
         task = asyncio.create_task(run.run(), name=f"tus-{session_id}")
         # ActiveUploads only waits for, and interrupts, the task: its result type does not matter.
         self._active.add(session_id, cast("asyncio.Task[UploadResult]", task), interrupt)
+        in_flight = self.rules.in_flight
+        user_id = held.session.user_id
+        # Counted here too when another instance created it (the upload resumed here).
+        in_flight.streaming(user_id, session_id, held.session.state.upload_length)
+        info: UploadInfo | None = None
         try:
             async with self._keeping(held, events, interrupt, task):
-                return await self._await(task, interrupt)
+                info = await self._await(task, interrupt)
+                return info
         finally:
             self._active.remove(session_id)
+            if info is not None and info.length is not None and info.offset >= info.length:
+                in_flight.release(session_id)
+            else:
+                # Still open: held until the next PATCH, the end, or the session's expiry.
+                in_flight.hold(user_id, session_id, info.offset if info is not None else None)
 
     async def _await(self, task: asyncio.Task[UploadInfo], interrupt: TusInterrupt) -> UploadInfo:
         try:
@@ -253,11 +274,14 @@ class TusService:
             )
         await self.lifecycle.cancel(session_id, "terminated by the client")
         self._active.interrupt(session_id, "cancelled")
+        self.rules.in_flight.release(session_id)
 
     # Helpers of a running PATCH.
 
-    def quota_remaining(self, user_id: str) -> int:
-        return self._quota.status(user_id).bytes_remaining
+    def quota_remaining(self, user_id: str, upload_id: str) -> int:
+        """What the upload may reach: the snapshot's remaining bytes less what this
+        instance's other uploads in flight hold."""
+        return self.rules.usage(user_id, excluding=upload_id).bytes_remaining
 
     async def read_tail(self, session: TusSession) -> bytes:
         """The committed bytes after the last full part (b"" at a part boundary)."""
