@@ -12,6 +12,7 @@ import time
 import msgspec
 from aiohttp import web
 
+from infra.layout import MAX_USER_ID_LENGTH
 from ingest.auth import Principal
 from ingest.errors import Forbidden, IngestError, InvalidRequest, UploadCancelledError
 from ingest.http.body import declared_length, multipart_file, raw_body
@@ -253,6 +254,11 @@ async def set_quota(request: web.Request) -> web.Response:
         raise Forbidden("setting quotas needs the admin role")
     body = msgspec.json.decode(await request.read(), type=SetQuotaRequest)
     user_id = request.match_info["user_id"]
+    if len(user_id) > MAX_USER_ID_LENGTH:
+        # The same rule as a token's `sub`: no such user can exist.
+        raise InvalidRequest(
+            f"a user id is at most {MAX_USER_ID_LENGTH} characters", details={"field": "user_id"}
+        )
     await services(request).sink.emit(
         QuotaLimitsSet(
             user_id=user_id,

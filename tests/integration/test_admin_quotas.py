@@ -102,3 +102,22 @@ async def test_only_a_list_of_strings_holding_admin_may_set_limits(
     ) as r:
         assert r.status == 200, await r.text()
         assert (await r.json())["user_id"] == "mallory"
+
+
+async def test_user_ids_follow_the_token_rules_and_lookalikes_stay_apart(
+    ingest: RunningIngest, http: aiohttp.ClientSession, settings: IngestSettings
+) -> None:
+    admin = {"Authorization": f"Bearer {ingest.token('root', admin=True)}"}
+    too_long = "x" * 257
+    async with http.put(
+        f"{ingest.url}/v1/admin/quotas/{too_long}", json={"uploads_limit": 3}, headers=admin
+    ) as r:
+        assert r.status == 400, await r.text()
+        assert (await r.json())["details"] == {"field": "user_id"}
+    # A user id with a slash reaches the route percent-encoded and is published as it is.
+    async with http.put(
+        f"{ingest.url}/v1/admin/quotas/team%2FX", json={"uploads_limit": 3}, headers=admin
+    ) as r:
+        assert r.status == 202, await r.text()
+    [command] = await limit_commands(settings, "team/X", 1)
+    assert command.uploads_limit == 3
