@@ -161,6 +161,10 @@ class QuotaView(Protocol):
 
     def status(self, user_id: str) -> QuotaStatus: ...
 
+    def counts(self, user_id: str, upload_id: str) -> bool:
+        """True once the user's published snapshot of the current period charges this upload."""
+        ...
+
     async def check(self) -> None:
         """Raise ServiceUnavailable unless the view is caught up and still reading."""
         ...

@@ -23,7 +23,7 @@ import asyncio
 import hashlib
 import itertools
 import random
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -511,6 +511,7 @@ class _Usage:
     bytes_used: int
     uploads_limit: int
     uploads_used: int = 0
+    counted: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -535,13 +536,19 @@ class FixedQuotaView:
         uploads_used: int = 0,
         bytes_limit: int | None = None,
         uploads_limit: int | None = None,
+        counted: Iterable[str] = (),
     ) -> None:
         self._users[user_id] = _Usage(
             bytes_limit=self.bytes_limit if bytes_limit is None else bytes_limit,
             bytes_used=bytes_used,
             uploads_limit=self.uploads_limit if uploads_limit is None else uploads_limit,
             uploads_used=uploads_used,
+            counted=frozenset(counted),
         )
+
+    def counts(self, user_id: str, upload_id: str) -> bool:
+        usage = self._users.get(user_id)
+        return usage is not None and upload_id in usage.counted
 
     async def check(self) -> None:
         return None

@@ -168,7 +168,11 @@ class Admission:
     def usage(self, user_id: str, *, excluding: str | None = None) -> QuotaStatus:
         """The published snapshot plus what this instance's other uploads in flight hold."""
         status = self.quota.status(user_id)
-        in_flight = self.in_flight.usage(user_id, excluding=excluding)
+        in_flight = self.in_flight.usage(
+            user_id,
+            excluding=excluding,
+            counted=lambda upload_id: self.quota.counts(user_id, upload_id),
+        )
         if not in_flight.uploads:
             return status
         return replace(

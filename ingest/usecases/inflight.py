@@ -8,7 +8,11 @@ declared size from its creation while it is open (held until the session
 ends, or for at most the session TTL when nobody ends it here, as when its
 body is sent to another instance), then, while its body streams, the larger
 of that and the bytes actually received. An upload counts one against the
-upload limit from the moment it is held.
+upload limit from the moment it is held. A completed upload stays held
+(`settled`) until the user's published snapshot charges it, so the window
+between an upload's end and the quota consumer's snapshot is no gap in the
+count; if no snapshot charges it within `settle_seconds` (the consumer is
+down), the hold lapses.
 
 Memory stays bounded: an entry is removed when its upload ends here, and an
 entry nobody ends expires with its session (expired entries are swept as the
@@ -31,6 +35,12 @@ class _Entry:
     size: int
     expires_at: float | None
     """Monotonic deadline; None while a body streams (its end always releases it)."""
+    settled: bool = False
+    """Completed: held until a snapshot charges it (or `expires_at`)."""
+
+
+Counted = Callable[[str], bool]
+"""Whether the user's published snapshot already charges this upload id."""
 
 
 @dataclass(frozen=True)
@@ -40,10 +50,17 @@ class InFlightUsage:
 
 
 class InFlightUploads:
-    def __init__(self, *, hold_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        if hold_seconds <= 0:
+    def __init__(
+        self,
+        *,
+        hold_seconds: float,
+        settle_seconds: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if hold_seconds <= 0 or settle_seconds <= 0:
             raise ValueError("an upload is held for a positive time")
         self._hold_seconds = hold_seconds
+        self._settle_seconds = settle_seconds
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
         self._by_user: dict[str, set[str]] = {}
@@ -52,14 +69,18 @@ class InFlightUploads:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def usage(self, user_id: str, *, excluding: str | None = None) -> InFlightUsage:
-        """What the user's uploads in flight here hold, but for `excluding` (the one asking)."""
+    def usage(
+        self, user_id: str, *, excluding: str | None = None, counted: Counted | None = None
+    ) -> InFlightUsage:
+        """What the user's uploads in flight here hold, but for `excluding` (the one asking)
+        and completed ones a snapshot already charges (`counted`)."""
         self._sweep()
         now = self._clock()
         total = uploads = 0
         for upload_id in list(self._by_user.get(user_id, ())):
             entry = self._entries[upload_id]
-            if entry.expires_at is not None and entry.expires_at <= now:
+            expired = entry.expires_at is not None and entry.expires_at <= now
+            if expired or (entry.settled and counted is not None and counted(upload_id)):
                 self.release(upload_id)
             elif upload_id != excluding:
                 total += entry.size
@@ -77,6 +98,15 @@ class InFlightUploads:
         entry = self._entry(user_id, upload_id)
         entry.size = max(entry.size, size or 0)
         entry.expires_at = None
+
+    def settled(self, upload_id: str, size: int) -> None:
+        """The upload completed with `size` bytes: held until a snapshot charges it."""
+        entry = self._entries.get(upload_id)
+        if entry is None:
+            return
+        entry.size = size
+        entry.settled = True
+        entry.expires_at = self._clock() + self._settle_seconds
 
     def received(self, upload_id: str, total: int) -> None:
         """The body has brought `total` bytes so far; never lowers what is held."""
@@ -102,6 +132,8 @@ class InFlightUploads:
                 self.release(upload_id)
             entry = self._entries[upload_id] = _Entry(user_id, 0, None)
             self._by_user.setdefault(user_id, set()).add(upload_id)
+        else:
+            entry.settled = False
         return entry
 
     def _sweep(self) -> None:

@@ -71,12 +71,16 @@ class QuotaSnapshots:
 
     def __init__(self) -> None:
         self._snapshots: dict[str, QuotaUpdated] = {}
+        # Built once per snapshot: `counts` is asked on every quota check of the user.
+        self._counted: dict[str, frozenset[str]] = {}
 
     def apply(self, record: Record) -> None:
         if record.value is None:
             # A tombstone: compaction will forget this user, and so do we.
             if record.key is not None:
-                self._snapshots.pop(record.key.decode("utf-8", errors="replace"), None)
+                user_id = record.key.decode("utf-8", errors="replace")
+                self._snapshots.pop(user_id, None)
+                self._counted.pop(user_id, None)
             return
         try:
             event = decode(record.value, record.headers)
@@ -85,9 +89,14 @@ class QuotaSnapshots:
             return
         if isinstance(event, QuotaUpdated):
             self._snapshots[event.user_id] = event
+            self._counted[event.user_id] = frozenset(c.upload_id for c in event.counted_uploads)
 
     def get(self, user_id: str) -> QuotaUpdated | None:
         return self._snapshots.get(user_id)
+
+    def counted(self, user_id: str) -> frozenset[str]:
+        """The uploads the user's latest snapshot lists as charged."""
+        return self._counted.get(user_id, frozenset())
 
     def __len__(self) -> int:
         return len(self._snapshots)
@@ -128,6 +137,12 @@ class SnapshotQuotaView:
                 f"the quota view has not caught up with {topic!r} yet",
                 details={"topic": topic},
             )
+
+    def counts(self, user_id: str, upload_id: str) -> bool:
+        snapshot = self._snapshots.get(user_id)
+        if snapshot is None or snapshot.period_end <= self._clock():
+            return False
+        return upload_id in self._snapshots.counted(user_id)
 
     def status(self, user_id: str) -> QuotaStatus:
         return quota_status(

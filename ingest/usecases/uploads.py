@@ -198,6 +198,7 @@ class UploadService:
         )
         # No await since the claim: a cancel relayed here from now on finds the upload.
         self._active.add(session_id, task, interrupt)
+        result: UploadResult | None = None
         try:
             result = await self._await_pipeline(task, interrupt)
         except IngestError as error:
@@ -205,7 +206,11 @@ class UploadService:
             raise
         finally:
             self._active.remove(session_id)
-            in_flight.release(session_id)
+            if result is not None and result.duplicate_of is None:
+                # Charged by the quota consumer soon: counted here until its snapshot says so.
+                in_flight.settled(session_id, result.size_bytes)
+            else:
+                in_flight.release(session_id)
         completed = await self._sessions.finish(
             session_id,
             "completed",

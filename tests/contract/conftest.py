@@ -348,6 +348,7 @@ async def quota_view(backend: Backend) -> AsyncIterator[QuotaBackend]:
                 uploads_used=snapshot.uploads_used,
                 bytes_limit=snapshot.bytes_limit,
                 uploads_limit=snapshot.uploads_limit,
+                counted=[upload.upload_id for upload in snapshot.counted_uploads],
             )
 
         yield QuotaBackend(fake, set_usage)

@@ -6,8 +6,10 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+import msgspec
+
 from ingest.ports import QuotaStatus, QuotaView
-from schemas import QuotaUpdated
+from schemas import CountedUpload, QuotaUpdated
 from schemas.periods import current_period, rfc3339
 from tests.contract.conftest import PERIOD_DAYS, QUOTA_BYTES, QUOTA_UPLOADS, QuotaBackend
 
@@ -92,3 +94,24 @@ async def test_the_latest_snapshot_published_for_a_user_is_the_answer(
 
 async def test_check_answers_once_started(quota_view: QuotaBackend) -> None:
     await quota_view.view.check()
+
+
+async def test_an_upload_counts_once_the_current_snapshot_lists_it(
+    quota_view: QuotaBackend,
+) -> None:
+    user = a_user()
+    view = quota_view.view
+    assert not view.counts(user, "u-1")
+    listed = msgspec.structs.replace(
+        snapshot(user, bytes_used=300, uploads_used=2),
+        counted_uploads=[
+            CountedUpload(upload_id="u-1", size_bytes=100),
+            CountedUpload(upload_id="u-2", size_bytes=200),
+        ],
+    )
+    await quota_view.publish(listed)
+    await answered(view, status_of(listed))
+    assert view.counts(user, "u-1")
+    assert view.counts(user, "u-2")
+    assert not view.counts(user, "u-3")
+    assert not view.counts(a_user(), "u-1")

@@ -101,3 +101,30 @@ def test_a_streaming_body_is_stopped_on_the_byte_past_the_quota(
     # What the others hold shrinks when they end: the same body may go on.
     ledger.release("other")
     admission.charge("ann", "a", 1_000)
+
+
+def test_a_completed_upload_counts_until_a_snapshot_charges_it(
+    admission: Admission, quota: FixedQuotaView, ledger: InFlightUploads
+) -> None:
+    admission.admit("ann", "a", 1000)
+    ledger.streaming("ann", "a", 1000)
+    ledger.settled("a", 900)
+    # Between the upload's end and the consumer's snapshot the bytes are still counted.
+    assert admission.usage("ann").bytes_used == 900
+    assert admission.usage("ann").uploads_used == 1
+    quota.set("ann", bytes_used=900, uploads_used=1, counted=["a"])
+    # Counted by the snapshot now, and never twice.
+    assert admission.usage("ann").bytes_used == 900
+    assert admission.usage("ann").uploads_used == 1
+    assert len(ledger) == 0
+
+
+def test_a_completed_upload_no_snapshot_charges_is_let_go_after_the_settle_time(
+    clock: Clock,
+) -> None:
+    ledger = InFlightUploads(hold_seconds=60.0, settle_seconds=30.0, clock=clock)
+    ledger.streaming("ann", "a", 10)
+    ledger.settled("a", 10)
+    assert ledger.usage("ann", counted=lambda upload_id: False) == InFlightUsage(10, 1)
+    clock.now = 31.0
+    assert ledger.usage("ann", counted=lambda upload_id: False) == InFlightUsage(0, 0)

@@ -237,7 +237,8 @@ class TusService:
         finally:
             self._active.remove(session_id)
             if info is not None and info.length is not None and info.offset >= info.length:
-                in_flight.release(session_id)
+                # Complete: counted here until the quota consumer's snapshot charges it.
+                in_flight.settled(session_id, info.length)
             else:
                 # Still open: held until the next PATCH, the end, or the session's expiry.
                 in_flight.hold(user_id, session_id, info.offset if info is not None else None)
