@@ -70,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("latency")
     group.add_argument("--latency-uploads", type=int, default=4, help="concurrent uploads")
     group.add_argument("--latency-size", default=latency.DEFAULT_SIZE)
+    group = parser.add_argument_group("consumers")
+    group.add_argument("--consumer-events", type=int, default=5000, help="backlog to consume")
+    group.add_argument("--consumer-users", type=int, default=50)
+    group.add_argument("--consumer-rate", type=float, default=200, help="steady events per s")
+    group.add_argument("--consumer-seconds", type=float, default=10, help="of steady publishing")
     group = parser.add_argument_group("profile")
     group.add_argument("--profile-size", default="1GiB")
     group.add_argument("--profile-rate", type=int, default=250, help="samples per second")
@@ -124,7 +129,14 @@ async def _one(name: str, ctx: Context, args: argparse.Namespace) -> dict[str, A
         return await profiling.run(
             ctx, size=size(args.profile_size, "--profile-size"), rate=args.profile_rate
         )
-    return consumers.run()
+    return await consumers.run(
+        ctx,
+        events=args.consumer_events,
+        users=args.consumer_users,
+        rate=args.consumer_rate,
+        seconds=args.consumer_seconds,
+        runs=args.runs,
+    )
 
 
 def main() -> int:

@@ -3,10 +3,11 @@
 `ConsumerRuntime` is the member's `RebalanceListener`: build the group
 consumer with `listener=runtime`, then `await runtime.run(consumer, stop)`.
 `run` joins the group and fetches until `stop` is set. Each assigned
-partition gets a `PartitionWorker` (after `app.on_assigned`); each batch
-goes to its partition's worker, and a partition whose worker is full is
-paused while `getmany` goes on being called, so the member stays in the
-group. A housekeeping task commits every partition's finished prefix every
+partition gets a `PartitionWorker` (after `app.on_assigned`; what the member
+fetches for it before then is held, and the partition paused, until the
+worker exists); each batch goes to its partition's worker, and a partition
+whose worker is full is paused while `getmany` goes on being called, so the
+member stays in the group. A housekeeping task commits every partition's finished prefix every
 `commit_interval_seconds` and refreshes the lag gauges. On revocation (and
 on stop, which revokes everything) the partitions' workers are drained
 within `drain_seconds`, what finished is committed, then `app.on_revoked`
@@ -78,6 +79,8 @@ class ConsumerRuntime:
         self._consumer: GroupConsumer | None = None
         self._workers: dict[TopicPartition, PartitionWorker] = {}
         self._paused: set[TopicPartition] = set()
+        # Partitions whose `app.on_assigned` is running -> records fetched for them meanwhile.
+        self._early: dict[TopicPartition, list[Record]] = {}
         # One commit at a time: two in flight for one partition could land in either order.
         self._commit_lock = asyncio.Lock()
         self._failure: BaseException | None = None
@@ -123,14 +126,21 @@ class ConsumerRuntime:
             raise self._failure
 
     async def on_assigned(self, partitions: frozenset[TopicPartition]) -> None:
+        # The member may fetch these partitions while the app is still getting ready: what
+        # it returns meanwhile waits here (its position has moved past it, so dropping it
+        # would lose it until the next rebalance).
+        for partition in partitions:
+            self._paused.discard(partition)
+            self._early[partition] = []
         try:
             await self.app.on_assigned(partitions)
         except Exception as error:
+            for partition in partitions:
+                self._early.pop(partition, None)
             # Without its state loaded the app must not see these records: stop instead.
             self._fail(error, f"{self.app.name}.on_assigned failed")
             return
         for partition in partitions:
-            self._paused.discard(partition)
             worker = PartitionWorker(
                 partition,
                 self._handling,
@@ -139,6 +149,9 @@ class ConsumerRuntime:
             )
             worker.task.add_done_callback(self._watch)
             self._workers[partition] = worker
+            worker.submit(self._early.pop(partition, []))
+            if not worker.full:
+                self._resume(partition)
         log.info("%s assigned %s", self.app.name, _names(partitions))
 
     async def on_revoked(self, partitions: frozenset[TopicPartition]) -> None:
@@ -183,6 +196,15 @@ class ConsumerRuntime:
     def _hand_out(
         self, consumer: GroupConsumer, partition: TopicPartition, records: Sequence[Record]
     ) -> None:
+        early = self._early.get(partition)
+        if early is not None:
+            # Assigned, but the app is not ready yet: keep them, and fetch no more for now.
+            early.extend(records)
+            if partition not in self._paused:
+                with contextlib.suppress(PartitionNotAssigned):
+                    consumer.pause(partition)
+                    self._paused.add(partition)
+            return
         worker = self._workers.get(partition)
         if worker is None:
             # Revoked between the fetch and now (or on_assigned failed): not tracked, so not

@@ -105,7 +105,15 @@ async def test_latency(ctx: Context) -> None:
     assert "not measured" in document["note"]
 
 
-def test_consumers_report_no_figures(capsys: pytest.CaptureFixture[str]) -> None:
-    result = consumers.run()
-    assert "no figures" in result["skipped"]
-    assert "no figures" in capsys.readouterr().out
+async def test_consumers(ctx: Context) -> None:
+    await consumers.run(ctx, events=40, users=4, rate=20, seconds=1, runs=1)
+    text = await asyncio.to_thread((ctx.out / "consumers.json").read_text)
+    document = json.loads(text)
+    assert document["benchmark"] == "consumers"
+    assert document["environment"]["machine"]["cores"] > 0
+    summary = document["summary"]
+    positive(summary["events_per_s"])
+    positive(summary["lag_p50_ms"])
+    [run] = document["runs"]
+    assert run["events"] == 40
+    assert run["steady_events"] == 20
