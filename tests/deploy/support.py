@@ -20,6 +20,7 @@ import pytest
 
 yaml = pytest.importorskip("yaml", reason="add pyyaml to the dev dependencies")
 
+from consumers.runtime.settings import consumer_settings_from_env  # noqa: E402
 from ingest.settings import ingest_settings_from_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,9 +125,9 @@ class _RecordingEnv(Mapping[str, str]):
         return 0
 
 
-# Functions building a process's settings from an environment mapping. When the
-# consumers get settings of their own, their `*_settings_from_env` is added here.
-SETTINGS_READERS = (ingest_settings_from_env,)
+# Functions building a process's settings from an environment mapping: `ingest
+# serve` and `provision`, and every `ingest consume NAME`.
+SETTINGS_READERS = (ingest_settings_from_env, consumer_settings_from_env)
 
 # Direct reads elsewhere (the CLI's INGEST_LOG_LEVEL, the local stack's directories).
 _ENVIRON_READ = re.compile(

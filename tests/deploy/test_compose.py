@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
+from cli.consume import CONSUMER_APPS
 from cli.main import main as ingest_cli
-from ingest.settings import ingest_settings_from_env
+from consumers.runtime.settings import ConsumerSettings, consumer_settings_from_env
+from ingest.settings import IngestSettings, ingest_settings_from_env
 from tests.deploy.support import (
     COMPOSE_FILE,
     DEPLOY,
@@ -37,6 +39,18 @@ def compose() -> dict[str, Any]:
 def built_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The services that run this repository's image."""
     return {name: s for name, s in compose["services"].items() if "build" in s}
+
+
+def ingest_settings(compose: dict[str, Any]) -> IngestSettings:
+    return ingest_settings_from_env(
+        service_environment(compose["services"]["ingest"], OPERATOR_VARIABLES)
+    )
+
+
+def quota_settings(compose: dict[str, Any]) -> ConsumerSettings:
+    return consumer_settings_from_env(
+        service_environment(compose["services"]["quota"], OPERATOR_VARIABLES)
+    )
 
 
 def test_compose_follows_the_compose_specification_schema(compose: dict[str, Any]) -> None:
@@ -66,10 +80,10 @@ def test_the_schema_check_would_catch_a_mistake(compose: dict[str, Any]) -> None
 
 
 def test_only_the_processes_that_exist_run(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"kafka", "minio", "provision", "ingest", "proxy"}
+    assert set(compose["services"]) == {"kafka", "minio", "provision", "ingest", "quota", "proxy"}
 
 
-@pytest.mark.parametrize("service", ["provision", "ingest"])
+@pytest.mark.parametrize("service", ["provision", "ingest", "quota"])
 def test_built_services_run_an_existing_ingest_subcommand(
     compose: dict[str, Any], service: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -80,9 +94,16 @@ def test_built_services_run_an_existing_ingest_subcommand(
     assert exit_info.value.code == 0, capsys.readouterr().err
 
 
+def test_the_quota_service_runs_the_quota_consumer(compose: dict[str, Any]) -> None:
+    command = compose["services"]["quota"]["command"]
+    assert command == ["consume", "quota"]
+    # `--help` above stops before the name is looked up: check it is a registered app.
+    assert command[1] in CONSUMER_APPS
+
+
 def test_built_services_use_the_dockerfile(compose: dict[str, Any]) -> None:
     services = built_services(compose)
-    assert set(services) == {"provision", "ingest"}
+    assert set(services) == {"provision", "ingest", "quota"}
     for service in services.values():
         build = service["build"]
         assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
@@ -133,6 +154,11 @@ def test_start_order_waits_for_health_and_provisioning(compose: dict[str, Any]) 
     assert conditions("ingest")["provision"] == "service_completed_successfully"
     assert conditions("ingest")["kafka"] == conditions("ingest")["minio"] == "service_healthy"
     assert conditions("proxy") == {"ingest": "service_healthy"}
+    # The consumer needs the topics, not S3 and not ingest.
+    assert conditions("quota") == {
+        "kafka": "service_healthy",
+        "provision": "service_completed_successfully",
+    }
 
 
 def test_the_jwt_secret_is_required_without_a_default(compose: dict[str, Any]) -> None:
@@ -166,6 +192,69 @@ def test_the_environment_is_valid_for_ingest(compose: dict[str, Any]) -> None:
         settings.s3_bucket,
         settings.kafka_bootstrap_servers,
     )
+
+
+def test_the_environment_is_valid_for_the_quota_consumer(compose: dict[str, Any]) -> None:
+    settings = quota_settings(compose)
+    ingest = ingest_settings(compose)
+    # The topics ingest writes, on the broker it writes to.
+    assert (settings.kafka_bootstrap_servers, settings.topic_prefix) == (
+        ingest.kafka_bootstrap_servers,
+        ingest.topic_prefix,
+    )
+    # In a container: loopback would keep the health check's and a scraper's requests out.
+    assert settings.metrics_host == "0.0.0.0"
+
+
+def test_the_quota_consumer_uses_the_quota_defaults_of_ingest(compose: dict[str, Any]) -> None:
+    settings = quota_settings(compose)
+    ingest = ingest_settings(compose)
+    assert (settings.quota_bytes, settings.quota_uploads, settings.quota_period_days) == (
+        ingest.quota_bytes,
+        ingest.quota_uploads,
+        ingest.quota_period_days,
+    )
+    # From the shared block, so that changing one changes both.
+    shared = compose["x-ingest-environment"]
+    for name in ("INGEST_QUOTA_BYTES", "INGEST_QUOTA_UPLOADS", "INGEST_QUOTA_PERIOD_DAYS"):
+        assert name in shared
+        for service in ("ingest", "quota"):
+            assert compose["services"][service]["environment"][name] == shared[name]
+
+
+def test_the_quota_consumer_gets_no_secret_it_does_not_use(compose: dict[str, Any]) -> None:
+    env = service_environment(compose["services"]["quota"], OPERATOR_VARIABLES)
+    assert "INGEST_JWT_SECRET" not in env
+    # Compose starts it without the operator's variables too.
+    service_environment(compose["services"]["quota"], {})
+
+
+def test_the_quota_health_check_asks_its_metrics_port_for_readiness(
+    compose: dict[str, Any],
+) -> None:
+    service = compose["services"]["quota"]
+    check = service["healthcheck"]
+    assert check["test"][0] == "CMD"
+    urls = re.findall(r"http://[^'\"\s]+", " ".join(check["test"]))
+    assert urls == [f"http://127.0.0.1:{quota_settings(compose).metrics_port}/readyz"]
+    # Joining the group and loading the snapshots take a while after Kafka is up.
+    assert compose_duration(check["start_period"]) >= 30
+
+
+def test_the_quota_consumer_gets_longer_than_its_drain_to_stop(compose: dict[str, Any]) -> None:
+    service = compose["services"]["quota"]
+    settings = quota_settings(compose)
+    assert "INGEST_SHUTDOWN_GRACE" in service["environment"], "the default drain is not ingest's"
+    # After the drain: the commit, leaving the group and the producer's flush.
+    assert compose_duration(service["stop_grace_period"]) > settings.drain_seconds + 10
+
+
+def test_the_quota_consumer_publishes_no_port(compose: dict[str, Any]) -> None:
+    service = compose["services"]["quota"]
+    assert "ports" not in service
+    assert [str(p) for p in service.get("expose", [])] == [
+        str(quota_settings(compose).metrics_port)
+    ]
 
 
 def test_minio_credentials_match_what_ingest_uses(compose: dict[str, Any]) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from cli.consume import CONSUMER_APPS
+from consumers.runtime.settings import ConsumerSettings, consumer_settings_from_env
 from ingest.settings import IngestSettings, ingest_settings_from_env
 from tests.deploy.support import (
     K8S,
@@ -39,14 +41,24 @@ def _kustomization() -> dict[str, Any]:
     return document
 
 
-def _deployment() -> dict[str, Any]:
-    return one_object("Deployment", "ingest")
+# Every Deployment, by name: `ingest serve`, and each consumer.
+DEPLOYMENTS = ("ingest", "quota")
 
 
-def _container() -> dict[str, Any]:
-    (container,) = _deployment()["spec"]["template"]["spec"]["containers"]
+def _deployment(name: str = "ingest") -> dict[str, Any]:
+    return one_object("Deployment", name)
+
+
+def _container(name: str = "ingest") -> dict[str, Any]:
+    (container,) = _deployment(name)["spec"]["template"]["spec"]["containers"]
     assert isinstance(container, dict)
     return container
+
+
+def _pod_labels(name: str) -> dict[str, str]:
+    labels = _deployment(name)["spec"]["template"]["metadata"]["labels"]
+    assert isinstance(labels, dict)
+    return labels
 
 
 def _settings() -> IngestSettings:
@@ -54,6 +66,17 @@ def _settings() -> IngestSettings:
     env = dict(one_object("ConfigMap", "ingest-config")["data"])
     env.update(one_object("Secret", "ingest-secrets")["stringData"])
     return ingest_settings_from_env(env)
+
+
+def _quota_settings() -> ConsumerSettings:
+    """The settings the quota pods get: the ConfigMap, then the container's own values."""
+    env = dict(one_object("ConfigMap", "ingest-config")["data"])
+    for item in _container("quota").get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif item["valueFrom"].get("fieldRef", {}).get("fieldPath") == "metadata.name":
+            env[item["name"]] = "quota-7d9c5b8f6-x2x9q"
+    return consumer_settings_from_env(env)
 
 
 def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -104,7 +127,8 @@ def test_the_kustomization_lists_every_manifest_but_the_secret_template() -> Non
     (namespace,) = find_objects("Namespace")
     assert namespace["metadata"]["name"] == kustomization["namespace"]
     image_names = {image["name"] for image in kustomization["images"]}
-    assert _container()["image"] in image_names, "kustomize must rewrite the image"
+    for name in DEPLOYMENTS:
+        assert _container(name)["image"] in image_names, f"kustomize must rewrite {name}'s image"
 
 
 def test_kustomize_builds_the_manifests() -> None:
@@ -121,12 +145,57 @@ def test_kustomize_builds_the_manifests() -> None:
 # --- Settings ---------------------------------------------------------------------------
 
 
-def test_pods_get_only_variables_the_code_reads() -> None:
-    container = _container()
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_pods_get_only_variables_the_code_reads(deployment: str) -> None:
+    container = _container(deployment)
     names = set(one_object("ConfigMap", "ingest-config")["data"])
     names |= {item["name"] for item in container.get("env", [])}
     unknown = names - environment_names_read()
     assert not unknown, f"set but never read: {sorted(unknown)}"
+
+
+def test_every_deployment_loads_the_shared_configmap() -> None:
+    for name in DEPLOYMENTS:
+        sources = _container(name)["envFrom"]
+        assert {"configMapRef": {"name": "ingest-config"}} in sources, name
+
+
+def test_the_configuration_is_valid_for_the_quota_consumer() -> None:
+    settings = _quota_settings()
+    ingest = _settings()
+    assert (settings.kafka_bootstrap_servers, settings.topic_prefix) == (
+        ingest.kafka_bootstrap_servers,
+        ingest.topic_prefix,
+    )
+    # The kubelet probes the pod's IP: loopback would fail every probe.
+    assert settings.metrics_host == "0.0.0.0"
+    # Each member names itself after its pod.
+    assert settings.instance_id == "quota-7d9c5b8f6-x2x9q"
+
+
+def test_the_quota_consumer_uses_the_quota_defaults_of_ingest() -> None:
+    settings = _quota_settings()
+    ingest = _settings()
+    assert (settings.quota_bytes, settings.quota_uploads, settings.quota_period_days) == (
+        ingest.quota_bytes,
+        ingest.quota_uploads,
+        ingest.quota_period_days,
+    )
+    # From the shared ConfigMap only: a value in the container would override it there.
+    overridden = {item["name"] for item in _container("quota").get("env", [])}
+    assert not overridden & {
+        "INGEST_QUOTA_BYTES",
+        "INGEST_QUOTA_UPLOADS",
+        "INGEST_QUOTA_PERIOD_DAYS",
+    }
+
+
+def test_the_quota_consumer_gets_no_secret() -> None:
+    container = _container("quota")
+    assert not [
+        item for item in container.get("env", []) if "secretKeyRef" in item.get("valueFrom", {})
+    ]
+    assert not [source for source in container["envFrom"] if "secretRef" in source]
 
 
 def test_the_configuration_is_valid_for_ingest() -> None:
@@ -158,9 +227,53 @@ def test_the_deployment_runs_two_replicas_of_ingest_serve() -> None:
     deployment = _deployment()
     assert deployment["spec"]["replicas"] == 2
     args = _container()["args"]
-    assert args[0] == "serve", "only `ingest serve` runs today"
+    assert args[0] == "serve"
     ports = {p["name"]: p["containerPort"] for p in _container()["ports"]}
     assert ports == {"http": int(args[args.index("--port") + 1])}
+
+
+def test_the_quota_deployment_runs_the_quota_consumer() -> None:
+    deployment = _deployment("quota")
+    assert deployment["spec"]["replicas"] >= 2, "one member stopping must not stop the snapshots"
+    args = _container("quota")["args"]
+    assert args == ["consume", "quota"]
+    assert args[1] in CONSUMER_APPS
+    ports = {p["name"]: p["containerPort"] for p in _container("quota")["ports"]}
+    assert ports == {"metrics": _quota_settings().metrics_port}
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(_quota_settings().metrics_port)
+
+
+def test_quota_probes_ask_the_metrics_port() -> None:
+    container = _container("quota")
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    startup = container["startupProbe"]
+    assert startup["httpGet"]["path"] == "/healthz"
+    # The port opens once Kafka answered (the producers start first).
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
+    port = _quota_settings().metrics_port
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["port"] in ("metrics", port), probe
+
+
+def test_quota_termination_grace_outlasts_the_drain() -> None:
+    spec = _deployment("quota")["spec"]["template"]["spec"]
+    pre_stop = _container("quota").get("lifecycle", {}).get("preStop", {}).get("exec", {})
+    waited = float(pre_stop["command"][1]) if pre_stop else 0.0
+    # After the drain, what finished is committed, the member leaves and the producer flushes.
+    drain = _quota_settings().drain_seconds
+    assert spec["terminationGracePeriodSeconds"] > waited + drain + 15
+
+
+def test_quota_resources_are_bounded() -> None:
+    resources = _container("quota")["resources"]
+    assert k8s_quantity(resources["requests"]["memory"]) >= 128 * MiB
+    assert k8s_quantity(resources["limits"]["memory"]) >= k8s_quantity(
+        resources["requests"]["memory"]
+    )
+    assert k8s_quantity(resources["requests"]["cpu"]) > 0
+    assert k8s_quantity(resources["limits"]["cpu"]) >= k8s_quantity(resources["requests"]["cpu"])
 
 
 def test_probes() -> None:
@@ -195,11 +308,15 @@ def test_memory_is_sized_from_the_memory_budget() -> None:
     assert k8s_quantity(resources["requests"]["cpu"]) > 0, "the HPA scales on CPU requests"
 
 
-def test_the_pod_runs_non_root_on_a_read_only_filesystem() -> None:
-    pod = _deployment()["spec"]["template"]["spec"]
-    container = _container()
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_the_pod_runs_non_root_on_a_read_only_filesystem(deployment: str) -> None:
+    pod = _deployment(deployment)["spec"]["template"]["spec"]
+    container = _container(deployment)
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] != 0
+    # The image's user (USER 10001:10001 in the Dockerfile), like every Deployment.
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["runAsGroup"] == 10001
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     assert pod["automountServiceAccountToken"] is False
     context = container["securityContext"]
     assert context["readOnlyRootFilesystem"] is True
@@ -210,13 +327,17 @@ def test_the_pod_runs_non_root_on_a_read_only_filesystem() -> None:
     assert "emptyDir" in volumes[mounts["/tmp"]]
 
 
-def test_replicas_spread_over_nodes_and_zones() -> None:
-    template = _deployment()["spec"]["template"]
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_replicas_spread_over_nodes_and_zones(deployment: str) -> None:
+    template = _deployment(deployment)["spec"]["template"]
     constraints = template["spec"]["topologySpreadConstraints"]
     keys = {c["topologyKey"] for c in constraints}
     assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
     for constraint in constraints:
-        assert _selects(constraint["labelSelector"]["matchLabels"], template["metadata"]["labels"])
+        selector = constraint["labelSelector"]["matchLabels"]
+        assert _selects(selector, template["metadata"]["labels"])
+        others = [name for name in DEPLOYMENTS if name != deployment]
+        assert not any(_selects(selector, _pod_labels(other)) for other in others)
 
 
 # --- Service, HPA, PDB, Ingress --------------------------------------------------------------
@@ -233,13 +354,18 @@ def test_services_select_pods_and_name_their_ports() -> None:
         assert any(_selects(selector, labels) for labels in _workload_pod_labels()), (
             f"Service {service['metadata']['name']} selects no pods"
         )
+        # Consumers serve no requests: a Service selecting them would send traffic there.
+        assert not _selects(selector, _pod_labels("quota"))
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in container_ports
 
 
-def test_the_deployment_selector_matches_its_pods() -> None:
-    spec = _deployment()["spec"]
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_the_deployment_selector_matches_its_pods_only(deployment: str) -> None:
+    spec = _deployment(deployment)["spec"]
     assert _selects(spec["selector"]["matchLabels"], spec["template"]["metadata"]["labels"])
+    others = [name for name in DEPLOYMENTS if name != deployment]
+    assert not any(_selects(spec["selector"]["matchLabels"], _pod_labels(o)) for o in others)
 
 
 def test_the_autoscaler_scales_ingest_on_cpu() -> None:
@@ -258,13 +384,26 @@ def test_the_autoscaler_scales_ingest_on_cpu() -> None:
     assert metric["resource"]["target"]["type"] == "Utilization"
 
 
-def test_the_disruption_budget_covers_ingest_and_allows_drains() -> None:
-    pdb = one_object("PodDisruptionBudget", "ingest")
-    assert _selects(pdb["spec"]["selector"]["matchLabels"], _workload_pod_labels()[0])
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_the_disruption_budget_covers_the_deployment_and_allows_drains(deployment: str) -> None:
+    pdb = one_object("PodDisruptionBudget", deployment)
+    selector = pdb["spec"]["selector"]["matchLabels"]
+    assert _selects(selector, _pod_labels(deployment))
+    others = [name for name in DEPLOYMENTS if name != deployment]
+    assert not any(_selects(selector, _pod_labels(other)) for other in others)
     if "maxUnavailable" in pdb["spec"]:
         assert pdb["spec"]["maxUnavailable"] >= 1
     else:
-        assert pdb["spec"]["minAvailable"] < _deployment()["spec"]["replicas"]
+        assert pdb["spec"]["minAvailable"] < _deployment(deployment)["spec"]["replicas"]
+
+
+def test_every_deployment_is_checked_and_applied() -> None:
+    # A new Deployment is added to DEPLOYMENTS, so the tests above cover it too.
+    assert {obj["metadata"]["name"] for obj in find_objects("Deployment")} == set(DEPLOYMENTS)
+    listed = set(_kustomization()["resources"])
+    for path, obj in k8s_objects():
+        if obj["kind"] in ("Deployment", "PodDisruptionBudget"):
+            assert path.name in listed, f"{path.name} is not in kustomization.yaml"
 
 
 def test_the_ingress_streams_uploads() -> None:
@@ -313,7 +452,7 @@ def test_the_live_routes_are_one_backend_change() -> None:
     assert not routed("/v1/uploads/0b9d3c1e"), "a write-path route sent to the live service"
     assert not routed("/v1/dashboard/upload/initiate")
     # Today the live Service selects the ingest pods.
-    assert _selects(one_object("Service", "live")["spec"]["selector"], _workload_pod_labels()[0])
+    assert _selects(one_object("Service", "live")["spec"]["selector"], _pod_labels("ingest"))
 
 
 # --- Strimzi topics --------------------------------------------------------------------------
