@@ -117,10 +117,10 @@ MAX_QUOTA_BYTES: Final = 5 * 1024**5  # 5 PiB
 MAX_QUOTA_UPLOADS: Final = 10**9
 
 QuotaBytesLimit = Annotated[
-    int, Meta(ge=1, le=MAX_QUOTA_BYTES, description="bytes per period, 1 to 5 PiB")
+    int, Meta(ge=0, le=MAX_QUOTA_BYTES, description="bytes per period, 0 to 5 PiB")
 ]
 QuotaUploadsLimit = Annotated[
-    int, Meta(ge=1, le=MAX_QUOTA_UPLOADS, description="uploads per period, 1 to 10^9")
+    int, Meta(ge=0, le=MAX_QUOTA_UPLOADS, description="uploads per period, 0 to 10^9")
 ]
 
 
@@ -130,8 +130,9 @@ class SetQuotaRequest(msgspec.Struct, frozen=True, kw_only=True):
     A limit left out (or null) is the service-wide default. At least one limit
     must be given: an empty body is far more likely a client's mistake than a
     wish to reset both, so decoding it raises a ValidationError saying so.
-    Limits are positive: shutting a user out is the identity provider's job
-    (no token), not a quota of 0.
+    A limit of 0 stops a user's new uploads while leaving them their stored
+    files and every read route (shutting them out entirely is the identity
+    provider's job).
     """
 
     quota_limit: QuotaBytesLimit | None = None
