@@ -32,6 +32,9 @@ from ingest.errors import (
 from ingest.ports import QuotaStatus, QuotaView
 from ingest.usecases.inflight import InFlightUploads
 
+RECHECK_BYTES = 8 * 1024 * 1024
+"""How far a streaming body may go between two full counts of its user's quota."""
+
 
 @dataclass(frozen=True)
 class UploadLimits:
@@ -156,7 +159,15 @@ class Admission:
 
     def charge(self, user_id: str, upload_id: str, received: int) -> None:
         """A streaming body has brought `received` bytes: QuotaExceeded on the byte that
-        passes what is left once the snapshot and the other uploads in flight are counted."""
+        passes what is left once the snapshot and the other uploads in flight are counted.
+
+        Called on every chunk, so the full count (every upload of the user in flight here)
+        is redone only every `RECHECK_BYTES`, never past what the last count left: other
+        uploads growing meanwhile can pass the quota by at most that much each.
+        """
+        if self.in_flight.within_allowance(upload_id, received):
+            self.in_flight.received(upload_id, received)
+            return
         status = self.usage(user_id, excluding=upload_id)
         if received > status.bytes_remaining:
             raise QuotaExceeded(
@@ -164,6 +175,7 @@ class Admission:
                 details=_details(status, received),
             )
         self.in_flight.received(upload_id, received)
+        self.in_flight.allow(upload_id, min(status.bytes_remaining, received + RECHECK_BYTES))
 
     def usage(self, user_id: str, *, excluding: str | None = None) -> QuotaStatus:
         """The published snapshot plus what this instance's other uploads in flight hold."""

@@ -37,6 +37,8 @@ class _Entry:
     """Monotonic deadline; None while a body streams (its end always releases it)."""
     settled: bool = False
     """Completed: held until a snapshot charges it (or `expires_at`)."""
+    allowance: int = 0
+    """Bytes the body may reach before the quota is checked again (see `Admission.charge`)."""
 
 
 Counted = Callable[[str], bool]
@@ -107,6 +109,16 @@ class InFlightUploads:
         entry.size = size
         entry.settled = True
         entry.expires_at = self._clock() + self._settle_seconds
+
+    def within_allowance(self, upload_id: str, total: int) -> bool:
+        entry = self._entries.get(upload_id)
+        return entry is not None and total <= entry.allowance
+
+    def allow(self, upload_id: str, total: int) -> None:
+        """The body may reach `total` bytes before its quota is checked again."""
+        entry = self._entries.get(upload_id)
+        if entry is not None:
+            entry.allowance = total
 
     def received(self, upload_id: str, total: int) -> None:
         """The body has brought `total` bytes so far; never lowers what is held."""

@@ -128,3 +128,16 @@ def test_a_completed_upload_no_snapshot_charges_is_let_go_after_the_settle_time(
     assert ledger.usage("ann", counted=lambda upload_id: False) == InFlightUsage(10, 1)
     clock.now = 31.0
     assert ledger.usage("ann", counted=lambda upload_id: False) == InFlightUsage(0, 0)
+
+
+def test_a_streaming_body_is_stopped_on_the_byte_past_the_quota_between_full_counts(
+    admission: Admission, quota: FixedQuotaView, ledger: InFlightUploads
+) -> None:
+    quota.set("ann", bytes_used=quota.bytes_limit - 1000)
+    admission.admit("ann", "a", None)
+    ledger.streaming("ann", "a", None)
+    for received in range(100, 1001, 100):
+        admission.charge("ann", "a", received)
+    assert ledger.usage("ann") == InFlightUsage(bytes=1000, uploads=1)
+    with pytest.raises(QuotaExceeded):
+        admission.charge("ann", "a", 1001)
