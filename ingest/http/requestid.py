@@ -26,7 +26,7 @@ def new_request_id() -> str:
 
 def request_id(request: web.BaseRequest) -> str:
     """This request's id, the same on every call."""
-    known = request.get(_REQUEST_ID)
+    known: str | None = request.get(_REQUEST_ID)
     if known is not None:
         return known
     incoming = request.headers.get(HEADER, "")
