@@ -65,9 +65,7 @@ async def test_every_response_carries_a_request_id(
         assert missing.status == 404
         assert missing.headers["X-Request-Id"] == sane
     hostile = "a b\tc;" + "x" * 300
-    async with http.get(
-        f"{ingest.url}/healthz", headers={"X-Request-Id": hostile}
-    ) as health:
+    async with http.get(f"{ingest.url}/healthz", headers={"X-Request-Id": hostile}) as health:
         replaced = health.headers["X-Request-Id"]
         assert replaced != hostile
         assert replaced.isalnum()
