@@ -14,7 +14,13 @@ from aiohttp import web
 
 from infra.layout import MAX_USER_ID_LENGTH
 from ingest.auth import Principal
-from ingest.errors import Forbidden, IngestError, InvalidRequest, UploadCancelledError
+from ingest.errors import (
+    Forbidden,
+    IngestError,
+    InvalidRequest,
+    Unauthenticated,
+    UploadCancelledError,
+)
 from ingest.http.body import declared_length, multipart_file, raw_body
 from ingest.http.decoding import decode_body
 from ingest.http.errors import error_response
@@ -47,12 +53,26 @@ def services(request: web.Request) -> IngestServices:
     return request.app[SERVICES]
 
 
+WEBSOCKET_PREFIX = "/ws/"
+
+
 def principal(request: web.Request) -> Principal:
+    """The caller, from `Authorization: Bearer`; Unauthenticated without a valid one.
+
+    Only WebSocket routes (a browser cannot set headers on one) take `?token=`:
+    anywhere else a token in the URL would end up in access logs, so it is
+    refused even alongside a good header, for the client to notice and stop.
+    """
     verifier = services(request).verifier
-    header = request.headers.get("Authorization")
-    if header is None and "token" in request.query:
-        return verifier.verify(request.query["token"])
-    return verifier.from_authorization(header)
+    if "token" in request.query:
+        if not request.path.startswith(WEBSOCKET_PREFIX):
+            raise Unauthenticated(
+                "a token in the URL is accepted only on WebSocket routes; "
+                "send it in the Authorization header (Bearer)"
+            )
+        if "Authorization" not in request.headers:
+            return verifier.verify(request.query["token"])
+    return verifier.from_authorization(request.headers.get("Authorization"))
 
 
 async def create_upload(request: web.Request) -> web.Response:
