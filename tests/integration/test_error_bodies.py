@@ -69,3 +69,15 @@ async def test_every_response_carries_a_request_id(
         replaced = health.headers["X-Request-Id"]
         assert replaced != hostile
         assert replaced.isalnum()
+
+
+async def test_readiness_names_the_failing_check_but_not_its_internals(
+    broken_ingest: RunningIngest, http: aiohttp.ClientSession
+) -> None:
+    bucket = broken_ingest.services.settings.s3_bucket
+    async with http.get(f"{broken_ingest.url}/readyz") as response:
+        text = await response.text()
+        assert response.status == 503, text
+        assert msgspec.json.decode(text)["checks"]["s3"] == "failed"
+        assert bucket not in text
+        assert "9000" not in text
