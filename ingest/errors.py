@@ -92,9 +92,13 @@ class ClientDisconnected(IngestError):
 
 
 class IncompleteBody(ClientDisconnected):
-    """The body ended before the size the client declared."""
+    """The body is, or ended, shorter than the size the client declared for it.
 
-    error_code = "INCOMPLETE_BODY"
+    Its own Content-Length under the session's `expected_file_size` is refused
+    before any byte is read; a body that ends short is refused when it ends.
+    """
+
+    error_code = "SIZE_MISMATCH"
 
 
 class StorageError(IngestError):

@@ -73,3 +73,5 @@ class UploadTarget(msgspec.Struct, frozen=True, kw_only=True):
     max_size: int
     min_size: int
     quota_bytes_remaining: int | None = None
+    expected_sha256: str | None = None
+    """The SHA-256 (lowercase hex) the client declared: a body that hashes otherwise is not kept."""

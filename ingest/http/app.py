@@ -19,6 +19,8 @@ from aiohttp import web
 
 from ingest.http.dashboard import add_dashboard_routes
 from ingest.http.errors import error_middleware
+from ingest.http.protocol import IngestRunner
+from ingest.http.requestid import send_request_id
 from ingest.http.routes import add_routes
 from ingest.http.services import SERVICES, IngestServices
 
@@ -49,6 +51,7 @@ def build_app(services: IngestServices, *, dashboard: bool = False) -> web.Appli
     add_routes(app)
     if dashboard:
         add_dashboard_routes(app)
+    app.on_response_prepare.append(send_request_id)
     app.on_shutdown.append(_drain_uploads)
     app.cleanup_ctx.append(_relay_cancels)
     return app
@@ -58,7 +61,7 @@ async def start_serving(
     app: web.Application, host: str, port: int, *, shutdown_timeout: float
 ) -> web.AppRunner:
     """Listen on host:port (0: a free port, see `runner.addresses`); stop with `stop_gracefully`."""
-    runner = web.AppRunner(
+    runner = IngestRunner(
         app, shutdown_timeout=shutdown_timeout, access_log=None, read_bufsize=READ_BUFSIZE
     )
     await runner.setup()

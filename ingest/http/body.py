@@ -20,8 +20,9 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 
-from ingest.errors import InvalidRequest
+from ingest.errors import InvalidRequest, UploadTimeout
 
 READ_SIZE = 256 * 1024
 """Bytes aiohttp may buffer ahead for a body being read (its high-water mark is twice this)."""
@@ -85,26 +86,46 @@ async def _chunked_body(request: web.Request, idle_timeout: float) -> AsyncItera
 async def multipart_file(
     request: web.Request, idle_timeout: float
 ) -> tuple[AsyncIterator[bytes], str | None, str | None]:
-    """The `file` field's chunks, its filename and its content type."""
+    """The `file` field's chunks, its filename and its content type.
+
+    InvalidRequest when the body is not a well-formed form with a `file` field
+    (missing or broken boundary, garbage), UploadTimeout when the client stalls
+    before the field; both before anything is claimed or stored. A form broken
+    inside the file surfaces from the chunks, where the pipeline ends the upload.
+    """
     if not request.content_type.startswith("multipart/"):
         raise InvalidRequest(
             "expected a multipart/form-data body with a `file` field",
             details={"field": "file"},
         )
-    reader = await request.multipart()
-    while True:
-        part = await reader.next()
-        if part is None:
-            raise InvalidRequest("the form has no `file` field", details={"field": "file"})
-        if isinstance(part, BodyPartReader) and part.name == "file":
-            return (
-                _part_chunks(part, idle_timeout),
-                part.filename,
-                part.headers.get("Content-Type"),
-            )
-        # Small fields before the file are skipped; they cannot carry the file.
-        if isinstance(part, BodyPartReader):
-            await part.release()
+    try:
+        reader = await request.multipart()
+        while True:
+            async with asyncio.timeout(idle_timeout):
+                part = await reader.next()
+            if part is None:
+                raise InvalidRequest("the form has no `file` field", details={"field": "file"})
+            if isinstance(part, BodyPartReader) and part.name == "file":
+                return (
+                    _part_chunks(part, idle_timeout),
+                    part.filename,
+                    part.headers.get("Content-Type"),
+                )
+            # Small fields before the file are skipped; they cannot carry the file.
+            if isinstance(part, BodyPartReader):
+                async with asyncio.timeout(idle_timeout):
+                    await part.release()
+    except (ValueError, BadHttpMessage) as error:
+        # aiohttp's reader raises ValueError (UnicodeDecodeError included) for a
+        # missing, over-long or unmatched boundary and for garbage where a part's
+        # headers should be: the client's mistake, refused before any byte is stored.
+        # Cut short: aiohttp quotes the boundary, which may be as long as a header.
+        raise InvalidRequest(
+            f"the multipart/form-data body is malformed: {str(error)[:200]}",
+            details={"field": "file"},
+        ) from None
+    except TimeoutError:
+        raise UploadTimeout("the client stopped sending the form before its `file` field") from None
 
 
 async def _part_chunks(part: BodyPartReader, idle_timeout: float) -> AsyncIterator[bytes]:

@@ -1,8 +1,10 @@
 """Domain errors to HTTP responses: one table of statuses, one JSON error body.
 
 Every error leaves as `{"error_code", "error_message", "details", "timestamp"}`.
-Unexpected exceptions are logged with their stack and answered 500 INTERNAL
-without leaking internals.
+A 5xx body never carries the error's own message or details (they can name
+endpoints, buckets and keys): those are logged with the request id, and the body
+has a generic message and `details: {"request_id"}`. Unexpected exceptions are
+logged with their stack and answered 500 INTERNAL the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import msgspec
 from aiohttp import web
 
 from ingest import errors
+from ingest.http.requestid import HEADER, request_id
 from schemas.api import ErrorBody
 
 log = logging.getLogger(__name__)
@@ -79,11 +82,38 @@ def json_error(
     return response
 
 
-def error_response(error: errors.IngestError) -> web.Response:
-    status = status_of(error)
-    headers = {"WWW-Authenticate": 'Bearer realm="ingest"'} if status == 401 else None
+_GENERIC = {
+    502: "a service this one depends on failed; retry later",
+    503: "the service is unavailable for now; retry shortly",
+    504: "the request took too long; retry later",
+}
+
+
+def server_error(status: int, rid: str, error_code: str = "INTERNAL") -> web.Response:
+    """A 5xx that shows nothing but a generic message and the request id."""
+    message = _GENERIC.get(status, "an internal error occurred; it has been logged")
+    response = json_error(status, error_code, message, {"request_id": rid})
+    response.headers[HEADER] = rid
     if status == 503:
-        headers = {"Retry-After": "5"}
+        response.headers["Retry-After"] = "5"
+    return response
+
+
+def error_response(error: errors.IngestError, request: web.BaseRequest) -> web.Response:
+    status = status_of(error)
+    if status >= 500:
+        rid = request_id(request)
+        log.error(
+            "request %s (%s %s) failed: %s %s %s",
+            rid,
+            request.method,
+            request.path,
+            error.error_code,
+            error.message,
+            error.details,
+        )
+        return server_error(status, rid, error.error_code)
+    headers = {"WWW-Authenticate": 'Bearer realm="ingest"'} if status == 401 else None
     return json_error(status, error.error_code, error.message, error.details, headers=headers)
 
 
@@ -103,14 +133,24 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except errors.IngestError as error:
-        return error_response(error)
+        return error_response(error, request)
     except msgspec.MsgspecError as error:
         return validation_error(error)
     except web.HTTPException as error:
         if error.status < 400:
             raise
+        if error.status >= 500:
+            log.error(
+                "request %s: %s %s answered %s",
+                request_id(request),
+                request.method,
+                request.path,
+                error,
+            )
+            return server_error(error.status, request_id(request))
         code = error.reason.upper().replace(" ", "_")
         return json_error(error.status, code, error.text or error.reason)
     except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return json_error(500, "INTERNAL", "an internal error occurred; it has been logged")
+        rid = request_id(request)
+        log.exception("request %s: unhandled error in %s %s", rid, request.method, request.path)
+        return server_error(500, rid)

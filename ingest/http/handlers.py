@@ -14,8 +14,15 @@ from aiohttp import web
 
 from infra.layout import MAX_USER_ID_LENGTH
 from ingest.auth import Principal
-from ingest.errors import Forbidden, IngestError, InvalidRequest, UploadCancelledError
+from ingest.errors import (
+    Forbidden,
+    IngestError,
+    InvalidRequest,
+    Unauthenticated,
+    UploadCancelledError,
+)
 from ingest.http.body import declared_length, multipart_file, raw_body
+from ingest.http.decoding import decode_body
 from ingest.http.errors import error_response
 from ingest.http.responses import (
     json_response,
@@ -46,18 +53,32 @@ def services(request: web.Request) -> IngestServices:
     return request.app[SERVICES]
 
 
+WEBSOCKET_PREFIX = "/ws/"
+
+
 def principal(request: web.Request) -> Principal:
+    """The caller, from `Authorization: Bearer`; Unauthenticated without a valid one.
+
+    Only WebSocket routes (a browser cannot set headers on one) take `?token=`:
+    anywhere else a token in the URL would end up in access logs, so it is
+    refused even alongside a good header, for the client to notice and stop.
+    """
     verifier = services(request).verifier
-    header = request.headers.get("Authorization")
-    if header is None and "token" in request.query:
-        return verifier.verify(request.query["token"])
-    return verifier.from_authorization(header)
+    if "token" in request.query:
+        if not request.path.startswith(WEBSOCKET_PREFIX):
+            raise Unauthenticated(
+                "a token in the URL is accepted only on WebSocket routes; "
+                "send it in the Authorization header (Bearer)"
+            )
+        if "Authorization" not in request.headers:
+            return verifier.verify(request.query["token"])
+    return verifier.from_authorization(request.headers.get("Authorization"))
 
 
 async def create_upload(request: web.Request) -> web.Response:
     user = principal(request)
     svc = services(request)
-    body = msgspec.json.decode(await request.read() or b"{}", type=CreateUploadRequest)
+    body = decode_body(await request.read() or b"{}", CreateUploadRequest)
     admission = svc.uploads.admission
     file_format = admission.requested_format(body.file_format, body.filename)
     admission.check_expected_size(body.expected_file_size)
@@ -183,7 +204,7 @@ async def expect_upload(request: web.Request) -> web.StreamResponse | None:
         declared = declared_length(request)
         await services(request).uploads.precheck(request.match_info["session_id"], user, declared)
     except IngestError as error:
-        response = error_response(error)
+        response = error_response(error, request)
         response.force_close()
         return response
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -230,7 +251,7 @@ async def validate_session(request: web.Request) -> web.Response:
     user = principal(request)
     session_id = request.match_info.get("session_id")
     if session_id is None:
-        session_id = msgspec.json.decode(await request.read(), type=ValidateRequest).session_id
+        session_id = decode_body(await request.read(), ValidateRequest).session_id
     try:
         session = await services(request).sessions.get_owned(session_id, user)
     except Forbidden:
@@ -252,7 +273,7 @@ async def set_quota(request: web.Request) -> web.Response:
     admin = principal(request)
     if not admin.is_admin:
         raise Forbidden("setting quotas needs the admin role")
-    body = msgspec.json.decode(await request.read(), type=SetQuotaRequest)
+    body = decode_body(await request.read(), SetQuotaRequest)
     user_id = request.match_info["user_id"]
     if len(user_id) > MAX_USER_ID_LENGTH:
         # The same rule as a token's `sub`: no such user can exist.

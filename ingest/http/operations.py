@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 
 from aiohttp import web
@@ -11,6 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ingest.errors import IngestError
 from ingest.http.responses import json_response
 from ingest.http.services import SERVICES
+
+log = logging.getLogger(__name__)
 
 READINESS_TIMEOUT = 3.0
 
@@ -55,4 +58,6 @@ async def _bounded(check: Awaitable[None]) -> str:
     except TimeoutError:
         return "timed out"
     except IngestError as error:
-        return error.message
+        # The reason can name endpoints and buckets: logged, never in the 503 body.
+        log.warning("readiness check failed: %s %s", error.error_code, error.message)
+        return "failed"

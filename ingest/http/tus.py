@@ -54,15 +54,17 @@ def tus_endpoint(handler: Handler) -> Handler:
             check_version(request.headers.get("Tus-Resumable"))
             response = await handler(request)
         except IngestError as error:
-            response = tus_error(error)
+            response = tus_error(request, error)
         response.headers["Tus-Resumable"] = VERSION
         return response
 
     return endpoint
 
 
-def tus_error(error: IngestError, headers: dict[str, str] | None = None) -> web.Response:
-    response = error_response(error)
+def tus_error(
+    request: web.Request, error: IngestError, headers: dict[str, str] | None = None
+) -> web.Response:
+    response = error_response(error, request)
     response.headers["Tus-Resumable"] = VERSION
     if isinstance(error, UnsupportedProtocolVersion):
         response.headers["Tus-Version"] = ",".join(SUPPORTED_VERSIONS)
@@ -107,7 +109,7 @@ async def create(request: web.Request) -> web.StreamResponse:
             info = await tus.patch(session.session_id, user, patch, body)
         except IngestError as error:
             # The upload exists: the client may resume it from its offset.
-            return tus_error(error, {"Location": location})
+            return tus_error(request, error, {"Location": location})
         headers.update(_offset_headers(info))
     elif patch is not None:
         headers["Upload-Offset"] = "0"
@@ -120,7 +122,7 @@ async def head(request: web.Request) -> web.StreamResponse:
     try:
         info = await tus.info(request.match_info["session_id"], handlers.principal(request))
     except IngestError as error:
-        return tus_error(error, {"Cache-Control": "no-store"})
+        return tus_error(request, error, {"Cache-Control": "no-store"})
     headers = {"Upload-Offset": str(info.offset), "Cache-Control": "no-store"}
     if info.length is None:
         headers["Upload-Defer-Length"] = "1"
@@ -165,7 +167,8 @@ async def override(request: web.Request) -> web.StreamResponse:
     handler = {"PATCH": patch, "DELETE": terminate, "HEAD": head}.get(method)
     if handler is None:
         return tus_error(
-            SessionNotFound(f"POST {request.path} needs X-HTTP-Method-Override: PATCH or DELETE")
+            request,
+            SessionNotFound(f"POST {request.path} needs X-HTTP-Method-Override: PATCH or DELETE"),
         )
     return await handler(request)
 
@@ -178,7 +181,7 @@ async def expect_patch(request: web.Request) -> web.StreamResponse | None:
         user = handlers.principal(request)
         await tus.precheck(request.match_info["session_id"], user, _patch_request(request))
     except IngestError as error:
-        response = tus_error(error)
+        response = tus_error(request, error)
         response.force_close()
         return response
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")

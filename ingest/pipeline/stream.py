@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from infra import layout
-from ingest.errors import IngestError
+from ingest.errors import ChecksumMismatch, IngestError
 from ingest.model import UploadResult, UploadTarget
 from ingest.pipeline.body import MeteredBody, SizeLimits
 from ingest.pipeline.budget import MemoryBudget
@@ -234,9 +234,23 @@ class _Upload:
             await engine.launch(last)
         await engine.drain()
         self._limits.check_complete(self._received)
+        # Before completing: a multipart upload aborted leaves nothing, a completed one would.
+        await self._verify_sha256()
         assert engine.multipart is not None  # the first part was full, so it was launched
         parts = sorted(engine.stored, key=lambda p: p.number)
         return await engine.multipart.complete(parts), len(parts)
+
+    async def _verify_sha256(self) -> None:
+        """ChecksumMismatch when the whole body (hashed by now) is not the file declared."""
+        expected = self._target.expected_sha256
+        if expected is None:
+            return
+        computed = await self._hasher.hexdigest()
+        if computed != expected:
+            raise ChecksumMismatch(
+                "the body's SHA-256 differs from the declared file_hash",
+                details={"expected_sha256": expected, "computed_sha256": computed},
+            )
 
     def _stored_as(self) -> tuple[str | None, dict[str, str]]:
         """The media type and the metadata the object is stored with."""
@@ -255,6 +269,9 @@ class _Upload:
     async def _put_whole(self, piece: Piece) -> StoredObject:
         data = piece.take()
         checksum = self._hasher.submit(data)
+        if self._target.expected_sha256 is not None:
+            # Before the PUT: a body that is not the declared file is never stored.
+            await self._verify_sha256()
         # Shielded: a PUT cut short may still be stored, so the clean-up waits
         # for it to end and deletes what it stored.
         self._put = asyncio.create_task(

@@ -23,6 +23,7 @@ from pathlib import PurePosixPath
 
 from ingest.errors import (
     FormatNotAllowed,
+    IncompleteBody,
     QuotaExceeded,
     SizeNotAllowed,
     TooLarge,
@@ -110,7 +111,7 @@ class Admission:
 
     def check_body_size(self, declared_size: int | None, expected_size: int | None) -> int | None:
         """The size a body sent to a session will have, if known; TooLarge when it is over the
-        maximum or over what the session declared."""
+        maximum or over what the session declared, IncompleteBody when it is under the latter."""
         size = declared_size if declared_size is not None else expected_size
         if size is not None and size > self.limits.max_size:
             raise TooLarge(
@@ -125,6 +126,15 @@ class Admission:
             raise TooLarge(
                 f"the body is {declared_size} bytes; the session declared {expected_size}",
                 details={"expected_file_size": expected_size},
+            )
+        if (
+            declared_size is not None
+            and expected_size is not None
+            and declared_size < expected_size
+        ):
+            raise IncompleteBody(
+                f"the body is {declared_size} bytes; the session declared {expected_size}",
+                details={"expected_file_size": expected_size, "declared_size": declared_size},
             )
         return size
 

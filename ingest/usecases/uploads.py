@@ -287,4 +287,5 @@ class UploadService:
             max_size=min(self.limits.max_size, session.expected_file_size or self.limits.max_size),
             min_size=self.limits.min_size,
             quota_bytes_remaining=quota.bytes_remaining,
+            expected_sha256=session.file_hash,
         )

@@ -6,6 +6,7 @@ import pytest
 
 from ingest.errors import (
     FormatNotAllowed,
+    IncompleteBody,
     QuotaExceeded,
     SizeNotAllowed,
     TooLarge,
@@ -81,7 +82,10 @@ def test_a_new_sessions_size_and_a_tus_length_keep_their_own_statuses(
 def test_a_body_is_held_to_the_maximum_and_to_its_sessions_size(admission: Admission) -> None:
     assert admission.check_body_size(None, None) is None
     assert admission.check_body_size(None, 700) == 700
-    assert admission.check_body_size(600, 700) == 600
+    assert admission.check_body_size(700, 700) == 700
+    with pytest.raises(IncompleteBody) as under_declared:
+        admission.check_body_size(600, 700)
+    assert under_declared.value.error_code == "SIZE_MISMATCH"
     with pytest.raises(TooLarge):
         admission.check_body_size(1_001, None)
     with pytest.raises(TooLarge) as over_declared:
