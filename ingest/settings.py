@@ -58,6 +58,10 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_grace_seconds: float = 30.0
     event_timeout_seconds: float = 10.0
     body_idle_timeout_seconds: float = 60.0
+    header_timeout_seconds: float = 10.0
+    keepalive_timeout_seconds: float = 15.0
+    # Above the 1,000 concurrent uploads the benchmark holds, below a default fd limit of 1 Mi.
+    max_connections: int = 4096
     # Unique per process start: a restarted container keeps its hostname and often its pid,
     # and must not be taken for the process before it (cancels are addressed by this id).
     instance_id: str = msgspec.field(
@@ -144,6 +148,17 @@ def ingest_settings_from_env(environ: Mapping[str, str] | None = None) -> Ingest
             text("INGEST_BODY_IDLE_TIMEOUT", str(defaults.body_idle_timeout_seconds)),
             "INGEST_BODY_IDLE_TIMEOUT",
         ),
+        header_timeout_seconds=duration(
+            text("INGEST_HEADER_TIMEOUT", str(defaults.header_timeout_seconds)),
+            "INGEST_HEADER_TIMEOUT",
+        ),
+        keepalive_timeout_seconds=duration(
+            text("INGEST_KEEPALIVE_TIMEOUT", str(defaults.keepalive_timeout_seconds)),
+            "INGEST_KEEPALIVE_TIMEOUT",
+        ),
+        max_connections=integer(
+            text("INGEST_MAX_CONNECTIONS", str(defaults.max_connections)), "INGEST_MAX_CONNECTIONS"
+        ),
         event_timeout_seconds=duration(
             text("INGEST_EVENT_TIMEOUT", str(defaults.event_timeout_seconds)),
             "INGEST_EVENT_TIMEOUT",
@@ -162,6 +177,10 @@ def _validate(settings: IngestSettings) -> None:
         raise SettingsError("INGEST_PARTS_IN_FLIGHT must be at least 1")
     if settings.memory_budget < settings.part_size:
         raise SettingsError("INGEST_MEMORY_BUDGET must hold at least one part (INGEST_PART_SIZE)")
+    if settings.max_connections < 1:
+        raise SettingsError("INGEST_MAX_CONNECTIONS must be at least 1")
+    if settings.header_timeout_seconds <= 0 or settings.keepalive_timeout_seconds <= 0:
+        raise SettingsError("INGEST_HEADER_TIMEOUT and INGEST_KEEPALIVE_TIMEOUT must be positive")
     if settings.min_file_size > settings.max_file_size:
         raise SettingsError("INGEST_MIN_FILE_SIZE is larger than INGEST_MAX_FILE_SIZE")
     check_jwt_keys(settings)

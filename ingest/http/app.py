@@ -14,9 +14,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
+from ingest.http.connections import ConnectionLimits, GuardedSite
 from ingest.http.dashboard import add_dashboard_routes
 from ingest.http.errors import error_middleware
 from ingest.http.protocol import IngestRunner
@@ -58,14 +60,37 @@ def build_app(services: IngestServices, *, dashboard: bool = False) -> web.Appli
 
 
 async def start_serving(
-    app: web.Application, host: str, port: int, *, shutdown_timeout: float
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    shutdown_timeout: float,
+    limits: ConnectionLimits | None = None,
 ) -> web.AppRunner:
-    """Listen on host:port (0: a free port, see `runner.addresses`); stop with `stop_gracefully`."""
-    runner = IngestRunner(
-        app, shutdown_timeout=shutdown_timeout, access_log=None, read_bufsize=READ_BUFSIZE
-    )
+    """Listen on host:port (0: a free port, see `runner.addresses`); stop with `stop_gracefully`.
+
+    `limits` defaults to the header timeout, keep-alive timeout and connection cap
+    of the app's settings.
+    """
+    if limits is None:
+        settings = app[SERVICES].settings
+        limits = ConnectionLimits(
+            header_timeout=settings.header_timeout_seconds,
+            keepalive_timeout=settings.keepalive_timeout_seconds,
+            max_connections=settings.max_connections,
+        )
+    handler_args: dict[str, Any] = {
+        "access_log": None,
+        "read_bufsize": READ_BUFSIZE,
+        "keepalive_timeout": limits.keepalive_timeout,
+    }
+    runner = IngestRunner(app, shutdown_timeout=shutdown_timeout, **handler_args)
     await runner.setup()
-    await web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG).start()
+    handler_args.pop("keepalive_timeout")
+    site = GuardedSite(
+        runner, host, port, limits=limits, handler_args=handler_args, backlog=LISTEN_BACKLOG
+    )
+    await site.start()
     return runner
 
 

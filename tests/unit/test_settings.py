@@ -29,8 +29,13 @@ def test_sizes_durations_and_lists_parse() -> None:
             "INGEST_SESSION_TTL": "90m",
             "INGEST_ALLOWED_FORMATS": "MP4, .webm",
             "S3_ENDPOINT_URL": "",
+            "INGEST_HEADER_TIMEOUT": "5s",
+            "INGEST_KEEPALIVE_TIMEOUT": "1m",
+            "INGEST_MAX_CONNECTIONS": "100",
         }
     )
+    assert (settings.header_timeout_seconds, settings.keepalive_timeout_seconds) == (5, 60)
+    assert settings.max_connections == 100
     assert settings.max_file_size == 5 * TiB
     assert settings.part_size == 16 * MiB
     assert settings.session_ttl_seconds == 5400
@@ -47,6 +52,9 @@ def test_sizes_durations_and_lists_parse() -> None:
         ("INGEST_SESSION_TTL", "soon", "INGEST_SESSION_TTL"),
         ("INGEST_PORT", "http", "INGEST_PORT"),
         ("INGEST_ALLOWED_FORMATS", " , ", "INGEST_ALLOWED_FORMATS"),
+        ("INGEST_MAX_CONNECTIONS", "0", "INGEST_MAX_CONNECTIONS"),
+        ("INGEST_HEADER_TIMEOUT", "0", "INGEST_HEADER_TIMEOUT"),
+        ("INGEST_KEEPALIVE_TIMEOUT", "later", "INGEST_KEEPALIVE_TIMEOUT"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str, message: str) -> None:
