@@ -150,3 +150,22 @@ class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
     error_message: str
     details: dict[str, Any]
     timestamp: datetime
+
+
+class SetQuotaResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """`PUT /v1/admin/quotas/{user_id}` (202): the limits as accepted, applied asynchronously."""
+
+    user_id: str
+    quota_limit: int | None
+    uploads_limit: int | None
+
+
+class HealthResponse(msgspec.Struct, frozen=True, kw_only=True):
+    status: Literal["ok"]
+
+
+class ReadinessResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """`GET /readyz`: `checks` names each dependency (s3, kafka, quota) with `ok` or what failed."""
+
+    status: Literal["ready", "not ready", "draining"]
+    checks: dict[str, str] = {}

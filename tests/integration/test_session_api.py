@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import aiohttp
+from openapi_spec_validator import validate
 
+from ingest.http.routes import document
 from tests.integration.harness import RunningIngest
 from tests.media import fake_video, sha256_of
 
@@ -146,3 +148,14 @@ async def test_unknown_routes_answer_json_404(
     async with http.get(f"{ingest.url}/v1/nothing-here") as r:
         assert r.status == 404
         assert set(await r.json()) == {"error_code", "error_message", "details", "timestamp"}
+
+
+async def test_the_openapi_document_is_served_without_a_token(
+    ingest: RunningIngest, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(f"{ingest.url}/openapi.json") as response:
+        assert response.status == 200
+        assert response.content_type == "application/json"
+        served = await response.json()
+    validate(served)
+    assert served == document()
