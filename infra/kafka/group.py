@@ -51,10 +51,10 @@ from aiokafka.errors import (
 from infra.errors import PartitionNotAssigned, RecordsExpired, ServiceUnavailable
 from infra.feeds import EndOffsets, GroupConsumer, RebalanceListener, TopicPartition
 from infra.kafka import internals
+from infra.kafka.reaching import until_reachable
 
 log = logging.getLogger(__name__)
 
-_START_RETRY_SECONDS: Final = 1.0
 _REBALANCE_GRACE_SECONDS: Final = 0.1
 
 
@@ -114,34 +114,26 @@ class KafkaGroupConsumer:
         """Join the group; returns once the first assignment (maybe empty) has arrived."""
         if self._consumer is not None:
             return
-        last_error: BaseException | None = None
-        try:
-            async with asyncio.timeout(self._start_timeout):
-                while True:
-                    consumer = self._new_consumer()
-                    # Set first: the listener may commit or seek while start waits.
-                    self._consumer = consumer
-                    try:
-                        await consumer.start()
-                        return
-                    except (KafkaError, OSError) as error:
-                        # A broker still starting refuses connections for a while.
-                        last_error = error
-                        self._consumer = None
-                        await internals.stop_consumer(consumer, self._stop_timeout)
-                        log.warning("group %s cannot join yet: %s", self._group_id, error)
-                        await asyncio.sleep(_START_RETRY_SECONDS)
-                    except BaseException:
-                        self._consumer = None
-                        await internals.stop_consumer(consumer, self._stop_timeout)
-                        raise
-        except TimeoutError:
-            raise ServiceUnavailable(
+        await until_reachable(
+            self._join,
+            within=self._start_timeout,
+            what=(
                 f"group {self._group_id!r} could not join at {self._bootstrap_servers} for "
-                f"{', '.join(sorted(self._topics))} within {self._start_timeout:g} s (are the "
-                f"topics provisioned?)" + (f": {last_error}" if last_error else ""),
-                details={"group_id": self._group_id, "topics": sorted(self._topics)},
-            ) from last_error
+                f"{', '.join(sorted(self._topics))} (are the topics provisioned?)"
+            ),
+            details={"group_id": self._group_id, "topics": sorted(self._topics)},
+        )
+
+    async def _join(self) -> None:
+        consumer = self._new_consumer()
+        # Set first: the listener may commit or seek while start waits.
+        self._consumer = consumer
+        try:
+            await consumer.start()
+        except BaseException:
+            self._consumer = None
+            await internals.stop_consumer(consumer, self._stop_timeout)
+            raise
 
     async def stop(self) -> None:
         consumer = self._consumer

@@ -27,14 +27,13 @@ from typing import TYPE_CHECKING, Any, Final, Self
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from infra.errors import ServiceUnavailable
 from infra.feeds import RecordHandler, TopicReader, hand_over
 from infra.kafka import internals
+from infra.kafka.reaching import until_reachable
 
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF_SECONDS: Final = 30.0
-_START_RETRY_SECONDS: Final = 1.0
 _STOP_SECONDS: Final = 10.0
 _ENDED = "the reading task ended"
 
@@ -97,25 +96,13 @@ class KafkaTopicReader:
         if self._task is not None:
             return
         self._ready.clear()
-        last_error: BaseException | None = None
-        try:
-            async with asyncio.timeout(self._start_timeout):
-                while True:
-                    try:
-                        consumer, end_offsets = await self._connect()
-                        break
-                    except (KafkaError, OSError) as error:
-                        # A broker still starting, or topics not provisioned yet:
-                        # keep trying until the deadline.
-                        last_error = error
-                        log.warning("topic %s not readable yet: %s", self._topic, error)
-                        await asyncio.sleep(_START_RETRY_SECONDS)
-        except TimeoutError:
-            raise ServiceUnavailable(
-                f"cannot read topic {self._topic!r} at {self._bootstrap_servers} within "
-                f"{self._start_timeout:g} s" + (f": {last_error}" if last_error else ""),
-                details={"topic": self._topic},
-            ) from last_error
+        # Topics not provisioned yet fail like a broker still starting: both are retried.
+        consumer, end_offsets = await until_reachable(
+            self._connect,
+            within=self._start_timeout,
+            what=f"reading topic {self._topic!r} at {self._bootstrap_servers}",
+            details={"topic": self._topic},
+        )
         self._consumer = consumer
         self._healthy = True
         self._last_error = None

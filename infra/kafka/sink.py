@@ -36,6 +36,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from infra.errors import EventDeliveryError, ServiceUnavailable
 from infra.feeds import RecordPublisher
 from infra.kafka import internals
+from infra.kafka.reaching import until_reachable
 from schemas import Event, Topics, encode, event_type, topic_for
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,6 @@ _CODECS: dict[str, Callable[[], bool]] = {
     "lz4": has_lz4,
     "zstd": has_zstd,
 }
-_START_RETRY_SECONDS = 1.0
 
 
 class KafkaEventSink:
@@ -111,34 +111,21 @@ class KafkaEventSink:
         """Connect; ServiceUnavailable if no broker answers within `start_timeout` seconds."""
         if self._producer is not None:
             return
-        last_error: BaseException | None = None
+        self._producer = await until_reachable(
+            self._connect,
+            within=self._start_timeout,
+            what=f"reaching Kafka at {self._bootstrap_servers}",
+            details={"bootstrap_servers": self._bootstrap_servers},
+        )
+
+    async def _connect(self) -> Any:
+        producer = self._new_producer()
         try:
-            async with asyncio.timeout(self._start_timeout):
-                while True:
-                    producer = self._new_producer()
-                    try:
-                        await producer.start()
-                    except (KafkaError, OSError) as error:
-                        # A broker still starting (compose, restarts) refuses
-                        # connections for a while: keep trying until the deadline.
-                        last_error = error
-                        await _stop_quietly(producer)
-                        log.warning(
-                            "Kafka at %s not reachable yet: %s", self._bootstrap_servers, error
-                        )
-                        await asyncio.sleep(_START_RETRY_SECONDS)
-                        continue
-                    except BaseException:
-                        await _stop_quietly(producer)
-                        raise
-                    self._producer = producer
-                    return
-        except TimeoutError:
-            raise ServiceUnavailable(
-                f"Kafka at {self._bootstrap_servers} did not answer within "
-                f"{self._start_timeout:g} s" + (f": {last_error}" if last_error else ""),
-                details={"bootstrap_servers": self._bootstrap_servers},
-            ) from last_error
+            await producer.start()
+        except BaseException:
+            await _stop_quietly(producer)
+            raise
+        return producer
 
     async def stop(self) -> None:
         """Deliver what is pending within `timeout` seconds, fail the rest, disconnect."""
