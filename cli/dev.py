@@ -18,8 +18,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import msgspec
+from aiohttp import web
 
 from cli.composition import ingest_services, quota_view, wire_services
+from consumers.fanout.dashboard import add_dashboard_routes
 from consumers.quota import quota_app
 from consumers.runtime import ConsumerApp
 from consumers.runtime.inprocess import consumers_on_bus
@@ -102,7 +104,7 @@ async def run_dev(settings: IngestSettings, *, environ: Mapping[str, str] = os.e
     services_cm = ingest_services(settings) if real else embedded_services(settings)
     async with services_cm as services:
         runner = await start_serving(
-            build_app(services, dashboard=True),
+            with_dashboard(build_app(services)),
             settings.host,
             settings.port,
             shutdown_timeout=settings.shutdown_grace_seconds + 5,
@@ -112,6 +114,11 @@ async def run_dev(settings: IngestSettings, *, environ: Mapping[str, str] = os.e
             await stop.wait()
         finally:
             await stop_gracefully(runner)
+
+
+def with_dashboard(app: web.Application) -> web.Application:
+    add_dashboard_routes(app)
+    return app
 
 
 def _announce(settings: IngestSettings, real: bool) -> None:

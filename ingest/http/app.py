@@ -19,7 +19,6 @@ from typing import Any
 from aiohttp import web
 
 from ingest.http.connections import ConnectionLimits, GuardedSite
-from ingest.http.dashboard import add_dashboard_routes
 from ingest.http.errors import error_middleware
 from ingest.http.protocol import IngestRunner
 from ingest.http.requestid import send_request_id
@@ -47,12 +46,10 @@ the kernel then resets some of them.
 """
 
 
-def build_app(services: IngestServices, *, dashboard: bool = False) -> web.Application:
+def build_app(services: IngestServices) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_JSON_BODY)
     app[SERVICES] = services
     add_routes(app)
-    if dashboard:
-        add_dashboard_routes(app)
     app.on_response_prepare.append(send_request_id)
     app.on_shutdown.append(_drain_uploads)
     app.cleanup_ctx.append(_relay_cancels)

@@ -1,0 +1,1 @@
+"""The live service: the dashboard pages, the WebSocket feed and live progress."""
