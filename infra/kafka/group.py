@@ -48,6 +48,7 @@ from aiokafka.errors import (
     OffsetOutOfRangeError,
 )
 
+from infra.describe import in_words
 from infra.errors import PartitionNotAssigned, RecordsExpired, ServiceUnavailable
 from infra.feeds import EndOffsets, GroupConsumer, RebalanceListener, TopicPartition
 from infra.kafka import internals
@@ -227,7 +228,7 @@ class KafkaGroupConsumer:
         except (TimeoutError, KafkaError) as error:
             raise ServiceUnavailable(
                 f"Kafka did not tell the committed offset of group {self._group_id!r} "
-                f"on {partition.topic}[{partition.partition}]: {error!r}",
+                f"on {partition.topic}[{partition.partition}]: {in_words(error)}",
                 details={"group_id": self._group_id},
             ) from error
         return offset
@@ -242,7 +243,8 @@ class KafkaGroupConsumer:
                 ends = await consumer.end_offsets([_theirs(p) for p in partitions])
         except (TimeoutError, KafkaError) as error:
             raise ServiceUnavailable(
-                f"Kafka did not tell the end offsets for group {self._group_id!r}: {error!r}",
+                f"Kafka did not tell the end offsets for group {self._group_id!r}: "
+                f"{in_words(error)}",
                 details={"group_id": self._group_id},
             ) from error
         return {TopicPartition(tp.topic, tp.partition): int(end) for tp, end in ends.items()}

@@ -382,4 +382,9 @@ class _Upload:
             return failed_event("CANCELLED", "the upload was stopped", received)
         if isinstance(error, IngestError):
             return failed_event(error.event_code, error.message, received)
-        return failed_event("INTERNAL", f"{type(error).__name__}: {error}", received)
+        # A bug, logged with its stack where it surfaces: the event says so without the internals.
+        return failed_event(
+            "INTERNAL",
+            "an unexpected server error stopped the upload (see the server log)",
+            received,
+        )
