@@ -64,7 +64,7 @@ def _own_text(error: BaseException) -> str:
 def _os_error(error: OSError) -> str:
     if error.strerror:
         return _lower_first(error.strerror)
-    if error.errno in errno.errorcode:
+    if error.errno is not None and error.errno in errno.errorcode:
         return errno.errorcode[error.errno].lower()
     return _lower_first(_ERRNO_PREFIX.sub("", str(error))) or "an operating system error"
 
