@@ -12,7 +12,9 @@ import asyncio
 import logging
 import os
 import secrets
+import shutil
 import signal
+import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -118,7 +120,13 @@ async def run_dev(settings: IngestSettings, *, environ: Mapping[str, str] = os.e
 
 def with_dashboard(app: web.Application) -> web.Application:
     add_dashboard_routes(app)
+    app.router.add_get("/", _to_dashboard)
     return app
+
+
+async def _to_dashboard(request: web.Request) -> web.Response:
+    # The address a browser is pointed at first: the dashboard is what there is to see.
+    raise web.HTTPFound("/dashboard")
 
 
 def _announce(settings: IngestSettings, real: bool) -> None:
@@ -143,10 +151,26 @@ ingest dev is running ({where})
   admin token:
     {admin}
 
-  try: ingest upload some-video.mp4
+  try: {upload_command()} upload some-video.mp4
 """,
         flush=True,
     )
+
+
+def upload_command() -> str:
+    """How to run `ingest` from here, as this process was started: the banner's example works."""
+    started_as = Path(sys.argv[0])
+    on_path = shutil.which("ingest")
+    if started_as.name == "ingest":
+        if on_path is not None and Path(on_path).resolve() == started_as.resolve():
+            return "ingest"
+        try:
+            return str(started_as.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(started_as.resolve())
+    if on_path is not None:
+        return "ingest"
+    return f"{sys.executable} -m cli.main"  # started as a module, no script installed
 
 
 def dev_consumers(settings: IngestSettings, bus: InProcessEventBus) -> list[ConsumerApp]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from cli import upload
+from cli.listening import PortUnavailable, bind_errors_explained, check_port
 from deploy import stack
 from infra.env import SettingsError, duration
 from infra.provisioning import ensure_bucket, ensure_topics
@@ -37,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (stack.StackError, SettingsError) as error:
+    except (stack.StackError, SettingsError, PortUnavailable) as error:
         print(f"ingest: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -173,7 +174,10 @@ def _serve(args: argparse.Namespace) -> int:
     settings = msgspec.structs.replace(settings, **overrides)
     if not (settings.jwt_secret or settings.jwt_public_key):
         raise SettingsError("set INGEST_JWT_SECRET (HS256) or INGEST_JWT_PUBLIC_KEY (RS256)")
-    asyncio.run(serve(settings))
+    change = "ingest serve --port {port} (or INGEST_PORT={port})"
+    check_port(settings.host, settings.port, how_to_change=change)
+    with bind_errors_explained(settings.host, settings.port, how_to_change=change):
+        asyncio.run(serve(settings))
     return 0
 
 
@@ -183,7 +187,11 @@ def _dev(args: argparse.Namespace) -> int:
     _configure_logging()
     settings = dev_settings(ingest_settings_from_env(), os.environ)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    asyncio.run(run_dev(msgspec.structs.replace(settings, **overrides)))
+    settings = msgspec.structs.replace(settings, **overrides)
+    change = "ingest dev --port {port} (or make dev PORT={port})"
+    check_port(settings.host, settings.port, how_to_change=change)
+    with bind_errors_explained(settings.host, settings.port, how_to_change=change):
+        asyncio.run(run_dev(settings))
     return 0
 
 
