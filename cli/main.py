@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import shlex
 import sys
@@ -22,6 +21,7 @@ import msgspec
 from cli import upload
 from cli.listening import PortUnavailable, bind_errors_explained, check_port
 from deploy import stack
+from infra import logs
 from infra.env import SettingsError, duration
 from infra.provisioning import ensure_bucket, ensure_topics
 from ingest.auth import issue_token
@@ -236,9 +236,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _configure_logging() -> None:
-    level = os.environ.get("INGEST_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    logs.configure(os.environ)
 
 
 def _provision(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from ingest.http.connections import ConnectionLimits, GuardedSite
 from ingest.http.errors import error_middleware
 from ingest.http.protocol import IngestRunner
 from ingest.http.requestid import send_request_id
+from ingest.http.requestlog import RequestLog, access_log
 from ingest.http.routes import add_routes
 from ingest.http.services import SERVICES, IngestServices
 
@@ -77,7 +78,8 @@ async def start_serving(
             max_connections=settings.max_connections,
         )
     handler_args: dict[str, Any] = {
-        "access_log": None,
+        "access_log_class": RequestLog,
+        "access_log": access_log,
         "read_bufsize": READ_BUFSIZE,
         "keepalive_timeout": limits.keepalive_timeout,
     }
