@@ -13,6 +13,7 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ingest", description=__doc__)
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     stack_parser = commands.add_parser(
@@ -117,7 +119,27 @@ def _parser() -> argparse.ArgumentParser:
         "provision", help="create the bucket and the topics (with their configurations) if missing"
     )
     provision.set_defaults(run=_provision)
+
+    doctor = commands.add_parser(
+        "doctor", help="show the settings in force, check Kafka, S3, bucket and topics"
+    )
+    doctor.set_defaults(run=_doctor)
     return parser
+
+
+def _version() -> str:
+    try:
+        installed = metadata.version("video-ingest")
+    except metadata.PackageNotFoundError:
+        installed = "(not installed: run from a source tree)"
+    python = ".".join(str(part) for part in sys.version_info[:3])
+    return f"ingest {installed} (Python {python})"
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from cli.doctor import run_doctor
+
+    return run_doctor()
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
