@@ -22,16 +22,19 @@ from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
+from rich import filesize
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
+from rich.text import Text
 
 from cli.client.errors import TOKEN_HELP, UploadFailed
 from cli.client.files import file_sha256
@@ -165,7 +168,7 @@ async def _upload_all(args: argparse.Namespace, sizes: dict[Path, int]) -> list[
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
+        BinarySpeedColumn(),
         TimeRemainingColumn(),
     )
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
@@ -203,3 +206,15 @@ async def _upload_all(args: argparse.Namespace, sizes: dict[Path, int]) -> list[
                     return {"file": str(path), **result}
 
             return list(await asyncio.gather(*(one(path) for path in args.files)))
+
+
+class BinarySpeedColumn(ProgressColumn):
+    """Speed in the bar's own units (MiB/s beside MiB), where rich's own speaks MB/s."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        if speed is None:
+            return Text("?", style="progress.data.speed")
+        units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        unit, suffix = filesize.pick_unit_and_suffix(int(speed), units, 1024)
+        return Text(f"{speed / unit:.1f} {suffix}/s", style="progress.data.speed")
