@@ -5,8 +5,9 @@ handler, the error middleware, or the connection handler refusing a broken
 request). It writes:
 
 - `ingest.access`: method, path, status, bytes sent, duration, request id and
-  user; INFO when the request succeeded, WARNING (with the `error_code` and
-  `error_message` of the JSON error body) when it failed;
+  user; INFO when a request that changes something succeeded, DEBUG for a
+  read that succeeded (status polls, probes), WARNING (with the `error_code`
+  and `error_message` of the JSON error body) when any request failed;
 - `ingest.uploads`: for a request that carried an upload body, what became of
   the upload: request id, user, session, protocol, bytes, duration, result
   (`completed`, `failed`, `cancelled`) and error code. A tus PATCH that stored
@@ -34,6 +35,7 @@ uploads_log = logging.getLogger("ingest.uploads")
 
 _SECRET_PARAMS = frozenset({"token", "access_token", "jwt", "api_key", "password"})
 _ERROR_BODY_LIMIT = 64 * 1024
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass
@@ -98,7 +100,9 @@ class RequestLog(AbstractAccessLogger):
             **common,
         }
         if status < 400:
-            access_log.info("%s %s %d", request.method, path, status, extra={FIELDS: fields})
+            # Polls (status, dashboard, probes) would drown everything else at INFO.
+            level = logging.DEBUG if request.method in _READS else logging.INFO
+            access_log.log(level, "%s %s %d", request.method, path, status, extra={FIELDS: fields})
             return
         fields.update(error_code=error.error_code, error_message=error.error_message)
         code = error.error_code or "-"
