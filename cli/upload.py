@@ -40,6 +40,7 @@ from cli.client.errors import TOKEN_HELP, UploadFailed
 from cli.client.files import file_sha256
 from cli.client.resume import ResumeStore, default_state_file
 from cli.client.uploader import ClientConfig, Uploader
+from infra.describe import in_words
 from infra.env import SettingsError, size
 
 EXAMPLES = """\
@@ -191,7 +192,10 @@ async def _upload_all(args: argparse.Namespace, sizes: dict[Path, int]) -> list[
                                 path, on_chunk=lambda n: bars.advance(hashing, n)
                             )
                         except OSError as error:
-                            return {"file": str(path), "error": f"cannot read it: {error}"}
+                            return {
+                                "file": str(path),
+                                "error": f"cannot read it: {in_words(error)}",
+                            }
                     bars.start_task(task)
                     try:
                         result = await uploader.upload(

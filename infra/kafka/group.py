@@ -183,7 +183,7 @@ class KafkaGroupConsumer:
                 ) from None
             except KafkaError as error:
                 raise ServiceUnavailable(
-                    f"group {self._group_id!r} cannot read: {error}",
+                    f"group {self._group_id!r} cannot read: {in_words(error)}",
                     details={"group_id": self._group_id},
                     retriable=bool(error.retriable),
                 ) from error
@@ -204,7 +204,7 @@ class KafkaGroupConsumer:
                 await consumer.commit(theirs)
         except (CommitFailedError, IllegalStateError) as error:
             raise PartitionNotAssigned(
-                f"group {self._group_id!r} cannot commit {sorted(offsets)}: {error}",
+                f"group {self._group_id!r} cannot commit {sorted(offsets)}: {in_words(error)}",
                 details={"group_id": self._group_id},
             ) from error
         except TimeoutError:
@@ -215,7 +215,7 @@ class KafkaGroupConsumer:
             ) from None
         except KafkaError as error:
             raise ServiceUnavailable(
-                f"Kafka refused the commit of group {self._group_id!r}: {error}",
+                f"Kafka refused the commit of group {self._group_id!r}: {in_words(error)}",
                 details={"group_id": self._group_id},
                 retriable=bool(error.retriable),
             ) from error
@@ -319,7 +319,7 @@ class KafkaGroupConsumer:
     ) -> PartitionNotAssigned:
         return PartitionNotAssigned(
             f"{partition.topic}[{partition.partition}] is not assigned to this member of group "
-            f"{self._group_id!r}: {error}",
+            f"{self._group_id!r}: {in_words(error)}",
             details={"group_id": self._group_id, "topic": partition.topic},
         )
 

@@ -42,6 +42,7 @@ import aiofiles
 import aiofiles.os
 import msgspec
 
+from infra.describe import in_words
 from ingest.adapters.local_failures import LocalFailures
 from ingest.adapters.local_files import (
     key_segments,
@@ -247,7 +248,7 @@ class LocalObjectStore:
         except OSError as error:
             await remove_quietly(probe)
             raise ServiceUnavailable(
-                f"the object store at {self._root} is not writable: {error}",
+                f"the object store at {self._root} is not writable: {in_words(error)}",
                 details={"root": str(self._root)},
                 retriable=False,
             ) from error
