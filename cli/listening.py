@@ -37,7 +37,9 @@ def bind_errors_explained(host: str, port: int, *, how_to_change: str) -> Iterat
     try:
         yield
     except OSError as error:
-        if error.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+        # Only the server's own bind: asyncio names it ("error while attempting to bind on
+        # address ..."); a PermissionError from a data directory is not a port problem.
+        if "attempting to bind" not in str(error):
             raise
         raise _explained(error, host, port, how_to_change) from None
 
