@@ -258,7 +258,10 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _configure_logging() -> None:
-    logs.configure(os.environ)
+    logs.configure(
+        level=os.environ.get("INGEST_LOG_LEVEL", "INFO"),
+        log_format=os.environ.get("INGEST_LOG_FORMAT", "text"),
+    )
 
 
 def _provision(args: argparse.Namespace) -> int:

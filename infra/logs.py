@@ -1,12 +1,13 @@
 """Log lines of every process: readable text by default, one JSON object a line on request.
 
 `INGEST_LOG_FORMAT=json` picks JSON (for a log shipper), anything else or unset
-text; `INGEST_LOG_LEVEL` the level (INFO). A call passes structured fields as
-`extra={"fields": {...}}`: text appends them as `key=value`, JSON as keys of
-the object. Both formatters scrub credentials from the whole line, whoever
-logged it (a library echoing a URL or a header included): a `token=` query
-value, a `Bearer` credential and anything shaped like a JWT become `***`.
-Formatting never raises: a field that JSON cannot encode is written as its str.
+text; `INGEST_LOG_LEVEL` the level (INFO); the command line reads both. A call
+passes structured fields as `extra={"fields": {...}}`: text appends them as
+`key=value`, JSON as keys of the object. Both formatters scrub credentials
+from the whole line, whoever logged it (a library echoing a URL or a header
+included): a `token=` query value, a `Bearer` credential and anything shaped
+like a JWT become `***`. Formatting never raises: a field that JSON cannot
+encode is written as its str.
 """
 
 from __future__ import annotations
@@ -78,10 +79,10 @@ class JsonFormatter(logging.Formatter):
         return scrub(json.dumps(entry, default=str, ensure_ascii=False))
 
 
-def configure(environ: Mapping[str, str]) -> None:
-    """Route the root logger to stderr in the format and level the environment asks for."""
-    level = environ.get("INGEST_LOG_LEVEL", "INFO").upper()
-    as_json = environ.get("INGEST_LOG_FORMAT", "text").strip().lower() == "json"
+def configure(*, level: str = "INFO", log_format: str = "text") -> None:
+    """Route the root logger to stderr: `log_format` json or text, at `level` (a name)."""
+    level = level.upper()
+    as_json = log_format.strip().lower() == "json"
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if as_json else TextFormatter())
     root = logging.getLogger()

@@ -73,14 +73,14 @@ def test_a_traceback_stays_in_the_json_object() -> None:
     assert "ValueError: boom" in entry["exception"]
 
 
-def test_the_environment_picks_the_format() -> None:
+def test_the_format_and_level_are_picked() -> None:
     root = logging.getLogger()
     kept = list(root.handlers), root.level
     try:
-        configure({"INGEST_LOG_FORMAT": "json", "INGEST_LOG_LEVEL": "warning"})
+        configure(level="warning", log_format="json")
         assert isinstance(root.handlers[-1].formatter, JsonFormatter)
         assert root.level == logging.WARNING
-        configure({})
+        configure()
         assert isinstance(root.handlers[-1].formatter, TextFormatter)
         assert root.level == logging.INFO
     finally:
