@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ingest upload: {error}", file=sys.stderr)
         return 2
     sizes = {path: path.stat().st_size for path in args.files}
-    results = [_with_result_url(r, args.server) for r in asyncio.run(_upload_all(args, sizes))]
+    results = [with_result_url(r, args.server) for r in asyncio.run(_upload_all(args, sizes))]
     failed = [r for r in results if "error" in r]
     if args.json:
         print(json.dumps(results, indent=2))
@@ -149,7 +149,7 @@ def looks_like_jwt(token: str) -> bool:
     return len(parts) == 3 and all(_BASE64URL.fullmatch(part) for part in parts)
 
 
-def _with_result_url(result: dict[str, Any], server: str) -> dict[str, Any]:
+def with_result_url(result: dict[str, Any], server: str) -> dict[str, Any]:
     # The server answers with a path; a terminal makes an absolute URL clickable.
     if "error" in result or not result.get("redirect_url"):
         return result

@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 
 from cli.client.errors import UploadFailed, connection_failure, from_response
-from cli.upload import _with_result_url, looks_like_jwt
+from cli.upload import looks_like_jwt, with_result_url
 from ingest.auth import issue_token
 
 
@@ -66,7 +66,7 @@ def test_connection_failures_are_words() -> None:
 
 def test_the_result_url_is_absolute() -> None:
     result = {"file": "a.mp4", "redirect_url": "/dashboard/videos/v1/results"}
-    assert _with_result_url(result, "http://127.0.0.1:8080/")["result_url"] == (
+    assert with_result_url(result, "http://127.0.0.1:8080/")["result_url"] == (
         "http://127.0.0.1:8080/dashboard/videos/v1/results"
     )
-    assert "result_url" not in _with_result_url({"file": "a.mp4", "error": "x"}, "http://h")
+    assert "result_url" not in with_result_url({"file": "a.mp4", "error": "x"}, "http://h")
