@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 import msgspec
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from infra.env import SettingsError
 from schemas.api import ErrorBody
@@ -102,9 +102,7 @@ def cors_policy(value: str, name: str = "INGEST_CORS_ORIGINS") -> CorsPolicy:
     return CorsPolicy(frozenset(origins))
 
 
-def cors_middleware(
-    policy: CorsPolicy,
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def cors_middleware(policy: CorsPolicy) -> Middleware:
     """Answer preflights before routing; everything else goes on to the handler."""
 
     @web.middleware
