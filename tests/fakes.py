@@ -257,6 +257,8 @@ class MemoryObjectStore:
         self.on_part: Callable[[MemoryMultipartUpload, int, bytes], None] | None = None
         self.fail_small: Exception | None = None
         self.read_chunk = 64 * 1024
+        self.objects_read: list[str] = []
+        """Keys `read_object` was asked for, in order."""
         self.healthy = True
         self.objects: dict[str, bytes] = {}
         self.object_info: dict[str, StoredObjectInfo] = {}
@@ -365,6 +367,7 @@ class MemoryObjectStore:
         self.object_info.pop(key, None)
 
     async def read_object(self, key: str) -> AsyncIterator[bytes]:
+        self.objects_read.append(key)
         data = self.objects.get(key)
         if data is None:
             raise self.failures.missing_key("get_object", key)

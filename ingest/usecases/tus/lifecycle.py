@@ -64,8 +64,13 @@ class Lifecycle:
     def tail_key(self, session_id: str, offset: int) -> str:
         return layout.tus_tail_key(session_id, offset)
 
-    async def complete(self, session: TusSession, owner: str, events: TusEvents) -> TusSession:
-        """Complete the file under the lease `owner` holds, record it, report it."""
+    async def complete(
+        self, session: TusSession, owner: str, events: TusEvents, *, sha256: str | None = None
+    ) -> TusSession:
+        """Complete the file under the lease `owner` holds, record it, report it.
+
+        `sha256` is the file's, when the caller carried it; otherwise it is read back.
+        """
         try:
             result = await complete_upload(
                 session,
@@ -80,6 +85,7 @@ class Lifecycle:
                 ),
                 lookup_timeout=self.pipeline.event_timeout,
                 wall_clock=self.clock,
+                sha256=sha256,
             )
         except IngestError:
             await self.release(session.session_id, owner, events.next_sequence)

@@ -52,6 +52,7 @@ from ingest.usecases.tus.events import TusEvents
 from ingest.usecases.tus.lease import Held
 from ingest.usecases.tus.lifecycle import Lifecycle
 from ingest.usecases.tus.protocol import PatchRequest, UploadInfo
+from ingest.usecases.tus.running import RunningHashes
 from ingest.usecases.tus.state import TusSession, TusSessions, TusState, with_state
 from ingest.usecases.tus.store import TusStore
 from ingest.usecases.tus.writer import Layout, PartWriter, Written
@@ -67,6 +68,7 @@ class PatchHost(Protocol):
     budget: MemoryBudget
     pipeline: PipelineConfig
     limits: UploadLimits
+    running: RunningHashes
 
     @property
     def session_ttl(self) -> float: ...
@@ -103,9 +105,13 @@ class PatchRun:
         )
         checksum = request.checksum
         self._digest = OrderedDigest(checksum.algorithm) if checksum is not None else None
-        self._arrived = EndOnFailure(
-            self._metered if self._digest is None else digesting(self._metered, self._digest)
-        )
+        carried = service.running.at(self.session_id, state.offset)
+        self._whole = OrderedDigest("sha256", resume=carried) if carried is not None else None
+        arrived: AsyncIterator[bytes] = self._metered
+        for digest in (self._digest, self._whole):
+            if digest is not None:
+                arrived = digesting(arrived, digest)
+        self._arrived = EndOnFailure(arrived)
         self._quota_remaining: int | None = None
         self._new_tail: str | None = None
 
@@ -127,8 +133,9 @@ class PatchRun:
             )
             raise
         finally:
-            if self._digest is not None:
-                await self._digest.close()
+            for digest in (self._digest, self._whole):
+                if digest is not None:
+                    await digest.close()
 
     # The happy path, top to bottom.
 
@@ -152,10 +159,17 @@ class PatchRun:
             await self._events.progress(forced=True)
         session = await self._commit(end)
         await self._tidy_tails(written, end)
+        await self._carry_hash(end)
         if session.state.complete:
             # Even for a request cut short: every byte of the file is stored.
             self.interrupt.completing = True
-            session = await self._svc.lifecycle.complete(session, self._owner, self._events)
+            session = await self._svc.lifecycle.complete(
+                session,
+                self._owner,
+                self._events,
+                sha256=self._svc.running.sha256_of(self.session_id, end),
+            )
+            self._svc.running.forget(self.session_id)
         if cut_short is not None:
             raise cut_short
         return self._svc.info_of(session)
@@ -287,6 +301,14 @@ class PatchRun:
             )
 
         return await self._svc.sessions.mutate(self.session_id, commit)
+
+    async def _carry_hash(self, end: int) -> None:
+        """Keep the file's hash up to `end` for the next PATCH, when it covers exactly that."""
+        whole, committed = self._whole, self._layout.committed
+        if whole is not None and end == committed + whole.fed:
+            self._svc.running.keep(self.session_id, end, await whole.finish())
+        elif end != committed:
+            self._svc.running.forget(self.session_id)
 
     async def _tidy_tails(self, written: Written, end: int) -> None:
         """Remove the tails that no longer match the committed offset."""

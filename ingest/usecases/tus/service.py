@@ -56,6 +56,7 @@ from ingest.usecases.tus.lifecycle import Lifecycle
 from ingest.usecases.tus.metadata import declared_from
 from ingest.usecases.tus.patching import PatchRun
 from ingest.usecases.tus.protocol import PatchRequest, UploadInfo
+from ingest.usecases.tus.running import RunningHashes
 from ingest.usecases.tus.state import TusSession, TusSessions, TusState
 from ingest.usecases.tus.store import TusStore
 from ingest.usecases.uploads import ActiveUploads
@@ -108,6 +109,7 @@ class TusService:
         )
         self.admission = PatchAdmission(self.rules, clock)
         self.lifecycle = Lifecycle(self.sessions, store, sink, duplicates, pipeline, limits, clock)
+        self.running = RunningHashes()
         self._quota = quota
         self._active = active
         self._instance_id = instance_id
@@ -329,8 +331,14 @@ class TusService:
         events = self.lifecycle.events_for(held.session, held.first_sequence)
         task = asyncio.current_task()
         assert task is not None
+        length = held.session.state.upload_length
+        sha256 = None if length is None else self.running.sha256_of(session.session_id, length)
         async with self._keeping(held, events, TusInterrupt(completing=True), task):
-            return await self.lifecycle.complete(held.session, held.owner, events)
+            completed = await self.lifecycle.complete(
+                held.session, held.owner, events, sha256=sha256
+            )
+        self.running.forget(session.session_id)
+        return completed
 
     async def _acquire(
         self, session_id: str, principal: Principal, admit: Callable[[TusSession], TusSession]
