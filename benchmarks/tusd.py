@@ -21,7 +21,7 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.process import Server, free_port
+from benchmarks.process import Server, free_port, stop_process
 from deploy import stack
 from deploy.stack.gobuild import go_install
 from deploy.stack.process import tail as process_tail
@@ -81,13 +81,7 @@ async def tusd_server(
         await _wait_ready(url, process, ready_within, log)
         yield Server(url, process.pid)
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop_process(process, grace=10)
 
 
 async def _wait_ready(
