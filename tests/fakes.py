@@ -258,6 +258,8 @@ class MemoryObjectStore:
         self.fail_small: Exception | None = None
         self.read_chunk = 64 * 1024
         self.objects_read: list[str] = []
+        self.small_bytes_written = 0
+        """Bytes `put_small` stored, rewrites included: the write amplification of tails."""
         """Keys `read_object` was asked for, in order."""
         self.healthy = True
         self.objects: dict[str, bytes] = {}
@@ -355,6 +357,7 @@ class MemoryObjectStore:
     async def put_small(self, key: str, data: bytes) -> None:
         if self.fail_small is not None:
             raise self.fail_small
+        self.small_bytes_written += len(data)
         self.objects[key] = bytes(data)
 
     async def get_small(self, key: str) -> bytes | None:

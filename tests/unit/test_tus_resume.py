@@ -118,7 +118,8 @@ async def test_a_client_gone_mid_patch_keeps_what_arrived(
 
     offset = await head_offset(nodes[1].client, upload_id)
     assert offset == 2 * PART + 500
-    assert rig.store.objects[f"_ingest/tus/{upload_id}/tail-{offset}"] == data[2 * PART : offset]
+    tail = f"_ingest/tus/{upload_id}/tail-{2 * PART}-{offset}"
+    assert rig.store.objects[tail] == data[2 * PART : offset]
     assert await send(nodes[1].client, upload_id, offset, data[offset:]) == len(data)
     session = await rig.session(upload_id)
     assert rig.store.objects[session.s3_key] == data
@@ -147,7 +148,7 @@ async def test_a_checksum_mismatch_keeps_the_offset_and_the_committed_tail(
     with pytest.raises(ChecksumMismatch):
         await nodes[1].tus.patch(upload_id, ANN, wrong, ScriptedBody(data[700:4000]).chunks())
     assert await head_offset(nodes[0].client, upload_id) == 700
-    assert rig.store.objects[f"_ingest/tus/{upload_id}/tail-700"] == data[:700]
+    assert rig.store.objects[f"_ingest/tus/{upload_id}/tail-0-700"] == data[:700]
     # Parts the rejected request wrote are rewritten by the next one, offsets decide.
     assert await send(nodes[1].client, upload_id, 700, data[700:]) == len(data)
     assert rig.store.objects[(await rig.session(upload_id)).s3_key] == data

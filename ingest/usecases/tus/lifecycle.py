@@ -32,6 +32,7 @@ from ingest.usecases.tus.completion import complete_upload
 from ingest.usecases.tus.events import TusEvents, upload_target
 from ingest.usecases.tus.state import TusSession, TusSessions, with_state
 from ingest.usecases.tus.store import TusStore
+from ingest.usecases.tus.tail import segments_of
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,10 @@ class Lifecycle:
                 upload_ids.add(state.multipart_upload_id)
             for upload_id in upload_ids:
                 await self.store.resume_multipart(session.s3_key, upload_id).abort()
-            await self.store.delete(self.tail_key(session.session_id, offset))
+            if state is None:
+                await self.store.delete(self.tail_key(session.session_id, offset))
+            for segment in segments_of(session.session_id, state) if state else []:
+                await self.store.delete(segment.key)
             if state is not None:
                 await self.sessions.mutate(session.session_id, _mark_cleaned)
         except IngestError as error:

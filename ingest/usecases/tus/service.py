@@ -35,7 +35,6 @@ from ingest.errors import (
     OffsetMismatch,
     ServiceUnavailable,
     SessionConflict,
-    StorageError,
     UploadGone,
 )
 from ingest.model import UploadResult
@@ -59,6 +58,7 @@ from ingest.usecases.tus.protocol import PatchRequest, UploadInfo
 from ingest.usecases.tus.running import RunningHashes
 from ingest.usecases.tus.state import TusSession, TusSessions, TusState
 from ingest.usecases.tus.store import TusStore
+from ingest.usecases.tus.tail import read_segments, segments_of
 from ingest.usecases.uploads import ActiveUploads
 
 ENDED = frozenset({"cancelled", "failed", "expired"})
@@ -288,18 +288,7 @@ class TusService:
 
     async def read_tail(self, session: TusSession) -> bytes:
         """The committed bytes after the last full part (b"" at a part boundary)."""
-        state = session.state
-        size = state.offset % state.part_size
-        if size == 0:
-            return b""
-        key = self.lifecycle.tail_key(session.session_id, state.offset)
-        data = await self.store.get_small(key)
-        if data is None or len(data) != size:
-            raise StorageError(
-                f"the stored tail of upload {session.session_id} is missing or damaged",
-                details={"key": key, "expected": size, "found": data and len(data)},
-            )
-        return data
+        return await read_segments(self.store, segments_of(session.session_id, session.state))
 
     # What a request finds.
 
