@@ -10,8 +10,10 @@ request). It writes:
   and `error_message` of the JSON error body) when any request failed;
 - `ingest.uploads`: for a request that carried an upload body, what became of
   the upload: request id, user, session, protocol, bytes, duration, result
-  (`completed`, `failed`, `cancelled`) and error code. A tus PATCH that stored
-  a piece without finishing the upload is not an outcome: only the access line.
+  (`completed`, `failed`, `cancelled`) and error code; the protocol is the
+  request's (`stream`, `dashboard`, `tus`, `resumable`). A tus PATCH or a
+  resumable append that stored a piece without finishing the upload is not an
+  outcome: only the access line.
 
 Query values of `token` (and of other credential names) are masked in the path;
 headers are never logged, and `infra.logs` scrubs anything token-shaped from

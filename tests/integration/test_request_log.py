@@ -129,6 +129,32 @@ async def test_a_tus_upload_completes_with_one_outcome_line(
     assert _fields(outcomes[0])["result"] == "completed"
 
 
+async def test_a_resumable_http_upload_in_one_request_has_its_outcome_line(
+    ingest: RunningIngest, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ingest")
+    async with http.post(
+        f"{ingest.url}/v1/resumable",
+        data=fake_video(SIZE),
+        headers={
+            **ingest.auth("ietf-user"),
+            "Upload-Complete": "?1",
+            "Upload-Draft-Interop-Version": "8",
+            "Content-Type": "video/mp4",
+            "Content-Disposition": 'inline; filename="drafted.mp4"',
+        },
+    ) as stored:
+        assert stored.status == 201, await stored.text()
+        request_id = stored.headers["X-Request-Id"]
+    (outcome,) = [
+        r for r in _records(caplog, "ingest.uploads") if _fields(r)["request_id"] == request_id
+    ]
+    assert _fields(outcome)["protocol"] == "resumable"
+    assert _fields(outcome)["user"] == "ietf-user"
+    assert _fields(outcome)["bytes"] == SIZE
+    assert _fields(outcome)["result"] == "completed"
+
+
 async def test_no_log_line_shows_a_token_even_one_sent_in_the_url(
     ingest: RunningIngest, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
