@@ -51,6 +51,11 @@ class UploadSession(msgspec.Struct, frozen=True, kw_only=True):
     error_code: str | None = None
     result: UploadResult | None = None
     updated_at: datetime | None = None
+    unreported: bool = False
+    """Ended on behalf of a streamer that cannot report it (gone, or never started): its
+    multipart upload is still to abort and its terminal event to emit. Set together with
+    the terminal status by whoever ends it (a DELETE, the sweep); cleared once both are done,
+    so a failure of either is retried by the next sweep."""
 
 
 class UploadTarget(msgspec.Struct, frozen=True, kw_only=True):

@@ -46,7 +46,8 @@ _STATUS: list[tuple[type[errors.IngestError], int]] = [
     (errors.UnsupportedProtocolVersion, 412),
     (errors.OffsetMismatch, 409),
     (errors.UploadGone, 410),
-    (errors.UploadLocked, 423),
+    # Not 423: tus defines no such status; on 409 a tus client asks for the offset again.
+    (errors.UploadLocked, 409),
 ]
 
 _encoder = msgspec.json.Encoder()
