@@ -56,6 +56,9 @@ class UploadSession(msgspec.Struct, frozen=True, kw_only=True):
     multipart upload is still to abort and its terminal event to emit. Set together with
     the terminal status by whoever ends it (a DELETE, the sweep); cleared once both are done,
     so a failure of either is retried by the next sweep."""
+    settling_until: datetime | None = None
+    """Who settles an `unreported` session holds it until then (two sweepers and a DELETE
+    never report one ending twice); a settler that died lets it lapse."""
 
 
 class UploadTarget(msgspec.Struct, frozen=True, kw_only=True):

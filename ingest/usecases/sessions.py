@@ -209,20 +209,23 @@ class SessionService:
 
     async def mutate(
         self, session_id: str, change: Callable[[UploadSession], UploadSession | None]
-    ) -> UploadSession:
+    ) -> tuple[UploadSession, bool]:
         """Apply `change` (None: leave it) to the current document until a compare-and-swap
-        takes it. Only for sessions of one request: a tus document carries more than this
-        service decodes, so it goes through the tus service."""
+        takes it; the session, and whether this call changed it. Only for sessions of one
+        request: a tus document carries more than this service decodes (the tus service's)."""
         while True:
             session, version = await self.load(session_id)
             updated = change(session)
             if updated is None:
-                return session
+                return session, False
             try:
                 changed, _ = await self.update(updated, version)
-                return changed
+                return changed, True
             except VersionConflict:
                 continue
+
+    def now(self) -> datetime:
+        return self._clock()
 
     async def open_session_ids(self) -> list[str]:
         prefix = layout.open_sessions_prefix()

@@ -258,6 +258,7 @@ class UploadService:
         )
         self.admission.in_flight.release(session_id)
         if session.unreported and self._settler is not None:
+            # Failing, it is left to the sweep, which retries it; the cancel itself holds.
             await self._settler.settle(session)
         elif not self._active.interrupt(session_id, "cancelled"):
             # Sent again when a cancel is repeated, in case the first one could not send it.

@@ -7,15 +7,17 @@ never claimed, someone else must: a DELETE, or the sweep. They first write the
 terminal status with `unreported` (one compare-and-swap: of two sweepers, or a
 sweeper and a DELETE, one wins), then `Settler.settle` aborts every multipart
 upload still open for the session's key, emits the terminal event, and clears
-the flag. Anything that fails leaves the flag set, so the next sweep does it
-again: an abort refused while S3 is down is retried, never forgotten.
+the flag. A settler takes the session for a while first (compare-and-swap on
+`settling_until`), so that of several at once one settles it. Anything that
+fails leaves the flag set, so the next sweep does it again: an abort refused
+while S3 is down is retried, never forgotten.
 
 The event is numbered `LATE_SEQUENCE`, above any number the streamer can have
 used (it numbers from 0, one per event), so it sorts after everything that
 upload emitted. A settler that dies between the event and clearing the flag
 has the event emitted again by the next sweep: at least once, never lost.
 
-How it fails: `settle` returns False (and logs) instead of raising;
+How it fails: `settle` answers "failed" (and logs) instead of raising;
 `abort_leftovers` raises what the store raises.
 """
 
@@ -24,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
 
 import msgspec
 
@@ -42,6 +46,10 @@ log = logging.getLogger(__name__)
 LATE_SEQUENCE = 1_000_000_000
 """The sequence of a terminal event emitted for a streamer that is gone."""
 
+SETTLE_SECONDS = 60.0
+"""How long one settler holds a session: far more than an abort and an event take."""
+"""The sequence of a terminal event emitted for a streamer that is gone."""
+
 _EVENT_CODES: frozenset[str] = frozenset(ErrorCode.__args__)  # type: ignore[attr-defined]
 
 
@@ -51,6 +59,10 @@ class Leftovers:
     """Multipart uploads aborted."""
     bytes: int = 0
     """What their parts held."""
+
+
+Outcome = Literal["settled", "busy", "failed"]
+"""`settle`'s answer: done (or nothing was owed), another settler holds it, or it failed."""
 
 
 class Settler:
@@ -67,22 +79,38 @@ class Settler:
         self._sink = sink
         self._pipeline = pipeline
 
-    async def settle(self, session: UploadSession) -> bool:
-        """Abort what the session holds, emit its terminal event, clear `unreported`.
+    async def settle(self, session: UploadSession) -> Outcome:
+        """Abort what an `unreported` session holds, emit its terminal event, clear the flag.
 
-        True when all three are done; False when one failed (the sweep tries again).
+        The session is first taken for `SETTLE_SECONDS` by compare-and-swap, so that of
+        several settlers at once one reports it; a failure gives it back at once, for the
+        next sweep.
         """
+        session_id = session.session_id
         if not session.unreported:
-            return True
+            return "settled"
+        session, taken = await self._sessions.mutate(session_id, self._take)
+        if not taken:
+            return "settled" if not session.unreported else "busy"
         try:
             leftovers = await self.abort_leftovers(session)
-            received = max(session.bytes_received, leftovers.bytes)
-            await self._emit(session, received)
-            await self._sessions.mutate(session.session_id, _reported)
+            await self._emit(session, max(session.bytes_received, leftovers.bytes))
+            await self._sessions.mutate(session_id, _reported)
         except (IngestError, TimeoutError) as error:
-            log.warning("could not settle upload %s (retried by the sweep): %s", session, error)
-            return False
-        return True
+            log.warning("could not settle upload %s (retried by the sweep): %s", session_id, error)
+            with contextlib.suppress(IngestError):
+                await self._sessions.mutate(session_id, _given_back)
+            return "failed"
+        return "settled"
+
+    def _take(self, session: UploadSession) -> UploadSession | None:
+        now = self._sessions.now()
+        if not session.unreported:
+            return None
+        if session.settling_until is not None and session.settling_until > now:
+            return None
+        until = now + timedelta(seconds=SETTLE_SECONDS)
+        return msgspec.structs.replace(session, settling_until=until)
 
     async def abort_leftovers(self, session: UploadSession) -> Leftovers:
         """Abort every multipart upload still open for the session's key."""
@@ -137,4 +165,10 @@ def session_target(session: UploadSession, bucket: str) -> UploadTarget:
 def _reported(session: UploadSession) -> UploadSession | None:
     if not session.unreported:
         return None
-    return msgspec.structs.replace(session, unreported=False)
+    return msgspec.structs.replace(session, unreported=False, settling_until=None)
+
+
+def _given_back(session: UploadSession) -> UploadSession | None:
+    if session.settling_until is None:
+        return None
+    return msgspec.structs.replace(session, settling_until=None)

@@ -42,7 +42,7 @@ from datetime import datetime
 import msgspec
 
 from infra import layout
-from ingest.errors import IngestError, SessionNotFound
+from ingest.errors import IngestError, ServiceUnavailable, SessionNotFound
 from ingest.model import UploadSession
 from ingest.ports import DocumentStore
 from ingest.usecases.instances import Heartbeats, Liveness
@@ -170,8 +170,11 @@ class Sweeper:
                 return None
             return msgspec.structs.replace(session, unreported=True)
 
-        session = await self._sessions.mutate(session_id, take)
-        if session.unreported and await self._settler.settle(session):
+        session, _ = await self._sessions.mutate(session_id, take)
+        outcome = await self._settler.settle(session)
+        if outcome == "failed":
+            raise ServiceUnavailable(f"the cancel of upload {session_id} could not be settled")
+        if session.unreported and outcome == "settled":
             report.settled.append(session_id)
 
     # Sessions.
@@ -197,27 +200,32 @@ class Sweeper:
         session_id = session.session_id
         if session.status == "active":
             if self._clock() >= session.expires_at:
-                ended = await self._sessions.mutate(session_id, self._expire)
-                if ended.status == "expired":
+                session, expired = await self._sessions.mutate(session_id, self._expire)
+                if expired:
                     report.expired.append(session_id)
-                    await self._close(session_id, report)
-            return
+            if session.status == "active":
+                return
         if session.status == "uploading":
             if session.instance_id is not None and liveness.alive(session.instance_id):
                 return
-            session = await self._sessions.mutate(session_id, _fail_for_gone_streamer)
-            if session.status == "failed" and session.unreported:
+            session, failed = await self._sessions.mutate(session_id, _fail_for_gone_streamer)
+            if failed:
                 report.failed.append(session_id)
         if session.unreported:
-            if not await self._settler.settle(session):
+            outcome = await self._settler.settle(session)
+            if outcome == "busy":
+                return  # another settler is on it
+            if outcome == "failed":
                 report.retry.append(session_id)
                 return
             report.settled.append(session_id)
-        elif session.status in ("failed", "cancelled"):
-            if self._streamer_may_still_abort(session, liveness):
-                return
-            if (await self._settler.abort_leftovers(session)).uploads:
-                report.aborted.append(session_id)
+        elif session.status == "cancelled" and self._streamer_may_still_abort(session, liveness):
+            return
+        elif (
+            session.status in ("failed", "cancelled")
+            and (await self._settler.abort_leftovers(session)).uploads
+        ):
+            report.aborted.append(session_id)
         if session.status in ENDED_STATUSES:
             await self._close(session_id, report)
 
