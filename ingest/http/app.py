@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ingest.errors import IngestError
 from ingest.http.connections import ConnectionLimits, GuardedSite
 from ingest.http.errors import error_middleware
 from ingest.http.protocol import IngestRunner
@@ -121,7 +122,11 @@ async def _heartbeat_and_sweep(app: web.Application) -> AsyncIterator[None]:
     settings = services.settings
     tasks: list[asyncio.Task[None]] = []
     if services.heartbeats is not None:
-        await services.heartbeats.beat()
+        try:
+            await services.heartbeats.beat()
+        except IngestError as error:
+            # Not ready anyway while S3 fails (/readyz says so); beaten again shortly.
+            log.warning("could not write the first heartbeat: %s", error)
         tasks.append(
             asyncio.create_task(
                 services.heartbeats.run(settings.heartbeat_interval_seconds), name="heartbeat"
