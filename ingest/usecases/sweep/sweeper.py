@@ -106,9 +106,10 @@ class Sweeper:
         self._clock = clock
 
     async def run(self, interval_seconds: float) -> None:
-        """A pass every `interval_seconds` (jittered, so instances do not sweep in step)."""
+        """A pass at least every `interval_seconds`: a random half to whole of it, so that
+        instances do not sweep in step and no gap is ever longer than the interval."""
         while True:
-            await asyncio.sleep(interval_seconds * random.uniform(0.5, 1.5))
+            await asyncio.sleep(interval_seconds * random.uniform(0.5, 1.0))
             try:
                 report = await self.sweep()
             except IngestError as error:
