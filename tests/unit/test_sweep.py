@@ -176,6 +176,21 @@ async def test_an_upload_of_a_dead_instance_is_failed_aborted_and_reported_once(
     assert len(terminal_events(rig, session.session_id)) == 1
 
 
+async def test_an_upload_stored_whole_by_an_instance_killed_before_recording_it_is_kept(
+    rig: TusRig,
+) -> None:
+    session = await streaming_on(rig, "killed-8", parts=2)
+    (upload,) = rig.store.open_uploads
+    await upload.complete([upload.parts[n][0] for n in sorted(upload.parts)])
+
+    report = await sweeper(rig).sweep()
+    assert report.stored_unrecorded == [session.session_id]
+    assert report.failed == []
+    assert len(rig.store.objects[session.s3_key]) == 2 * PART
+    assert (await stored(rig, session.session_id)).status == "uploading"
+    assert rig.events(session.session_id) == [], "no failure reported for a stored file"
+
+
 async def test_an_upload_on_a_living_instance_is_left_alone_past_its_ttl(rig: TusRig) -> None:
     alive = rig.heartbeats("alive-1")
     await alive.beat()

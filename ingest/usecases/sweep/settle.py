@@ -112,6 +112,10 @@ class Settler:
         until = now + timedelta(seconds=SETTLE_SECONDS)
         return msgspec.structs.replace(session, settling_until=until)
 
+    async def stored_whole(self, session: UploadSession) -> bool:
+        """Whether the session's file is stored complete (its streamer got that far)."""
+        return await self._store.stored_size(session.s3_key) is not None
+
     async def abort_leftovers(self, session: UploadSession) -> Leftovers:
         """Abort every multipart upload still open for the session's key."""
         found = Leftovers()

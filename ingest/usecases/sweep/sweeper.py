@@ -9,7 +9,9 @@ leaves is found here, from the shared state alone, by any instance or by
 - every open session (`SessionService.open_session_ids`):
   - one never claimed whose time is up is written `expired` (no event: it never started);
   - one streaming on an instance that is dead is `failed` (INTERNAL) and settled:
-    its multipart upload aborted, `upload.failed` emitted (`settle`);
+    its multipart upload aborted, `upload.failed` emitted (`settle`), unless its
+    file is stored whole (killed between storing and recording it): that one is
+    left as it is and reported, for `ingest reconcile`;
   - one ended but not settled (a DELETE or a sweep that failed half-way) is settled;
   - one ended whose multipart upload is still open (its abort failed) has it aborted;
   - a tus upload whose time is up and that nobody writes to (its lease lapsed or
@@ -67,6 +69,8 @@ class SweepReport:
     closed: int = 0
     markers_removed: int = 0
     heartbeats_removed: int = 0
+    stored_unrecorded: list[str] = field(default_factory=list)
+    """Sessions of a dead instance whose file is stored whole: left as they are."""
     retry: list[str] = field(default_factory=list)
     """Sessions something failed for: tried again on the next pass."""
     looked_at: int = 0
@@ -76,13 +80,15 @@ class SweepReport:
             f"looked at {self.looked_at} open sessions: {len(self.failed)} failed (instance gone), "
             f"{len(self.expired)} expired, {len(self.settled)} settled, "
             f"{len(self.aborted)} with leftover parts aborted, {len(self.tus_cleaned)} tus "
-            f"uploads cleaned, {self.closed} closed; {self.markers_removed} cancel markers and "
+            f"uploads cleaned, {self.closed} closed, {len(self.stored_unrecorded)} stored but "
+            f"unrecorded; {self.markers_removed} cancel markers and "
             f"{self.heartbeats_removed} heartbeats removed; {len(self.retry)} to retry"
         )
 
     def lines(self) -> list[str]:
         lines = [self.summary()]
-        for name in ("failed", "expired", "settled", "aborted", "tus_cleaned", "retry"):
+        names = ("failed", "expired", "settled", "aborted", "tus_cleaned", "stored_unrecorded")
+        for name in (*names, "retry"):
             lines.extend(f"{name}: {session_id}" for session_id in getattr(self, name))
         return lines
 
@@ -208,6 +214,12 @@ class Sweeper:
                 return
         if session.status == "uploading":
             if session.instance_id is not None and liveness.alive(session.instance_id):
+                return
+            if await self._settler.stored_whole(session):
+                # Killed between storing the file and recording it: neither failed nor
+                # cleanable. `ingest reconcile` compares stored files with the events.
+                log.warning("sweep: upload %s is stored but was never recorded", session_id)
+                report.stored_unrecorded.append(session_id)
                 return
             session, failed = await self._sessions.mutate(session_id, _fail_for_gone_streamer)
             if failed:
