@@ -286,8 +286,18 @@ async def test_an_ended_upload_whose_own_abort_failed_has_its_parts_aborted(rig:
     assert open_entries(rig) == set()
 
 
-async def test_two_sweepers_at_once_end_and_report_each_upload_once(rig: TusRig) -> None:
+async def test_two_sweepers_at_once_end_and_report_each_upload_once(
+    rig: TusRig, aiohttp_client: ClientFactory
+) -> None:
     sessions = [await streaming_on(rig, f"killed-{n}") for n in range(6)]
+    node = await rig.instance(aiohttp_client, "front")
+    resumable = []
+    for seed in range(3):
+        upload_id = await create(node.client, 3 * PART)
+        await send(node.client, upload_id, 0, video_bytes(PART + 7, seed=seed))
+        resumable.append(upload_id)
+    rig.clock.advance(TTL + 1)  # the tus uploads expire; a one-request upload never does
+
     reports = await asyncio.gather(
         sweeper(rig, "sweeper-a", racing=1).sweep(),
         sweeper(rig, "sweeper-b", racing=2).sweep(),
@@ -296,10 +306,18 @@ async def test_two_sweepers_at_once_end_and_report_each_upload_once(rig: TusRig)
 
     failed = [session_id for report in reports for session_id in report.failed]
     assert sorted(failed) == sorted(s.session_id for s in sessions), "each failed by one sweeper"
+    expired = [session_id for report in reports for session_id in report.expired]
+    assert sorted(expired) == sorted(resumable), "each expired by one sweeper"
     for session in sessions:
         assert len(terminal_events(rig, session.session_id)) == 1
         assert (await stored(rig, session.session_id)).status == "failed"
+    for upload_id in resumable:
+        (timeout,) = terminal_events(rig, upload_id)
+        assert isinstance(timeout, UploadFailed)
+        assert timeout.error_code == "TIMEOUT"
+        assert (await rig.session(upload_id)).state.cleaned
     assert rig.store.parts_held() == 0
+    assert not [key for key in rig.store.objects if key.startswith(layout.TUS_PREFIX)]
     assert open_entries(rig) == set()
 
 

@@ -270,8 +270,8 @@ class Sweeper:
             return not liveness.alive(instance_id)
 
         if session.status == "uploading" and self._clock() >= session.expires_at:
-            session = await lifecycle.expire(session_id, gone=gone)
-            if session.status == "expired":
+            session, expired = await lifecycle.expire_now(session_id, gone=gone)
+            if expired:
                 report.expired.append(session_id)
         if session.status == "cancelled" and await lifecycle.report_abandoned_cancel(
             session_id, gone=gone

@@ -191,6 +191,11 @@ class Lifecycle:
     async def expire(self, session_id: str, *, gone: Gone = _nobody) -> TusSession:
         """Expire the upload if its time is up and nobody writes to it (a request on an
         instance that is `gone` does not)."""
+        session, _ = await self.expire_now(session_id, gone=gone)
+        return session
+
+    async def expire_now(self, session_id: str, *, gone: Gone) -> tuple[TusSession, bool]:
+        """`expire`, saying whether this call expired it (of two at once, one did)."""
         first: list[int] = []
 
         def expire(current: TusSession) -> TusSession | None:
@@ -214,7 +219,7 @@ class Lifecycle:
             events = self.events_for(session, first[0])
             message = "the upload expired before it was complete"
             await quietly(events.failed("TIMEOUT", message, session.bytes_received))
-        return session
+        return session, bool(first)
 
     async def release(self, session_id: str, owner: str, next_sequence: int) -> None:
         """Give the lease back, keeping the sequence numbers used so far."""
