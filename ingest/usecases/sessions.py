@@ -143,6 +143,7 @@ class SessionService:
                 version,
                 status="uploading",
                 instance_id=instance_id,
+                streamer_beats=True,
                 message="upload in progress",
             )
         except VersionConflict:

@@ -273,7 +273,8 @@ class UploadService:
         streamer = session.instance_id
         if streamer is None or streamer == self._instance_id or self._instances is None:
             return False
-        return not await self._instances.is_alive(streamer)
+        # One that writes no heartbeat (an earlier version) is told by a marker, as before.
+        return session.streamer_beats and not await self._instances.is_alive(streamer)
 
     async def relay_cancels(self) -> None:
         """Stop the uploads of this instance cancelled on another, until cancelled."""

@@ -217,6 +217,23 @@ async def test_an_instance_whose_heartbeat_stopped_is_dead_after_the_threshold(
     assert (await sweeper(rig).sweep()).failed == [session.session_id]
 
 
+async def test_an_upload_claimed_by_an_earlier_version_is_failed_a_ttl_after_its_claim(
+    rig: TusRig,
+) -> None:
+    session = await streaming_on(rig, "old-version-1")
+
+    def without_heartbeats(current: UploadSession) -> UploadSession:
+        return msgspec.structs.replace(current, streamer_beats=False)
+
+    sessions = SessionService(rig.documents, ttl_seconds=TTL, clock=rig.clock)
+    await sessions.mutate(session.session_id, without_heartbeats)
+    rig.clock.advance(TTL - 1)
+    assert (await sweeper(rig).sweep()).failed == [], "no heartbeat is not death for it"
+    rig.clock.advance(2)
+    assert (await sweeper(rig).sweep()).failed == [session.session_id]
+    assert rig.store.parts_held() == 0
+
+
 async def test_an_unused_session_past_its_ttl_is_expired_without_an_event(rig: TusRig) -> None:
     sessions = SessionService(rig.documents, ttl_seconds=TTL, clock=rig.clock)
     session = await sessions.create(

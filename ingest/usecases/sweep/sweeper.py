@@ -142,7 +142,11 @@ class Sweeper:
         report.looked_at = len(session_ids)
         await asyncio.gather(*(one(session_id) for session_id in session_ids))
         for segment in liveness.long_dead():
-            await self._heartbeats.forget(segment)
+            try:
+                await self._heartbeats.forget(segment)
+            except IngestError as error:
+                log.warning("sweep: an old heartbeat stays for the next pass: %s", error)
+                continue
             report.heartbeats_removed += 1
         return report
 
@@ -213,7 +217,7 @@ class Sweeper:
             if session.status == "active":
                 return
         if session.status == "uploading":
-            if session.instance_id is not None and liveness.alive(session.instance_id):
+            if not self._streamer_gone(session, liveness):
                 return
             if await self._settler.stored_whole(session):
                 # Killed between storing the file and recording it: neither failed nor
@@ -241,6 +245,16 @@ class Sweeper:
             report.aborted.append(session_id)
         if session.status in ENDED_STATUSES:
             await self._close(session_id, report)
+
+    def _streamer_gone(self, session: UploadSession, liveness: Liveness) -> bool:
+        if session.instance_id is None:
+            return True
+        if session.streamer_beats:
+            return not liveness.alive(session.instance_id)
+        # Claimed by an instance of an earlier version, which writes no heartbeat: gone once
+        # a session's lifetime has passed since the claim (a rolling update ends long before).
+        claimed_at = session.updated_at or session.created_at
+        return self._clock() - claimed_at >= session.expires_at - session.created_at
 
     def _expire(self, session: UploadSession) -> UploadSession | None:
         if session.status != "active" or self._clock() < session.expires_at:
