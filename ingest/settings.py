@@ -15,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 
+from infra.cors import CorsPolicy, cors_policy
 from infra.env import (
     GiB,
     MiB,
@@ -67,6 +68,7 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     instance_dead_after_seconds: float = 30.0
     # 0: no sweep inside `ingest serve` (run `ingest sweep` on a schedule instead).
     sweep_interval_seconds: float = 60.0
+    cors: CorsPolicy = CorsPolicy()
     # Unique per process start: a restarted container keeps its hostname and often its pid,
     # and must not be taken for the process before it (cancels are addressed by this id).
     instance_id: str = msgspec.field(
@@ -164,6 +166,7 @@ def ingest_settings_from_env(environ: Mapping[str, str] | None = None) -> Ingest
         max_connections=integer(
             text("INGEST_MAX_CONNECTIONS", str(defaults.max_connections)), "INGEST_MAX_CONNECTIONS"
         ),
+        cors=cors_policy(env.get("INGEST_CORS_ORIGINS", "")),
         event_timeout_seconds=duration(
             text("INGEST_EVENT_TIMEOUT", str(defaults.event_timeout_seconds)),
             "INGEST_EVENT_TIMEOUT",
