@@ -28,8 +28,11 @@ from ingest.usecases.admission import UploadLimits
 from ingest.usecases.cancels import CancelRelay
 from ingest.usecases.duplicates import DuplicateIndex
 from ingest.usecases.inflight import InFlightUploads
+from ingest.usecases.instances import Heartbeats
 from ingest.usecases.quota import QuotaSnapshots, SnapshotQuotaView
 from ingest.usecases.sessions import SessionService
+from ingest.usecases.sweep.settle import Settler
+from ingest.usecases.sweep.sweeper import Sweeper
 from ingest.usecases.tus.lease import LeaseTimes
 from ingest.usecases.tus.service import TusConfig, TusService
 from ingest.usecases.uploads import ActiveUploads, UploadService
@@ -94,13 +97,16 @@ def wire_services(
     active = ActiveUploads()
     # One ledger for every way in, so a tus upload and a session count against each other.
     in_flight = InFlightUploads(hold_seconds=settings.session_ttl_seconds)
-    pipeline = PipelineConfig(
-        part_size=settings.part_size,
-        parts_in_flight=settings.parts_in_flight,
-        progress_interval=settings.progress_interval_seconds,
-        event_timeout=settings.event_timeout_seconds,
-        # Stopped uploads must be cleaned up well inside the shutdown grace period.
-        abort_timeout=max(1.0, min(30.0, settings.shutdown_grace_seconds / 2)),
+    pipeline = pipeline_config(settings)
+    heartbeats = Heartbeats(
+        documents,
+        instance_id=settings.instance_id,
+        dead_after_seconds=settings.instance_dead_after_seconds,
+    )
+    settler = (
+        Settler(sessions=sessions, store=store, sink=sink, pipeline=pipeline)
+        if isinstance(store, ResumableObjectStore)
+        else None
     )
     uploads = UploadService(
         sessions=sessions,
@@ -110,11 +116,7 @@ def wire_services(
         quota=quota,
         budget=budget,
         pipeline=pipeline,
-        limits=UploadLimits(
-            max_size=settings.max_file_size,
-            min_size=settings.min_file_size,
-            allowed_formats=settings.allowed_formats,
-        ),
+        limits=upload_limits(settings),
         active=active,
         instance_id=settings.instance_id,
         cancels=CancelRelay(
@@ -123,6 +125,33 @@ def wire_services(
             poll_seconds=settings.cancel_poll_seconds,
         ),
         in_flight=in_flight,
+        settler=settler,
+        instances=heartbeats,
+    )
+    tus = _tus_service(
+        settings,
+        store=store,
+        documents=documents,
+        sink=sink,
+        quota=quota,
+        sessions=sessions,
+        duplicates=duplicates,
+        budget=budget,
+        pipeline=pipeline,
+        limits=uploads.limits,
+        active=active,
+        in_flight=in_flight,
+    )
+    sweeper = (
+        Sweeper(
+            documents=documents,
+            sessions=sessions,
+            heartbeats=heartbeats,
+            settler=settler,
+            tus=tus.lifecycle if tus is not None else None,
+        )
+        if settler is not None
+        else None
     )
     return IngestServices(
         settings=settings,
@@ -136,20 +165,28 @@ def wire_services(
         budget=budget,
         active=active,
         metrics=metrics,
-        tus=_tus_service(
-            settings,
-            store=store,
-            documents=documents,
-            sink=sink,
-            quota=quota,
-            sessions=sessions,
-            duplicates=duplicates,
-            budget=budget,
-            pipeline=pipeline,
-            limits=uploads.limits,
-            active=active,
-            in_flight=in_flight,
-        ),
+        tus=tus,
+        heartbeats=heartbeats,
+        sweeper=sweeper,
+    )
+
+
+def pipeline_config(settings: IngestSettings) -> PipelineConfig:
+    return PipelineConfig(
+        part_size=settings.part_size,
+        parts_in_flight=settings.parts_in_flight,
+        progress_interval=settings.progress_interval_seconds,
+        event_timeout=settings.event_timeout_seconds,
+        # Stopped uploads must be cleaned up well inside the shutdown grace period.
+        abort_timeout=max(1.0, min(30.0, settings.shutdown_grace_seconds / 2)),
+    )
+
+
+def upload_limits(settings: IngestSettings) -> UploadLimits:
+    return UploadLimits(
+        max_size=settings.max_file_size,
+        min_size=settings.min_file_size,
+        allowed_formats=settings.allowed_formats,
     )
 
 

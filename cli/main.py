@@ -24,6 +24,7 @@ from cli.listening import PortUnavailable, bind_errors_explained, check_port
 from deploy import stack
 from infra import logs
 from infra.env import SettingsError, duration
+from infra.errors import ServiceError
 from infra.provisioning import ensure_bucket, ensure_topics
 from ingest.auth import issue_token
 from ingest.settings import IngestSettings, ingest_settings_from_env
@@ -115,6 +116,14 @@ def _parser() -> argparse.ArgumentParser:
 
     upload.add_parser(commands)
 
+    sweep = commands.add_parser(
+        "sweep",
+        help="one pass of the clean-up: uploads of dead instances and expired sessions ended, "
+        "leftover parts aborted; prints what it did",
+    )
+    sweep.add_argument("--quiet", action="store_true", help="print only the summary line")
+    sweep.set_defaults(run=_sweep)
+
     provision = commands.add_parser(
         "provision", help="create the bucket and the topics (with their configurations) if missing"
     )
@@ -201,6 +210,20 @@ def _serve(args: argparse.Namespace) -> int:
     with bind_errors_explained(settings.host, settings.port, how_to_change=change):
         asyncio.run(serve(settings))
     return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from cli.sweep import sweep_once
+
+    _configure_logging()
+    try:
+        report = asyncio.run(sweep_once(ingest_settings_from_env()))
+    except ServiceError as error:
+        print(f"ingest: the sweep could not run: {error}", file=sys.stderr)
+        return 1
+    for line in report.lines()[:1] if args.quiet else report.lines():
+        print(line)
+    return 1 if report.retry else 0
 
 
 def _dev(args: argparse.Namespace) -> int:

@@ -51,6 +51,17 @@ class UploadSession(msgspec.Struct, frozen=True, kw_only=True):
     error_code: str | None = None
     result: UploadResult | None = None
     updated_at: datetime | None = None
+    streamer_beats: bool = False
+    """The instance streaming it writes a heartbeat, so its death can be told from one (an
+    instance of an earlier version, during a rolling update, writes none)."""
+    unreported: bool = False
+    """Ended on behalf of a streamer that cannot report it (gone, or never started): its
+    multipart upload is still to abort and its terminal event to emit. Set together with
+    the terminal status by whoever ends it (a DELETE, the sweep); cleared once both are done,
+    so a failure of either is retried by the next sweep."""
+    settling_until: datetime | None = None
+    """Who settles an `unreported` session holds it until then (two sweepers and a DELETE
+    never report one ending twice); a settler that died lets it lapse."""
 
 
 class UploadTarget(msgspec.Struct, frozen=True, kw_only=True):

@@ -200,6 +200,10 @@ class ResumableObjectStore(Protocol):
         """A small object's bytes, or None when there is no such object."""
         ...
 
+    async def stored_size(self, key: str) -> int | None:
+        """The size of a stored object (read without its bytes), or None when there is none."""
+        ...
+
     def read_object(self, key: str) -> AsyncIterator[bytes]:
         """A stored object's bytes, as a stream of chunks (never the whole object at once)."""
         ...

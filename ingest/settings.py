@@ -63,6 +63,11 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     keepalive_timeout_seconds: float = 15.0
     # Above the 1,000 concurrent uploads the benchmark holds, below a default fd limit of 1 Mi.
     max_connections: int = 4096
+    heartbeat_interval_seconds: float = 5.0
+    # Long enough for a few missed beats and the clock skew between machines.
+    instance_dead_after_seconds: float = 30.0
+    # 0: no sweep inside `ingest serve` (run `ingest sweep` on a schedule instead).
+    sweep_interval_seconds: float = 60.0
     cors: CorsPolicy = CorsPolicy()
     # Unique per process start: a restarted container keeps its hostname and often its pid,
     # and must not be taken for the process before it (cancels are addressed by this id).
@@ -166,6 +171,18 @@ def ingest_settings_from_env(environ: Mapping[str, str] | None = None) -> Ingest
             text("INGEST_EVENT_TIMEOUT", str(defaults.event_timeout_seconds)),
             "INGEST_EVENT_TIMEOUT",
         ),
+        heartbeat_interval_seconds=duration(
+            text("INGEST_HEARTBEAT_INTERVAL", str(defaults.heartbeat_interval_seconds)),
+            "INGEST_HEARTBEAT_INTERVAL",
+        ),
+        instance_dead_after_seconds=duration(
+            text("INGEST_INSTANCE_DEAD_AFTER", str(defaults.instance_dead_after_seconds)),
+            "INGEST_INSTANCE_DEAD_AFTER",
+        ),
+        sweep_interval_seconds=duration(
+            text("INGEST_SWEEP_INTERVAL", str(defaults.sweep_interval_seconds)),
+            "INGEST_SWEEP_INTERVAL",
+        ),
     )
     _validate(settings)
     return settings
@@ -184,6 +201,11 @@ def _validate(settings: IngestSettings) -> None:
         raise SettingsError("INGEST_MAX_CONNECTIONS must be at least 1")
     if settings.header_timeout_seconds <= 0 or settings.keepalive_timeout_seconds <= 0:
         raise SettingsError("INGEST_HEADER_TIMEOUT and INGEST_KEEPALIVE_TIMEOUT must be positive")
+    if not 0 < 3 * settings.heartbeat_interval_seconds <= settings.instance_dead_after_seconds:
+        raise SettingsError(
+            "INGEST_INSTANCE_DEAD_AFTER must be at least three INGEST_HEARTBEAT_INTERVALs "
+            "(a living instance must not be judged dead for one late beat)"
+        )
     if settings.min_file_size > settings.max_file_size:
         raise SettingsError("INGEST_MIN_FILE_SIZE is larger than INGEST_MAX_FILE_SIZE")
     check_jwt_keys(settings)

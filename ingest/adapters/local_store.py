@@ -59,7 +59,7 @@ from ingest.adapters.local_parts import (
     part_digests,
     read_manifest,
 )
-from ingest.errors import ServiceUnavailable
+from ingest.errors import ServiceUnavailable, StorageError
 from ingest.ports import StoredObject, StoredPart
 
 S3_MIN_PART_SIZE: Final = 5 * 1024 * 1024
@@ -198,6 +198,14 @@ class LocalObjectStore:
             return None
         except OSError as error:
             raise self.failures.disk("get_object", key, error) from error
+
+    async def stored_size(self, key: str) -> int | None:
+        try:
+            return await self.object_size(key)
+        except StorageError as error:
+            if error.details.get("code") == "NoSuchKey":
+                return None
+            raise
 
     async def delete(self, key: str) -> None:
         """Remove an object; there being none is not an error.

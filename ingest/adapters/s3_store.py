@@ -407,6 +407,18 @@ class S3ObjectStore:
                 data: bytes = await body.read()
         return data
 
+    async def stored_size(self, key: str) -> int | None:
+        async with self._calls.call("head_object", key):
+            try:
+                response = await self._client.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as error:
+                # A HEAD has no body: S3 says only 404.
+                if error_code(error) in ("404", "NoSuchKey", "NotFound"):
+                    return None
+                raise
+        size: int = response["ContentLength"]
+        return size
+
     async def delete(self, key: str) -> None:
         async with self._calls.call("delete_object", key):
             await self._client.delete_object(Bucket=self.bucket, Key=key)

@@ -2,7 +2,10 @@
 
 A session is created `active`, claimed once (`uploading`) by the instance that
 receives its body, and ends `completed`, `failed` or `cancelled`; an `active`
-session past its expiry reads as `expired`. Every transition is a
+session past its expiry reads as `expired` (and is written so by the sweep).
+Each session also has an entry in the index of open sessions (`layout.open_session_entry`)
+from its creation until the sweep finds it ended and cleaned, so that a sweep
+reads the sessions that may need it, not every session ever made. Every transition is a
 compare-and-swap on the document's version, so two instances can never both
 claim one session and a cancel from any instance is seen by the streamer.
 Raises SessionNotFound / SessionExpired / Forbidden / SessionConflict (the
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +37,9 @@ from ingest.model import TERMINAL_STATUSES, SessionStatus, UploadSession
 from ingest.ports import DocumentStore
 from schemas import UploadProtocol
 from schemas.api import CreateUploadRequest
+
+ENDED_STATUSES: frozenset[str] = TERMINAL_STATUSES | {"expired"}
+"""Statuses a session never leaves (an `active` one past its expiry is not written yet)."""
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 _encoder = msgspec.json.Encoder()
@@ -86,13 +92,16 @@ class SessionService:
             expires_at=now + self._ttl,
             updated_at=now,
         )
-        await self._documents.create(session_key(session_id), _encoder.encode(session))
-        await self._documents.create(layout.user_session_entry(principal.user_id, session_id), b"")
+        await self.store_new(session)
         return session
 
     async def store_new(self, session: UploadSession) -> None:
         """Persist a session built elsewhere (an answered duplicate, a tus creation)."""
         await self._documents.create(session_key(session.session_id), _encoder.encode(session))
+        if session.status not in TERMINAL_STATUSES:
+            # Before anyone learns the id, so nothing can be stored under a session the sweep
+            # cannot find; an entry whose session is missing is only removed.
+            await self._documents.create(layout.open_session_entry(session.session_id), b"")
         await self._documents.create(
             layout.user_session_entry(session.user_id, session.session_id), b""
         )
@@ -134,6 +143,7 @@ class SessionService:
                 version,
                 status="uploading",
                 instance_id=instance_id,
+                streamer_beats=True,
                 message="upload in progress",
             )
         except VersionConflict:
@@ -165,24 +175,66 @@ class SessionService:
             except VersionConflict:
                 continue
 
-    async def cancel(self, session_id: str, principal: Principal) -> UploadSession:
+    async def cancel(
+        self,
+        session_id: str,
+        principal: Principal,
+        *,
+        reports_here: Callable[[UploadSession], Awaitable[bool]] | None = None,
+    ) -> UploadSession:
+        """Mark the session cancelled. `reports_here(session)` says, of the session about to
+        be cancelled, whether nobody else will report the cancel (never claimed, or its
+        streamer gone): the session is then cancelled `unreported`, for the caller to settle."""
         while True:
             session, version = await self.load(session_id)
             check_owner(session, principal)
             if session.status == "cancelled":
                 return session
-            if session.status in TERMINAL_STATUSES:
+            if session.status in ENDED_STATUSES:
                 raise SessionConflict(
                     f"upload session {session_id} already ended ({session.status})",
                     details={"status": session.status},
                 )
+            unreported = reports_here is not None and await reports_here(session)
             try:
                 updated, _ = await self.update(
-                    session, version, status="cancelled", message="cancelled by the user"
+                    session,
+                    version,
+                    status="cancelled",
+                    message="cancelled by the user",
+                    unreported=unreported,
                 )
                 return updated
             except VersionConflict:
                 continue
+
+    async def mutate(
+        self, session_id: str, change: Callable[[UploadSession], UploadSession | None]
+    ) -> tuple[UploadSession, bool]:
+        """Apply `change` (None: leave it) to the current document until a compare-and-swap
+        takes it; the session, and whether this call changed it. Only for sessions of one
+        request: a tus document carries more than this service decodes (the tus service's)."""
+        while True:
+            session, version = await self.load(session_id)
+            updated = change(session)
+            if updated is None:
+                return session, False
+            try:
+                changed, _ = await self.update(updated, version)
+                return changed, True
+            except VersionConflict:
+                continue
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    async def open_session_ids(self) -> list[str]:
+        prefix = layout.open_sessions_prefix()
+        return [key[len(prefix) :] for key in await self._documents.list_keys(prefix)]
+
+    async def close_entry(self, session_id: str) -> None:
+        """The session has ended and left nothing behind: no sweep needs to look at it again."""
+        await self._documents.delete(layout.open_session_entry(session_id))
 
     async def status_of(self, session_id: str) -> SessionStatus:
         session, _ = await self.load(session_id)

@@ -36,7 +36,9 @@ from ingest.usecases.admission import Admission, UploadLimits
 from ingest.usecases.cancels import CancelRelay
 from ingest.usecases.duplicates import DuplicateIndex, StoredFile
 from ingest.usecases.inflight import InFlightUploads
+from ingest.usecases.instances import Heartbeats
 from ingest.usecases.sessions import SessionService
+from ingest.usecases.sweep.settle import Settler
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +107,11 @@ class UploadService:
         instance_id: str,
         cancels: CancelRelay,
         in_flight: InFlightUploads | None = None,
+        settler: Settler | None = None,
+        instances: Heartbeats | None = None,
     ) -> None:
+        self._settler = settler
+        self._instances = instances
         self._sessions = sessions
         self._duplicates = duplicates
         self._store = store
@@ -241,13 +247,34 @@ class UploadService:
             raise
 
     async def cancel(self, session_id: str, principal: Principal) -> UploadSession:
-        """Cancel the session, and stop its upload wherever it streams."""
-        session = await self._sessions.cancel(session_id, principal)
+        """Cancel the session, and stop its upload wherever it streams.
+
+        A session nobody streams (never claimed, or its streamer is gone) is settled
+        here: what it holds aborted, `upload.cancelled` emitted (or, should that fail,
+        by the next sweep).
+        """
+        session = await self._sessions.cancel(
+            session_id, principal, reports_here=self._nobody_streams
+        )
         self.admission.in_flight.release(session_id)
-        if not self._active.interrupt(session_id, "cancelled"):
+        if session.unreported and self._settler is not None:
+            # Failing, it is left to the sweep, which retries it; the cancel itself holds.
+            await self._settler.settle(session)
+        elif not self._active.interrupt(session_id, "cancelled"):
             # Sent again when a cancel is repeated, in case the first one could not send it.
             await self._cancels.forward(session)
         return session
+
+    async def _nobody_streams(self, session: UploadSession) -> bool:
+        if self._settler is None:
+            return False
+        if session.status == "active":
+            return True
+        streamer = session.instance_id
+        if streamer is None or streamer == self._instance_id or self._instances is None:
+            return False
+        # One that writes no heartbeat (an earlier version) is told by a marker, as before.
+        return session.streamer_beats and not await self._instances.is_alive(streamer)
 
     async def relay_cancels(self) -> None:
         """Stop the uploads of this instance cancelled on another, until cancelled."""

@@ -268,3 +268,14 @@ async def test_small_objects_are_put_replaced_read_and_deleted(
     await object_store.store.delete(key)
     await object_store.store.delete(key)
     assert await store.get_small(key) is None
+
+
+async def test_an_stored_size_is_read_without_its_bytes(object_store: ObjectBackend) -> None:
+    store = resumable(object_store.store)
+    key = "dashboard-uploads/user-1/u-9/clip.mp4"
+    assert await store.stored_size(key) is None
+    await store.put_small(key, b"x" * 1234)
+    assert await store.stored_size(key) == 1234
+    assert await store.stored_size("dashboard-uploads/user-1/u-9") is None, "a prefix is no object"
+    await object_store.store.delete(key)
+    assert await store.stored_size(key) is None

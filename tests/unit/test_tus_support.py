@@ -28,7 +28,9 @@ from ingest.settings import IngestSettings
 from ingest.usecases.admission import UploadLimits
 from ingest.usecases.cancels import CancelRelay
 from ingest.usecases.duplicates import DuplicateIndex
+from ingest.usecases.instances import Heartbeats
 from ingest.usecases.sessions import SessionService
+from ingest.usecases.sweep.settle import Settler
 from ingest.usecases.tus.lease import LeaseTimes
 from ingest.usecases.tus.service import TusConfig, TusService
 from ingest.usecases.tus.state import TusSession, TusSessions
@@ -40,6 +42,7 @@ SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
 PART = 1024
 MAX = 1024 * 1024
 TTL = 3600.0
+DEAD_AFTER = 30.0
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
@@ -131,12 +134,22 @@ class TusRig:
                 cancels=CancelRelay(
                     self.documents, instance_id=instance_id, poll_seconds=self.lease.poll_seconds
                 ),
+                settler=Settler(
+                    sessions=sessions, store=self.store, sink=self.sink, pipeline=pipeline
+                ),
+                instances=self.heartbeats(instance_id),
             ),
             metrics=IngestMetrics(),
             tus=tus,
             **{k: common[k] for k in ("sessions", "duplicates", "quota", "store", "sink")},
             budget=budget,
             active=active,
+        )
+
+    def heartbeats(self, instance_id: str) -> Heartbeats:
+        """The heartbeat of an instance of this rig (the rig's apps do not beat by themselves)."""
+        return Heartbeats(
+            self.documents, instance_id=instance_id, dead_after_seconds=DEAD_AFTER, clock=self.clock
         )
 
     async def instance(self, client_factory: ClientFactory, name: str = "a") -> Instance:
