@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from schemas import Event
@@ -134,6 +135,29 @@ class EventSink(Protocol):
 
     async def check(self) -> None:
         """Raise ServiceUnavailable unless the bus answers."""
+        ...
+
+
+@dataclass(frozen=True)
+class TerminalEventsSeen:
+    """The upload lifecycle's terminal events one read of the uploads topic found."""
+
+    event_ids: frozenset[str]
+    """The CloudEvents ids of every `upload.completed`, `.failed` and `.cancelled` read."""
+    completed_uploads: frozenset[str]
+    """The upload ids of every `upload.completed` read, whatever its id."""
+    records: int
+    """How many records were read."""
+
+
+class UploadsHistory(Protocol):
+    """What the uploads topic holds, read to its end as it is when asked."""
+
+    async def terminal_events(self, since: datetime | None) -> TerminalEventsSeen:
+        """The terminal events of the records stamped at or after `since` (all when None).
+
+        ServiceUnavailable when the topic cannot be read to its end in the time allowed.
+        """
         ...
 
 

@@ -1,6 +1,7 @@
 """Every record of one Kafka topic, handed to a handler: a `TopicReader` without consumer group.
 
-A background task reads every partition of the topic from the beginning,
+A background task reads every partition of the topic from the beginning (or,
+given `start_at`, from the first record stamped at or after that time),
 without a consumer group (every instance needs every record: the quota view
 needs every user's snapshot), reading only committed records
 (`read_committed`: a transactional producer's aborted records never count),
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
@@ -50,6 +52,7 @@ class KafkaTopicReader:
         start_timeout: float = 30.0,
         ready_timeout: float = 30.0,
         client_id: str | None = None,
+        start_at: datetime | None = None,
     ) -> None:
         self._bootstrap_servers = bootstrap_servers
         self._topic = topic
@@ -57,6 +60,7 @@ class KafkaTopicReader:
         self._start_timeout = start_timeout
         self._ready_timeout = ready_timeout
         self._client_id = client_id
+        self._start_at = start_at
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -133,7 +137,7 @@ class KafkaTopicReader:
             await internals.stop_consumer(consumer, _STOP_SECONDS)
 
     async def _connect(self) -> tuple[Any, dict[TopicPartition, int]]:
-        """A consumer assigned every partition from the beginning, and the end offsets now."""
+        """A consumer assigned every partition at its start, and the end offsets now."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap_servers,
             client_id=self._client_id,
@@ -146,8 +150,11 @@ class KafkaTopicReader:
         try:
             await consumer.start()
             partitions = await self._assign_all(consumer)
-            await consumer.seek_to_beginning(*partitions)
             end_offsets: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+            if self._start_at is None:
+                await consumer.seek_to_beginning(*partitions)
+            else:
+                await self._seek_to_time(consumer, partitions, end_offsets)
         except BaseException:
             await internals.stop_consumer(consumer, _STOP_SECONDS)
             raise
@@ -161,6 +168,17 @@ class KafkaTopicReader:
         partitions = [TopicPartition(self._topic, number) for number in sorted(numbers)]
         consumer.assign(partitions)
         return partitions
+
+    async def _seek_to_time(
+        self, consumer: Any, partitions: list[TopicPartition], ends: dict[TopicPartition, int]
+    ) -> None:
+        assert self._start_at is not None
+        stamp = max(0, int(self._start_at.timestamp() * 1000))
+        found = await consumer.offsets_for_times({tp: stamp for tp in partitions})
+        for tp in partitions:
+            # No record that late: nothing of this partition is read until one arrives.
+            at = found.get(tp)
+            consumer.seek(tp, at.offset if at is not None else ends[tp])
 
     async def _read(self, consumer: Any, end_offsets: dict[TopicPartition, int]) -> None:
         behind = {tp: end for tp, end in end_offsets.items() if end > 0}

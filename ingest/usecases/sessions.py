@@ -105,6 +105,20 @@ class SessionService:
             raise SessionNotFound(f"no upload session {session_id!r}")
         return _decoder.decode(stored.data), stored.version
 
+    async def find(self, session_id: str) -> UploadSession | None:
+        """The stored session, or None when there is none (any more)."""
+        try:
+            session, _ = await self.load(session_id)
+        except SessionNotFound:
+            return None
+        return session
+
+    async def session_ids(self) -> list[str]:
+        """The id of every stored session, for passes over all of them."""
+        prefix, suffix = layout.SESSIONS_PREFIX, layout.SESSION_SUFFIX
+        keys = await self._documents.list_keys(prefix)
+        return [key[len(prefix) : -len(suffix)] for key in keys if key.endswith(suffix)]
+
     async def get_owned(self, session_id: str, principal: Principal) -> UploadSession:
         session, _ = await self.load(session_id)
         check_owner(session, principal)
