@@ -115,7 +115,8 @@ def broker_properties(*, data_dir: Path, port: int, controller_port: int) -> str
 
 
 def start(*, libs: Path, state_dir: Path, port: int, controller_port: int) -> tuple[int, Path]:
-    """Format a fresh KRaft log directory and start the broker; returns (pid, log path)."""
+    """Start the broker on the KRaft log directory of `state_dir`, formatting it only when
+    it was never formatted (a restart keeps every record); returns (pid, log path)."""
     data_dir = state_dir / "kafka-data"
     config = state_dir / "kafka.properties"
     log4j = state_dir / "kafka-log4j.properties"
@@ -126,6 +127,16 @@ def start(*, libs: Path, state_dir: Path, port: int, controller_port: int) -> tu
     )
     log4j.write_text(_LOG4J)
     java = ["java", "-cp", f"{libs}/*", f"-Dlog4j.configuration=file:{log4j}"]
+    if not (data_dir / "meta.properties").exists():
+        _format(java, config, log)
+    broker = process.spawn(
+        [*java[:1], "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", *java[1:], "kafka.Kafka", str(config)],
+        log_path=log,
+    )
+    return broker.pid, log
+
+
+def _format(java: list[str], config: Path, log: Path) -> None:
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     with log.open("ab") as out:
         formatted = subprocess.run(
@@ -136,11 +147,6 @@ def start(*, libs: Path, state_dir: Path, port: int, controller_port: int) -> tu
         )
     if formatted.returncode != 0:
         raise StackError(f"formatting the Kafka log directory failed; {log}:\n{process.tail(log)}")
-    broker = process.spawn(
-        [*java[:1], "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", *java[1:], "kafka.Kafka", str(config)],
-        log_path=log,
-    )
-    return broker.pid, log
 
 
 def wait_ready(*, pid: int, marker: str, port: int, log: Path, timeout: float = 90.0) -> None:
