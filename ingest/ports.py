@@ -138,6 +138,15 @@ class EventSink(Protocol):
         ...
 
 
+@runtime_checkable
+class ObjectSizes(Protocol):
+    """Optional capability: whether an object is stored, and its size (one HEAD request)."""
+
+    async def stored_size(self, key: str) -> int | None:
+        """The size of the object stored under `key`; None when there is none."""
+        ...
+
+
 @dataclass(frozen=True)
 class TerminalEventsSeen:
     """The upload lifecycle's terminal events one read of the uploads topic found."""

@@ -364,6 +364,10 @@ class MemoryObjectStore:
         self.objects.pop(key, None)
         self.object_info.pop(key, None)
 
+    async def stored_size(self, key: str) -> int | None:
+        data = self.objects.get(key)
+        return len(data) if data is not None else None
+
     async def read_object(self, key: str) -> AsyncIterator[bytes]:
         data = self.objects.get(key)
         if data is None:

@@ -254,15 +254,20 @@ class LocalObjectStore:
 
     async def object_size(self, key: str) -> int:
         """Size of a completed object; StorageError `NoSuchKey` when there is none."""
+        size = await self.stored_size(key)
+        if size is None:
+            raise self.failures.missing_key("head_object", key)
+        return size
+
+    async def stored_size(self, key: str) -> int | None:
+        """`object_size`, None when there is no such object (`ObjectSizes`)."""
         try:
             found = await aiofiles.os.stat(self.path_of(key))
         except (FileNotFoundError, NotADirectoryError):
-            raise self.failures.missing_key("head_object", key) from None
+            return None
         except OSError as error:
             raise self.failures.disk("head_object", key, error) from error
-        if not stat.S_ISREG(found.st_mode):
-            raise self.failures.missing_key("head_object", key)
-        return found.st_size
+        return found.st_size if stat.S_ISREG(found.st_mode) else None
 
     async def open_object(
         self, key: str, *, chunk_size: int = CHUNK_SIZE

@@ -406,6 +406,17 @@ class S3ObjectStore:
                 data: bytes = await body.read()
         return data
 
+    async def stored_size(self, key: str) -> int | None:
+        async with self._calls.call("head_object", key):
+            try:
+                response = await self._client.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as error:
+                # A HEAD answer has no body, so no error code: the status says it.
+                if http_status(error) == 404:
+                    return None
+                raise
+        return int(response["ContentLength"])
+
     async def delete(self, key: str) -> None:
         async with self._calls.call("delete_object", key):
             await self._client.delete_object(Bucket=self.bucket, Key=key)

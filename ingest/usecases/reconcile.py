@@ -5,7 +5,9 @@ session keeps its `upload.completed` event exactly as it was built (id,
 sequence, timestamps), written before the event was sent. A pass lists the
 completed sessions first, then reads the uploads topic to its end, and sends
 again every recorded event whose id the topic does not hold, with its original
-id. Sessions first: an upload completing during the pass then has its event
+id, once S3 is seen to hold its object at the recorded size (one whose object
+is gone or differs is reported, not sent: a consumer would fail on it, and an
+operator should look). Sessions first: an upload completing during the pass then has its event
 on the topic by the time it is read, or is sent once more, which is harmless.
 
 Safe at any time and any number of times: an event that is already there is
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ingest.model import UploadSession
-from ingest.ports import EventSink, UploadsHistory
+from ingest.ports import EventSink, ObjectSizes, UploadsHistory
 from ingest.usecases.sessions import SessionService
 from schemas import UploadCompleted
 
@@ -57,14 +59,23 @@ class ReconcileReport:
     """Upload ids whose completed event was sent again, with its original id."""
     unrecoverable: list[str] = field(default_factory=list)
     """Upload ids completed before their event was kept, with no completed event on the topic."""
+    objects_missing: list[str] = field(default_factory=list)
+    """Upload ids whose event is missing and whose object is gone or not of the recorded size."""
     records_read: int = 0
 
 
 class Reconciler:
-    def __init__(self, sessions: SessionService, history: UploadsHistory, sink: EventSink) -> None:
+    def __init__(
+        self,
+        sessions: SessionService,
+        history: UploadsHistory,
+        sink: EventSink,
+        objects: ObjectSizes,
+    ) -> None:
         self._sessions = sessions
         self._history = history
         self._sink = sink
+        self._objects = objects
 
     async def run(self, since: datetime | None = None) -> ReconcileReport:
         completed = await self._completed_since(since)
@@ -86,6 +97,12 @@ class Reconciler:
                 missing.append(event)
         # In the order they first happened, so each user's events keep their order on the topic.
         for event in sorted(missing, key=lambda e: e.occurred_at):
+            if await self._objects.stored_size(event.s3_key) != event.size_bytes:
+                report.objects_missing.append(event.upload_id)
+                log.warning(
+                    "upload %s completed, but its object is not as recorded", event.upload_id
+                )
+                continue
             await self._sink.emit(event)
             report.reemitted.append(event.upload_id)
             log.info("re-emitted the completion of %s (ce_id %s)", event.upload_id, event.event_id)

@@ -14,7 +14,13 @@ from ingest.ports import TerminalEventsSeen
 from ingest.usecases.reconcile import CLOCK_SKEW, Reconciler
 from ingest.usecases.sessions import SessionService
 from schemas import Event, UploadCompleted, UploadStarted
-from tests.fakes import MemoryDocumentStore, RecordingEventSink, ScriptedBody, video_bytes
+from tests.fakes import (
+    MemoryDocumentStore,
+    MemoryObjectStore,
+    RecordingEventSink,
+    ScriptedBody,
+    video_bytes,
+)
 from tests.samples import SAMPLES
 from tests.unit.pipeline_rig import PART, PipelineRig, make_target
 
@@ -39,6 +45,10 @@ class ScriptedHistory:
         )
 
 
+def _key(upload_id: str) -> str:
+    return f"dashboard-uploads/u/{upload_id}/clip.mp4"
+
+
 def _completed(upload_id: str, at: datetime) -> UploadCompleted:
     return msgspec.structs.replace(
         SAMPLE,
@@ -47,7 +57,17 @@ def _completed(upload_id: str, at: datetime) -> UploadCompleted:
         occurred_at=at,
         completed_at=at,
         duplicate_of=None,
+        s3_key=_key(upload_id),
+        size_bytes=10,
     )
+
+
+def _bucket(*upload_ids: str) -> MemoryObjectStore:
+    """A bucket holding the 10-byte object of each of these uploads."""
+    store = MemoryObjectStore()
+    for upload_id in upload_ids:
+        store.objects[_key(upload_id)] = b"0123456789"
+    return store
 
 
 def _session(
@@ -64,7 +84,7 @@ def _session(
         size_bytes=10,
         sha256="0" * 64,
         format="mp4",
-        s3_key=f"dashboard-uploads/u/{upload_id}/clip.mp4",
+        s3_key=_key(upload_id),
         etag=None,
         parts=1,
         started_at=at,
@@ -115,7 +135,8 @@ async def test_only_the_completions_missing_from_the_topic_are_sent_again_as_the
     )
     sink = RecordingEventSink()
 
-    report = await Reconciler(sessions, ScriptedHistory(present), sink).run()
+    objects = _bucket(_id(1), _id(2), _id(3))
+    report = await Reconciler(sessions, ScriptedHistory(present), sink, objects).run()
 
     # The very events recorded, oldest first (each user's order is kept).
     assert sink.events == [early, late]
@@ -130,9 +151,9 @@ async def test_a_second_pass_over_what_the_first_sent_sends_nothing() -> None:
     sessions = await _stored(_session(_id(1), event))
     history, sink = ScriptedHistory(), RecordingEventSink()
 
-    await Reconciler(sessions, history, sink).run()
+    await Reconciler(sessions, history, sink, _bucket(_id(1))).run()
     history.events.extend(e for e in sink.events if isinstance(e, UploadCompleted))
-    again = await Reconciler(sessions, history, sink).run()
+    again = await Reconciler(sessions, history, sink, _bucket(_id(1))).run()
 
     assert len(sink.events) == 1
     assert again.present == 1
@@ -144,7 +165,7 @@ async def test_documents_without_their_event_are_matched_by_upload_and_never_inv
     sessions = await _stored(_session(_id(1), None), _session(_id(2), None))
     sink = RecordingEventSink()
 
-    report = await Reconciler(sessions, ScriptedHistory(on_topic), sink).run()
+    report = await Reconciler(sessions, ScriptedHistory(on_topic), sink, _bucket()).run()
 
     assert report.checked == 2
     assert report.present == 1
@@ -158,11 +179,24 @@ async def test_since_compares_only_later_completions_against_a_topic_read_from_b
     history, sink = ScriptedHistory(), RecordingEventSink()
     since = T0 + timedelta(hours=1)
 
-    report = await Reconciler(sessions, history, sink).run(since)
+    report = await Reconciler(sessions, history, sink, _bucket(_id(1), _id(2))).run(since)
 
     assert history.asked == [since - CLOCK_SKEW]
     assert report.checked == 1
     assert sink.events == [new]
+
+
+async def test_a_completion_whose_object_is_gone_or_different_is_reported_not_sent() -> None:
+    gone, changed, intact = (_completed(_id(n), T0) for n in (1, 2, 3))
+    sessions = await _stored(*(_session(e.upload_id, e) for e in (gone, changed, intact)))
+    objects = _bucket(_id(3))
+    objects.objects[_key(_id(2))] = b"not the ten bytes recorded"
+    sink = RecordingEventSink()
+
+    report = await Reconciler(sessions, ScriptedHistory(), sink, objects).run()
+
+    assert sink.events == [intact]
+    assert sorted(report.objects_missing) == [_id(1), _id(2)]
 
 
 async def test_the_pipeline_records_the_completed_event_before_sending_that_very_event() -> None:
