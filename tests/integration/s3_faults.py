@@ -7,7 +7,9 @@ plan picks, per S3 operation, which calls fail instead: a 503 `SlowDown` or a
 500 `InternalError` whose message names the bucket and key (as real S3 errors
 may, so a test can see the service never passes them on), or a stall of
 `stall_seconds` before forwarding. Objects whose key contains a word of
-`always_fail` fail on every call of the operations named for it.
+`always_fail` fail on every call of the operations named for it (but the
+part uploads of parts up to `spared_parts`, so an upload can hold parts when
+it fails).
 
 How it fails: a request the S3 server does not answer becomes a 502 from the
 proxy (S3 clients retry it like any 5xx). `counts` records what it did.
@@ -51,6 +53,7 @@ class Faults:
     kinds: tuple[str, ...] = ("503", "500", "stall")
     always_fail: dict[str, frozenset[str]] = field(default_factory=dict)
     """Per word found in an object key, the operations that fail on every call for it."""
+    spared_parts: int = 0
     stall_seconds: float = 2.0
     seed: int = 0
 
@@ -84,7 +87,7 @@ class FaultyS3Proxy:
         body = await request.read()
         name = operation(request)
         self.counts[name] += 1
-        fault = self._pick(name, request.path)
+        fault = self._pick(name, request.path, int(request.rel_url.query.get("partNumber", 0)))
         if fault is not None:
             self.counts[f"{name} {fault}"] += 1
         if fault == "stall":
@@ -93,9 +96,10 @@ class FaultyS3Proxy:
             return _s3_error(fault, request.path)
         return await self._forward(request, body)
 
-    def _pick(self, name: str, path: str) -> str | None:
+    def _pick(self, name: str, path: str, part: int) -> str | None:
+        spared = name == "UploadPart" and part <= self._faults.spared_parts
         for word, operations in self._faults.always_fail.items():
-            if word in path and name in operations:
+            if word in path and name in operations and not spared:
                 return "503"
         if self._random.random() < self._faults.share.get(name, 0.0):
             return self._random.choice(self._faults.kinds)
