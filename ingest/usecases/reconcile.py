@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 CLOCK_SKEW = timedelta(minutes=5)
 """How far the clock of the host that sent an event may lag the one that built it."""
 
-_LOADS_AT_ONCE = 16
+_AT_ONCE = 16
+"""S3 requests, and users' events being sent, at once."""
 
 
 @dataclass
@@ -95,22 +96,53 @@ class Reconciler:
                 report.present += 1
             else:
                 missing.append(event)
-        # In the order they first happened, so each user's events keep their order on the topic.
-        for event in sorted(missing, key=lambda e: e.occurred_at):
-            if await self._objects.stored_size(event.s3_key) != event.size_bytes:
-                report.objects_missing.append(event.upload_id)
-                log.warning(
-                    "upload %s completed, but its object is not as recorded", event.upload_id
-                )
-                continue
-            await self._sink.emit(event)
-            report.reemitted.append(event.upload_id)
-            log.info("re-emitted the completion of %s (ce_id %s)", event.upload_id, event.event_id)
+        intact = await self._with_intact_objects(missing, report)
+        await self._send(intact, report)
         return report
+
+    async def _with_intact_objects(
+        self, events: list[UploadCompleted], report: ReconcileReport
+    ) -> list[UploadCompleted]:
+        """The events whose object S3 holds at the recorded size; the others are reported."""
+        limit = asyncio.Semaphore(_AT_ONCE)
+
+        async def intact(event: UploadCompleted) -> bool:
+            async with limit:
+                return await self._objects.stored_size(event.s3_key) == event.size_bytes
+
+        verdicts = await asyncio.gather(*(intact(event) for event in events))
+        for event, ok in zip(events, verdicts, strict=True):
+            if not ok:
+                report.objects_missing.append(event.upload_id)
+                log.warning("upload %s completed; its object is not as recorded", event.upload_id)
+        return [event for event, ok in zip(events, verdicts, strict=True) if ok]
+
+    async def _send(self, events: list[UploadCompleted], report: ReconcileReport) -> None:
+        """Each user's events one after the other, in the order they first happened (the
+        topic's order per key), several users at once. The first failure stops the rest."""
+        by_user: dict[str, list[UploadCompleted]] = {}
+        for event in sorted(events, key=lambda e: e.occurred_at):
+            by_user.setdefault(event.user_id, []).append(event)
+        limit = asyncio.Semaphore(_AT_ONCE)
+
+        async def send(queue: list[UploadCompleted]) -> None:
+            async with limit:
+                for event in queue:
+                    await self._sink.emit(event)
+                    report.reemitted.append(event.upload_id)
+                    log.info("re-emitted %s (ce_id %s)", event.upload_id, event.event_id)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for queue in by_user.values():
+                    group.create_task(send(queue))
+        except ExceptionGroup as failed:
+            # One task per user, none nested: the first failure is the one to report.
+            raise failed.exceptions[0] from None
 
     async def _completed_since(self, since: datetime | None) -> list[UploadSession]:
         ids = await self._sessions.session_ids()
-        limit = asyncio.Semaphore(_LOADS_AT_ONCE)
+        limit = asyncio.Semaphore(_AT_ONCE)
 
         async def load(session_id: str) -> UploadSession | None:
             async with limit:

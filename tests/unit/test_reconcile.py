@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from ingest.errors import StorageError
+from ingest.errors import EventDeliveryError, StorageError
 from ingest.model import UploadResult, UploadSession
 from ingest.ports import TerminalEventsSeen
 from ingest.usecases.reconcile import CLOCK_SKEW, Reconciler
@@ -197,6 +197,29 @@ async def test_a_completion_whose_object_is_gone_or_different_is_reported_not_se
 
     assert sink.events == [intact]
     assert sorted(report.objects_missing) == [_id(1), _id(2)]
+
+
+async def test_each_users_completions_are_sent_in_order_and_a_failure_stops_the_pass() -> None:
+    events = [
+        msgspec.structs.replace(
+            _completed(_id(n), T0 + timedelta(seconds=10 - n)), user_id=f"user-{n % 3}"
+        )
+        for n in range(1, 10)
+    ]
+    sessions = await _stored(*(_session(e.upload_id, e) for e in events))
+    objects = _bucket(*(e.upload_id for e in events))
+    sink = RecordingEventSink()
+
+    report = await Reconciler(sessions, ScriptedHistory(), sink, objects).run()
+
+    assert sorted(report.reemitted) == sorted(e.upload_id for e in events)
+    for user in ("user-0", "user-1", "user-2"):
+        sent = [e for e in sink.of_type(UploadCompleted) if e.user_id == user]
+        assert sent == sorted((e for e in events if e.user_id == user), key=lambda e: e.occurred_at)
+
+    sink.fail_with = EventDeliveryError("the broker is down")
+    with pytest.raises(EventDeliveryError):
+        await Reconciler(sessions, ScriptedHistory(), sink, objects).run()
 
 
 async def test_the_pipeline_records_the_completed_event_before_sending_that_very_event() -> None:
