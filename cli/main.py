@@ -141,6 +141,7 @@ def _stack_up(args: argparse.Namespace) -> int:
         cache_dir=stack.default_cache_dir(),
         kafka_port=args.kafka_port,
         minio_port=args.s3_port,
+        say=lambda line: print(line, file=sys.stderr),
     )
     settings = ingest_settings_from_env(endpoints.environment())
     asyncio.run(_provision_all(settings))

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -90,6 +91,7 @@ def up(
     cache_dir: Path,
     kafka_port: int = 9092,
     minio_port: int = 9000,
+    say: Callable[[str], None] = lambda _: None,
 ) -> Endpoints:
     """Start what is not running of the stack in `state_dir` (installing on first use), on the
     data it has, and wait until both services answer. Never deletes anything.
@@ -126,6 +128,9 @@ def up(
             console_port=process.free_port(),
         )
         minio_service = _Service(pid, state.minio.port, str(log))
+        say(f"MinIO started on port {state.minio.port} (pid {pid}) with the data in {state_dir}")
+    else:
+        say(f"MinIO is running (pid {state.minio.pid}): left as it is")
     if not kafka_alive:
         pid, log = kafka.start(
             libs=kafka.ensure_jars(cache_dir),
@@ -134,6 +139,9 @@ def up(
             controller_port=controller_port,
         )
         kafka_service = _Service(pid, state.kafka.port, str(log))
+        say(f"Kafka started on port {state.kafka.port} (pid {pid}) with the data in {state_dir}")
+    else:
+        say(f"Kafka is running (pid {state.kafka.pid}): left as it is")
     state = _State(marker, kafka_service, minio_service, controller_port)
     # Written before waiting, so `down` finds what was started even if the wait fails.
     (state_dir / _STATE_FILE).write_text(json.dumps(asdict(state), indent=2))

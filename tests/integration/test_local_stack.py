@@ -138,6 +138,8 @@ def test_up_restarts_only_the_dead_service_and_down_never_deletes_under_a_proces
     new_kafka_pid, same_minio_pid = _pids(state_dir)
     assert new_kafka_pid != kafka_pid
     assert same_minio_pid == minio_pid
+    assert f"Kafka started on port {kafka_port} (pid {new_kafka_pid})" in again.stderr
+    assert f"MinIO is running (pid {minio_pid})" in again.stderr
     assert asyncio.run(_count(kafka_port, s3_port)) == (OBJECTS, RECORDS)
 
     # MinIO restarted by hand, outside the state: `down` stops the broker it names and
@@ -151,6 +153,9 @@ def test_up_restarts_only_the_dead_service_and_down_never_deletes_under_a_proces
         console_port=free_port(),
     )
     minio.wait_ready(pid=by_hand, marker=str(state_dir), port=s3_port, log=state_dir / "minio.log")
+    others = stack.status(state_dir)["other_processes"]
+    assert isinstance(others, list)
+    assert [other for other in others if other.startswith(f"pid {by_hand} ")], others
     refused = _ingest("stack", "down", "--dir", str(state_dir))
     assert refused.returncode == 1
     assert f"pid {by_hand}" in refused.stderr
