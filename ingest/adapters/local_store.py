@@ -58,7 +58,7 @@ from ingest.adapters.local_parts import (
     part_digests,
     read_manifest,
 )
-from ingest.errors import ServiceUnavailable
+from ingest.errors import ServiceUnavailable, StorageError
 from ingest.ports import StoredObject, StoredPart
 
 S3_MIN_PART_SIZE: Final = 5 * 1024 * 1024
@@ -198,6 +198,14 @@ class LocalObjectStore:
         except OSError as error:
             raise self.failures.disk("get_object", key, error) from error
 
+    async def stored_size(self, key: str) -> int | None:
+        try:
+            return await self.object_size(key)
+        except StorageError as error:
+            if error.details.get("code") == "NoSuchKey":
+                return None
+            raise
+
     async def delete(self, key: str) -> None:
         """Remove an object; there being none is not an error.
 
@@ -254,20 +262,15 @@ class LocalObjectStore:
 
     async def object_size(self, key: str) -> int:
         """Size of a completed object; StorageError `NoSuchKey` when there is none."""
-        size = await self.stored_size(key)
-        if size is None:
-            raise self.failures.missing_key("head_object", key)
-        return size
-
-    async def stored_size(self, key: str) -> int | None:
-        """`object_size`, None when there is no such object (`ObjectSizes`)."""
         try:
             found = await aiofiles.os.stat(self.path_of(key))
         except (FileNotFoundError, NotADirectoryError):
-            return None
+            raise self.failures.missing_key("head_object", key) from None
         except OSError as error:
             raise self.failures.disk("head_object", key, error) from error
-        return found.st_size if stat.S_ISREG(found.st_mode) else None
+        if not stat.S_ISREG(found.st_mode):
+            raise self.failures.missing_key("head_object", key)
+        return found.st_size
 
     async def open_object(
         self, key: str, *, chunk_size: int = CHUNK_SIZE

@@ -411,11 +411,12 @@ class S3ObjectStore:
             try:
                 response = await self._client.head_object(Bucket=self.bucket, Key=key)
             except ClientError as error:
-                # A HEAD answer has no body, so no error code: the status says it.
-                if http_status(error) == 404:
+                # A HEAD has no body: S3 says only 404.
+                if error_code(error) in ("404", "NoSuchKey", "NotFound"):
                     return None
                 raise
-        return int(response["ContentLength"])
+        size: int = response["ContentLength"]
+        return size
 
     async def delete(self, key: str) -> None:
         async with self._calls.call("delete_object", key):
