@@ -102,16 +102,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     consume.set_defaults(run=_consume)
 
-    token = commands.add_parser(
-        "token", help="issue a development token (HS256, INGEST_JWT_SECRET)"
-    )
-    token.add_argument("--user", required=True, help="the user id (the token's sub)")
-    token.add_argument("--admin", action="store_true", help="grant the admin role")
-    token.add_argument("--ttl", default="24h", help="lifetime, e.g. 3600, 90m, 24h (default 24h)")
-    token.set_defaults(run=_token)
-
-    upload.add_parser(commands)
-
     reconcile = commands.add_parser(
         "reconcile",
         help="re-emit every upload.completed that S3 holds and the uploads topic lacks",
@@ -122,6 +112,16 @@ def _parser() -> argparse.ArgumentParser:
         help="only uploads completed since then: a duration back (90m, 24h) or an ISO 8601 time",
     )
     reconcile.set_defaults(run=_reconcile)
+
+    token = commands.add_parser(
+        "token", help="issue a development token (HS256, INGEST_JWT_SECRET)"
+    )
+    token.add_argument("--user", required=True, help="the user id (the token's sub)")
+    token.add_argument("--admin", action="store_true", help="grant the admin role")
+    token.add_argument("--ttl", default="24h", help="lifetime, e.g. 3600, 90m, 24h (default 24h)")
+    token.set_defaults(run=_token)
+
+    upload.add_parser(commands)
 
     provision = commands.add_parser(
         "provision", help="create the bucket and the topics (with their configurations) if missing"

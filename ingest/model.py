@@ -50,11 +50,11 @@ class UploadSession(msgspec.Struct, frozen=True, kw_only=True):
     bytes_received: int = 0
     error_code: str | None = None
     result: UploadResult | None = None
-    updated_at: datetime | None = None
     completed_event: UploadCompleted | None = None
     """The `upload.completed` event exactly as emitted (its id is the CloudEvents id), recorded
     before it is sent, so `ingest reconcile` can send it again. None in documents written
     before it was kept, and for a duplicate answered at creation (no event is sent)."""
+    updated_at: datetime | None = None
 
 
 class UploadTarget(msgspec.Struct, frozen=True, kw_only=True):
