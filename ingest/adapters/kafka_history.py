@@ -37,7 +37,7 @@ class KafkaUploadsHistory:
             start_timeout=self._timeout,
             ready_timeout=self._timeout,
             client_id="ingest-reconcile",
-            start_at=since,
+            since=since.timestamp() if since is not None else None,
         )
         async with reader:
             if not reader.ready.is_set():
