@@ -37,7 +37,6 @@ from ingest.usecases.cancels import CancelRelay
 from ingest.usecases.duplicates import DuplicateIndex, StoredFile
 from ingest.usecases.inflight import InFlightUploads
 from ingest.usecases.sessions import SessionService
-from schemas import Event, UploadCompleted
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +158,9 @@ class UploadService:
         session, _ = await self._sessions.claim(
             session_id, principal, instance_id=self._instance_id
         )
+        # Recorded before the completed event is sent: a completed upload whose event is lost
+        # later (a journal's disk) is found by `ingest reconcile`, event and all.
+        completion = self._sessions.completion_recorder(session_id)
         in_flight = self.admission.in_flight
         try:
             size = self.admission.check_body_size(declared_size, session.expected_file_size)
@@ -176,23 +178,6 @@ class UploadService:
         in_flight.streaming(session.user_id, session_id, size)
         target = self._target(session, content_type, size, quota)
         interrupt = Interrupt()
-        recorded: list[UploadSession] = []
-
-        async def record_completion(result: UploadResult, event: Event) -> None:
-            # Recorded before the event is sent: a completed upload whose event is lost
-            # later (a journal's disk) is found by `ingest reconcile`, event and all.
-            if not isinstance(event, UploadCompleted):
-                raise TypeError(f"not a completed event: {type(event).__name__}")
-            completed = await self._sessions.finish(
-                session_id,
-                "completed",
-                message="upload completed",
-                bytes_received=result.size_bytes,
-                result=result,
-                completed_event=event,
-            )
-            recorded.append(completed)
-
         task = asyncio.create_task(
             stream_upload(
                 target,
@@ -211,7 +196,7 @@ class UploadService:
                     )
                 ),
                 meter=lambda received: self.admission.charge(session.user_id, session_id, received),
-                record_completion=record_completion,
+                record_completion=completion.record,
             ),
             name=f"upload-{session_id}",
         )
@@ -230,7 +215,7 @@ class UploadService:
                 in_flight.settled(session_id, result.size_bytes)
             else:
                 in_flight.release(session_id)
-        return recorded[-1], result
+        return completion.session, result
 
     async def _await_pipeline(
         self, task: asyncio.Task[UploadResult], interrupt: Interrupt
