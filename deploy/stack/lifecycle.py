@@ -132,7 +132,9 @@ def up(
     else:
         say(f"MinIO is running (pid {state.minio.pid}): left as it is")
     if not kafka_alive:
-        pid, log = kafka.start(
+        # A log directory formatted before keeps its records: never formatted again.
+        start = kafka.start_on_data if kafka.formatted(state_dir) else kafka.start
+        pid, log = start(
             libs=kafka.ensure_jars(cache_dir),
             state_dir=state_dir,
             port=state.kafka.port,
