@@ -7,8 +7,9 @@ completed sessions first, then reads the uploads topic to its end, and sends
 again every recorded event whose id the topic does not hold, with its original
 id, once S3 is seen to hold its object at the recorded size (one whose object
 is gone or differs is reported, not sent: a consumer would fail on it, and an
-operator should look). Sessions first: an upload completing during the pass then has its event
-on the topic by the time it is read, or is sent once more, which is harmless.
+operator should look). Sessions first: an upload completing during the pass
+then has its event on the topic by the time it is read, or is sent once more,
+which is harmless.
 
 Safe at any time and any number of times: an event that is already there is
 never sent again by the pass that saw it, and one sent twice (a race with a
