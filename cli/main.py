@@ -106,6 +106,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     consume.set_defaults(run=_consume)
 
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="re-emit every upload.completed that S3 holds and the uploads topic lacks",
+    )
+    reconcile.add_argument(
+        "--since",
+        default=None,
+        help="only uploads completed since then: a duration back (90m, 24h) or an ISO 8601 time",
+    )
+    reconcile.set_defaults(run=_reconcile)
+
     token = commands.add_parser(
         "token", help="issue a development token (HS256, INGEST_JWT_SECRET)"
     )
@@ -162,6 +173,7 @@ def _stack_up(args: argparse.Namespace) -> int:
         cache_dir=stack.default_cache_dir(),
         kafka_port=args.kafka_port,
         minio_port=args.s3_port,
+        say=lambda line: print(line, file=sys.stderr),
     )
     settings = ingest_settings_from_env(endpoints.environment())
     asyncio.run(_provision_all(settings))
@@ -176,7 +188,8 @@ def _stack_up(args: argparse.Namespace) -> int:
 
 def _stack_down(args: argparse.Namespace) -> int:
     stopped = stack.down(_state_dir(args))
-    print("stack stopped" if stopped else "no stack was running", file=sys.stderr)
+    what = f"stopped {' and '.join(stopped)}" if stopped else "nothing of the stack was running"
+    print(f"{what}; deleted {_state_dir(args)}", file=sys.stderr)
     return 0
 
 
@@ -277,6 +290,21 @@ def _token(args: argparse.Namespace) -> int:
         raise SettingsError("tokens are signed with INGEST_JWT_SECRET (HS256), which is not set")
     ttl = duration(args.ttl, "--ttl")
     print(issue_token(settings.jwt_secret, args.user, admin=args.admin, ttl_seconds=ttl))
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from cli.reconcile import parse_since, print_report, reconcile
+    from infra.errors import ServiceError
+
+    _configure_logging()
+    since = parse_since(args.since)
+    try:
+        report = asyncio.run(reconcile(ingest_settings_from_env(), since))
+    except ServiceError as error:
+        print(f"ingest: reconcile stopped: {error.message} (run it again)", file=sys.stderr)
+        return 1
+    print_report(report)
     return 0
 
 

@@ -90,8 +90,12 @@ def tus_segment_key(session_id: str, start: int, end: int) -> str:
 # Keys of the document store, relative to STATE_PREFIX.
 
 
+SESSIONS_PREFIX = "sessions/"
+SESSION_SUFFIX = ".json"
+
+
 def session_document(session_id: str) -> str:
-    return f"sessions/{session_id}.json"
+    return f"{SESSIONS_PREFIX}{session_id}{SESSION_SUFFIX}"
 
 
 def user_sessions_prefix(user_id: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from schemas import Event
@@ -206,4 +207,36 @@ class ResumableObjectStore(Protocol):
 
     def read_object(self, key: str) -> AsyncIterator[bytes]:
         """A stored object's bytes, as a stream of chunks (never the whole object at once)."""
+        ...
+
+
+@runtime_checkable
+class ObjectSizes(Protocol):
+    """Optional capability: whether an object is stored, and its size (one HEAD request)."""
+
+    async def stored_size(self, key: str) -> int | None:
+        """The size of the object stored under `key`; None when there is none."""
+        ...
+
+
+@dataclass(frozen=True)
+class TerminalEventsSeen:
+    """The upload lifecycle's terminal events one read of the uploads topic found."""
+
+    event_ids: frozenset[str]
+    """The CloudEvents ids of every `upload.completed`, `.failed` and `.cancelled` read."""
+    completed_uploads: frozenset[str]
+    """The upload ids of every `upload.completed` read, whatever its id."""
+    records: int
+    """How many records were read."""
+
+
+class UploadsHistory(Protocol):
+    """What the uploads topic holds, read to its end as it is when asked."""
+
+    async def terminal_events(self, since: datetime | None) -> TerminalEventsSeen:
+        """The terminal events of the records stamped at or after `since` (all when None).
+
+        ServiceUnavailable when the topic cannot be read to its end in the time allowed.
+        """
         ...

@@ -33,9 +33,9 @@ from ingest.errors import (
     SessionNotFound,
     VersionConflict,
 )
-from ingest.model import TERMINAL_STATUSES, SessionStatus, UploadSession
+from ingest.model import TERMINAL_STATUSES, SessionStatus, UploadResult, UploadSession
 from ingest.ports import DocumentStore
-from schemas import UploadProtocol
+from schemas import Event, UploadCompleted, UploadProtocol
 from schemas.api import CreateUploadRequest
 
 ENDED_STATUSES: frozenset[str] = TERMINAL_STATUSES | {"expired"}
@@ -113,6 +113,23 @@ class SessionService:
         if stored is None:
             raise SessionNotFound(f"no upload session {session_id!r}")
         return _decoder.decode(stored.data), stored.version
+
+    async def find(self, session_id: str) -> UploadSession | None:
+        """The stored session, or None when there is none (any more)."""
+        try:
+            session, _ = await self.load(session_id)
+        except SessionNotFound:
+            return None
+        return session
+
+    async def session_ids(self) -> list[str]:
+        """The id of every stored session, for passes over all of them."""
+        prefix, suffix = layout.SESSIONS_PREFIX, layout.SESSION_SUFFIX
+        keys = await self._documents.list_keys(prefix)
+        return [key[len(prefix) : -len(suffix)] for key in keys if key.endswith(suffix)]
+
+    def completion_recorder(self, session_id: str) -> CompletionRecorder:
+        return CompletionRecorder(self, session_id)
 
     async def get_owned(self, session_id: str, principal: Principal) -> UploadSession:
         session, _ = await self.load(session_id)
@@ -258,6 +275,36 @@ class SessionService:
                 sessions.append(session)
         sessions.sort(key=lambda s: s.created_at, reverse=True)
         return sessions
+
+
+class CompletionRecorder:
+    """Records one upload completed, with its `upload.completed` as built, before the event is
+    sent (`record` is the pipeline's `record_completion`), so `ingest reconcile` finds every
+    completion whose event was lost and sends that very event again."""
+
+    def __init__(self, sessions: SessionService, session_id: str) -> None:
+        self._sessions = sessions
+        self._session_id = session_id
+        self._session: UploadSession | None = None
+
+    async def record(self, result: UploadResult, event: Event) -> None:
+        if not isinstance(event, UploadCompleted):
+            raise TypeError(f"not a completed event: {type(event).__name__}")
+        self._session = await self._sessions.finish(
+            self._session_id,
+            "completed",
+            message="upload completed",
+            bytes_received=result.size_bytes,
+            result=result,
+            completed_event=event,
+        )
+
+    @property
+    def session(self) -> UploadSession:
+        """The session as recorded completed; RuntimeError before `record` succeeded."""
+        if self._session is None:
+            raise RuntimeError(f"upload session {self._session_id} was not recorded completed")
+        return self._session
 
 
 def new_session_id() -> str:

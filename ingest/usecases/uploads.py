@@ -164,6 +164,9 @@ class UploadService:
         session, _ = await self._sessions.claim(
             session_id, principal, instance_id=self._instance_id
         )
+        # Recorded before the completed event is sent: a completed upload whose event is lost
+        # later (a journal's disk) is found by `ingest reconcile`, event and all.
+        completion = self._sessions.completion_recorder(session_id)
         in_flight = self.admission.in_flight
         try:
             size = self.admission.check_body_size(declared_size, session.expected_file_size)
@@ -199,6 +202,7 @@ class UploadService:
                     )
                 ),
                 meter=lambda received: self.admission.charge(session.user_id, session_id, received),
+                record_completion=completion.record,
             ),
             name=f"upload-{session_id}",
         )
@@ -217,14 +221,7 @@ class UploadService:
                 in_flight.settled(session_id, result.size_bytes)
             else:
                 in_flight.release(session_id)
-        completed = await self._sessions.finish(
-            session_id,
-            "completed",
-            message="upload completed",
-            bytes_received=result.size_bytes,
-            result=result,
-        )
-        return completed, result
+        return completion.session, result
 
     async def _await_pipeline(
         self, task: asyncio.Task[UploadResult], interrupt: Interrupt

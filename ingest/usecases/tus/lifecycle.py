@@ -8,7 +8,9 @@ ends without completing has its multipart upload aborted and its tail removed
 finds it ended and not yet cleaned.
 
 How it fails: completion raises StorageError and gives the lease back (the
-upload stays complete-but-unrecorded and is completed again later); events
+upload stays complete-but-unrecorded and is completed again later); the
+completed event is recorded in the session document before it is sent, so
+one the sink did not take is left to `ingest reconcile`; events
 that cannot be sent and clean-ups that fail are logged, never raised, since
 the ending itself is recorded either way.
 """
@@ -23,7 +25,7 @@ from datetime import datetime
 import msgspec
 
 from infra import layout
-from ingest.errors import IngestError, UploadGone
+from ingest.errors import IngestError, StorageError, UploadGone
 from ingest.pipeline.config import PipelineConfig
 from ingest.ports import EventSink
 from ingest.usecases.admission import UploadLimits
@@ -33,6 +35,7 @@ from ingest.usecases.tus.events import TusEvents, upload_target
 from ingest.usecases.tus.state import TusSession, TusSessions, TusState, with_state
 from ingest.usecases.tus.store import TusStore
 from ingest.usecases.tus.tail import segments_of
+from schemas import Event, UploadCompleted
 
 log = logging.getLogger(__name__)
 
@@ -99,19 +102,36 @@ class Lifecycle:
             await self.release(session.session_id, owner, events.next_sequence)
             raise
 
-        def finish(current: TusSession) -> TusSession:
-            completed = msgspec.structs.replace(
-                current,
-                status="completed",
-                message="upload completed",
-                bytes_received=result.size_bytes,
-                result=result,
-            )
-            return with_state(completed, lease=None, next_sequence=events.next_sequence + 1)
+        recorded: list[TusSession] = []
 
-        session = await self.sessions.mutate(session.session_id, finish)
-        await quietly(events.completed(result))
-        return session
+        async def record(event: Event) -> None:
+            # Recorded before it is sent, event and all, so `ingest reconcile` can send it again.
+            if not isinstance(event, UploadCompleted):
+                raise TypeError(f"not a completed event: {type(event).__name__}")
+
+            def finish(current: TusSession) -> TusSession:
+                completed = msgspec.structs.replace(
+                    current,
+                    status="completed",
+                    message="upload completed",
+                    bytes_received=result.size_bytes,
+                    result=result,
+                    completed_event=event,
+                )
+                return with_state(completed, lease=None, next_sequence=events.next_sequence)
+
+            recorded.append(await self.sessions.mutate(session.session_id, finish))
+
+        try:
+            await events.completed(result, before_send=record)
+        except Exception as error:
+            if isinstance(error, TimeoutError) and not recorded:
+                raise StorageError("recording the completed upload timed out") from None
+            if not recorded:
+                raise
+            # The completion is recorded either way; reconcile sends what the sink did not take.
+            log.warning("could not emit the completion of tus upload %s", session.session_id)
+        return recorded[-1]
 
     async def fail(self, session: TusSession, events: TusEvents, error: IngestError) -> None:
         """End the upload for good on `error` (a body that is not a video)."""
