@@ -22,6 +22,7 @@ import msgspec
 from cli import upload
 from deploy import stack
 from infra.env import SettingsError, duration
+from infra.kafka.logs import limit_repeated_lines
 from infra.provisioning import ensure_bucket, ensure_topics
 from ingest.auth import issue_token
 from ingest.settings import IngestSettings, ingest_settings_from_env
@@ -231,6 +232,8 @@ def _configure_logging() -> None:
     level = os.environ.get("INGEST_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # A broker that is away must not flood the log with one line per retry or per record.
+    limit_repeated_lines()
 
 
 def _provision(args: argparse.Namespace) -> int:

@@ -136,11 +136,31 @@ def start(*, libs: Path, state_dir: Path, port: int, controller_port: int) -> tu
         )
     if formatted.returncode != 0:
         raise StackError(f"formatting the Kafka log directory failed; {log}:\n{process.tail(log)}")
+    return _launch(libs, state_dir), log
+
+
+def restart(*, libs: Path, state_dir: Path) -> tuple[int, Path]:
+    """Start the broker again on the log directory and configuration a `start` left there."""
+    return _launch(libs, state_dir), state_dir / "kafka.log"
+
+
+def _launch(libs: Path, state_dir: Path) -> int:
+    log4j = state_dir / "kafka-log4j.properties"
     broker = process.spawn(
-        [*java[:1], "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", *java[1:], "kafka.Kafka", str(config)],
-        log_path=log,
+        [
+            "java",
+            "-Xms256m",
+            "-Xmx768m",
+            "-XX:+UseG1GC",
+            "-cp",
+            f"{libs}/*",
+            f"-Dlog4j.configuration=file:{log4j}",
+            "kafka.Kafka",
+            str(state_dir / "kafka.properties"),
+        ],
+        log_path=state_dir / "kafka.log",
     )
-    return broker.pid, log
+    return broker.pid
 
 
 def wait_ready(*, pid: int, marker: str, port: int, log: Path, timeout: float = 90.0) -> None:
