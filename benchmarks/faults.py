@@ -221,6 +221,8 @@ class FaultOutcome:
     out_of_order_uploads: int
     duplicate_events: int
     log_lines_while_down: int
+    ingest_stop_seconds: float | None
+    """From the signal to the server's exit, when one was sent."""
 
 
 @dataclass
@@ -236,11 +238,15 @@ async def broker_outage(
     *,
     outage: float,
     workdir: Path,
-    kill_ingest: bool = False,
+    stop_ingest: signal.Signals | None = None,
+    kill_broker: bool = True,
+    shutdown_grace: float = 30.0,
     drain_within: float = 60.0,
 ) -> FaultOutcome:
-    """Kill the broker while `load` streams; with `kill_ingest`, SIGKILL the server during the
-    outage too and let a new one (same journal directory) send what the first journaled."""
+    """Kill the broker while `load` streams; with `stop_ingest`, send the server that signal
+    during the outage too, and let a new one (same journal directory) send what the first
+    journaled once the broker is back. Without `kill_broker`, the same load with nothing
+    broken: the baseline."""
     broker = await asyncio.to_thread(PrivateBroker, workdir / "kafka")
     await asyncio.to_thread(broker.start)
     prefix = f"faults-{uuid.uuid4().hex[:8]}."
@@ -252,9 +258,17 @@ async def broker_outage(
             "INGEST_TOPIC_PREFIX": prefix,
             "INGEST_JOURNAL_DIR": str(workdir / "journal"),
             "INGEST_LOG_LEVEL": "INFO",
+            "INGEST_SHUTDOWN_GRACE": f"{shutdown_grace:g}s",
         }
         return await _run_outage(
-            settings, broker, env, prefix, load, outage, kill_ingest, drain_within
+            settings,
+            broker,
+            env,
+            prefix,
+            load,
+            outage if kill_broker else None,
+            stop_ingest,
+            drain_within,
         )
     finally:
         await asyncio.to_thread(broker.stop)
@@ -266,8 +280,8 @@ async def _run_outage(
     env: dict[str, str],
     prefix: str,
     load: Load,
-    outage: float,
-    kill_ingest: bool,
+    outage: float | None,
+    stop_ingest: signal.Signals | None,
     drain_within: float,
 ) -> FaultOutcome:
     users = Users(secret_of(settings), max(1, load.uploads // 4))
@@ -284,20 +298,22 @@ async def _run_outage(
         ]
         await asyncio.sleep(min(1.5, load.seconds / 3))
         killed_at = time.monotonic()
-        await asyncio.to_thread(broker.kill)
+        if outage is not None:
+            await asyncio.to_thread(broker.kill)
         await asyncio.gather(*streams)
         # A new upload while the broker is still down.
         late = _Tracked(await create_session(http, server.url, users.auth(0), MiB))
         await _stream(http, late, users.auth(0), Load(1, MiB, 0.2))
         tracked.append(late)
-        if kill_ingest:
-            server.kill()
-        await asyncio.sleep(max(0.0, killed_at + outage - time.monotonic()))
+        stop_seconds = await _stop(server, stop_ingest)
+        if outage is not None:
+            await asyncio.sleep(max(0.0, killed_at + outage - time.monotonic()))
         restart_began = time.monotonic()
         log_lines = server.lines_between(killed_at, restart_began)
-        await asyncio.to_thread(broker.restart)
+        if outage is not None:
+            await asyncio.to_thread(broker.restart)
         back_at = time.monotonic()
-        if kill_ingest:
+        if stop_ingest is not None:
             async with serve(env, log=log):
                 events = await _lifecycle_events(broker.bootstrap, prefix, tracked, drain_within)
         else:
@@ -305,16 +321,31 @@ async def _run_outage(
         recovered_at = time.monotonic()
     keys = [t.outcome.result["s3_key"] for t in tracked if t.outcome and t.outcome.result]
     await delete_objects(settings, keys)
+    fault = "none (baseline)" if outage is None else "Kafka SIGKILLed"
+    if stop_ingest is not None:
+        fault += f", ingest serve {stop_ingest.name} in the outage"
     return _outcome(
-        "ingest serve SIGKILLed in the outage" if kill_ingest else "Kafka SIGKILLed",
+        fault,
         load,
-        outage,
+        outage or 0.0,
         tracked,
         events,
         restart_began=restart_began,
         recover_seconds=recovered_at - back_at,
         log_lines=log_lines,
+        stop_seconds=stop_seconds,
     )
+
+
+async def _stop(server: ServeProcess, how: signal.Signals | None) -> float | None:
+    """Send `how` to the server; the seconds until it exited (None: nothing sent)."""
+    if how is None:
+        return None
+    started = time.monotonic()
+    server.process.send_signal(how)
+    async with asyncio.timeout(120):
+        await server.process.wait()
+    return time.monotonic() - started
 
 
 async def _stream(
@@ -376,6 +407,7 @@ def _outcome(
     restart_began: float,
     recover_seconds: float,
     log_lines: int,
+    stop_seconds: float | None,
 ) -> FaultOutcome:
     outcomes = [t.outcome for t in tracked if t.outcome is not None]
     failed: dict[str, int] = {}
@@ -413,6 +445,7 @@ def _outcome(
         out_of_order_uploads=disordered,
         duplicate_events=duplicates,
         log_lines_while_down=log_lines,
+        ingest_stop_seconds=stop_seconds,
     )
 
 
@@ -422,7 +455,13 @@ async def run(
     """Both faults under the same load; prints the table and writes `faults.json`."""
     load = Load(uploads, size, seconds)
     results: list[FaultOutcome] = []
-    for kill_ingest in (False, True):
+    scenarios: list[tuple[bool, signal.Signals | None]] = [
+        (False, None),
+        (True, None),
+        (True, signal.SIGTERM),
+        (True, signal.SIGKILL),
+    ]
+    for kill_broker, stop_ingest in scenarios:
         with tempfile.TemporaryDirectory(prefix="faults-") as workdir:
             results.append(
                 await broker_outage(
@@ -430,7 +469,8 @@ async def run(
                     load,
                     outage=outage,
                     workdir=Path(workdir),
-                    kill_ingest=kill_ingest,
+                    stop_ingest=stop_ingest,
+                    kill_broker=kill_broker,
                 )
             )
     print_table(
@@ -446,19 +486,21 @@ async def run(
             "out of order",
             "duplicates",
             "log lines while down",
+            "ingest exit (s)",
         ],
         [
             [
                 r.fault,
                 r.load,
                 f"{r.answered}/{uploads + 1}",
-                r.answered_while_down,
+                r.answered_while_down if r.outage_seconds else "-",
                 f"{r.slowest_answer_seconds:.2f}",
                 f"{r.recover_seconds:.1f}",
                 f"{r.lost_events}/{r.expected_events}",
                 r.out_of_order_uploads,
                 r.duplicate_events,
                 r.log_lines_while_down,
+                "-" if r.ingest_stop_seconds is None else f"{r.ingest_stop_seconds:.1f}",
             ]
             for r in results
         ],

@@ -13,6 +13,7 @@ just before it died may be sent again, never lost.
 from __future__ import annotations
 
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,29 @@ async def test_a_journal_left_by_a_killed_instance_is_sent_by_the_next(
 ) -> None:
     uploads = 4
     outcome = await broker_outage(
-        settings, Load(uploads, 6 * MiB, 3.0), outage=10.0, workdir=tmp_path, kill_ingest=True
+        settings,
+        Load(uploads, 6 * MiB, 3.0),
+        outage=10.0,
+        workdir=tmp_path,
+        stop_ingest=signal.SIGKILL,
     )
     check(outcome, uploads)
+
+
+async def test_sigterm_with_the_broker_down_exits_within_the_grace_and_keeps_the_journal(
+    settings: IngestSettings, tmp_path: Path
+) -> None:
+    uploads = 3
+    outcome = await broker_outage(
+        settings,
+        Load(uploads, 2 * MiB, 2.0),
+        outage=8.0,
+        workdir=tmp_path,
+        stop_ingest=signal.SIGTERM,
+        shutdown_grace=6.0,
+    )
+    check(outcome, uploads)
+    # The uploads were over: the journal had a third of the grace, then it stayed on disk
+    # (Kafka's own producer and reader each stop within their bounds too).
+    assert outcome.ingest_stop_seconds is not None
+    assert outcome.ingest_stop_seconds < 6.0 + 10, outcome
