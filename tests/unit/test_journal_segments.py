@@ -133,6 +133,20 @@ def test_acknowledged_records_are_not_read_again_and_their_segments_are_deleted(
     assert opened(tmp_path).append([b"later"], written_at=30.0) == 12
 
 
+def test_records_appended_between_a_read_and_its_acknowledgement_are_read_next(
+    tmp_path: Path,
+) -> None:
+    log = opened(tmp_path)
+    log.append([b"one", b"two"], written_at=1.0)
+    records, end = log.read(100, 1 << 20)  # to the end of the segment still written to
+    log.append([b"three"], written_at=2.0)
+    log.acknowledge(end)
+    assert [(r.sequence, r.payload) for r in records] == [(1, b"one"), (2, b"two")]
+    assert everything(log) == [(3, b"three")]
+    assert log.pending == 1
+    log.close()
+
+
 def test_a_second_live_process_cannot_open_the_same_directory(tmp_path: Path) -> None:
     first = opened(tmp_path)
     with pytest.raises(JournalLocked):

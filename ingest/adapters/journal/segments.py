@@ -273,6 +273,9 @@ class SegmentLog:
                 break
             segment = self._segments[position.segment]
             if position.offset >= segment.size:
+                if position.segment + 1 >= len(self._segments):
+                    # The end of the segment written to: more may still be appended to it.
+                    break
                 position = Position(position.segment + 1, 0, position.sequence)
                 continue
             with segment.path.open("rb") as file:
