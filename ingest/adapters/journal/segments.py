@@ -110,6 +110,7 @@ class SegmentLog:
         self._writer: BinaryIO | None = None
         self._lock: int | None = None
         self._next = 1
+        self._counts = (0, 0)
         self.oldest_at: float | None = None
         """When the oldest record not yet acknowledged was written (None: none is held)."""
 
@@ -137,6 +138,7 @@ class SegmentLog:
         self._head = self._find_head()
         self._peek_oldest()
         self._next = next_sequence
+        self._count()
 
     def _take_lock(self) -> None:
         descriptor = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
@@ -223,6 +225,7 @@ class SegmentLog:
         self._next = sequence + 1
         if self.oldest_at is None:
             self.oldest_at = written_at
+        self._count()
         return sequence
 
     def _writable(self) -> _Segment:
@@ -304,6 +307,7 @@ class SegmentLog:
         tmp.write_text(str(self._acknowledged))
         tmp.replace(self.directory / CURSOR)
         self._peek_oldest()
+        self._count()
 
     def _forget_acknowledged(self) -> int:
         removed = 0
@@ -322,19 +326,22 @@ class SegmentLog:
         records, _ = self.read(1, 1)
         self.oldest_at = records[0].written_at if records else None
 
-    # What it holds.
+    # What it holds: counted by the thread that changes it, read from any other.
+
+    def _count(self) -> None:
+        pending = self._segments[-1].last - self._acknowledged if self._segments else 0
+        # One assignment of a new tuple: a reader in another thread sees the old or the new.
+        self._counts = (max(0, pending), sum(segment.size for segment in self._segments))
 
     @property
     def pending(self) -> int:
         """Records written and not yet acknowledged."""
-        if not self._segments:
-            return 0
-        return max(0, self._segments[-1].last - self._acknowledged)
+        return self._counts[0]
 
     @property
     def size(self) -> int:
         """Bytes the segments take on disk (acknowledged records of a segment still count)."""
-        return sum(segment.size for segment in self._segments)
+        return self._counts[1]
 
     def close(self) -> None:
         self._close_writer()
