@@ -1,8 +1,11 @@
 """The composition root of `ingest serve`: adapters built from settings, wired into services.
 
-The only module that knows which adapter stands behind each port. Start-up
-fails with ServiceUnavailable when Kafka or S3 cannot be reached in time;
-on exit everything opened here is closed in reverse order.
+The only module that knows which adapter stands behind each port. Events go
+to Kafka through the event journal, so an upload never waits on the broker.
+Start-up fails with ServiceUnavailable when Kafka or S3 cannot be reached in
+time, or when another live process holds the journal directory; on exit
+everything opened here is closed in reverse order (the journal first, sending
+what it holds within its bound).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from infra.feeds import TopicReader
 from infra.kafka.reader import KafkaTopicReader
 from infra.kafka.sink import KafkaEventSink
 from infra.s3 import open_s3_client
+from ingest.adapters.journal.sink import JournaledEventSink
+from ingest.adapters.journal.store import Journal, JournalLimits
 from ingest.adapters.s3_documents import S3DocumentStore
 from ingest.adapters.s3_store import S3ObjectStore
 from ingest.auth import TokenVerifier
@@ -49,15 +54,19 @@ async def ingest_services(settings: IngestSettings) -> AsyncIterator[IngestServi
         documents = S3DocumentStore(
             s3, settings.s3_bucket, prefix=layout.STATE_PREFIX, observer=metrics.observe_s3
         )
-        sink = await stack.enter_async_context(
+        kafka = await stack.enter_async_context(
             KafkaEventSink(
                 settings.kafka_bootstrap_servers,
                 topics,
                 source=f"/ingest/{settings.instance_id}",
-                timeout=settings.event_timeout_seconds,
+                timeout=settings.kafka_send_timeout_seconds,
                 observer=metrics.observe_kafka,
             )
         )
+        sink = journaled(settings, kafka, metrics)
+        await sink.start()
+        # Within the grace period, after the uploads it follows have had theirs.
+        stack.push_async_callback(sink.stop, max(1.0, settings.shutdown_grace_seconds / 3))
         snapshots = QuotaSnapshots()
         quota_feed = await stack.enter_async_context(
             KafkaTopicReader(settings.kafka_bootstrap_servers, topics.quota, snapshots.apply)
@@ -66,6 +75,19 @@ async def ingest_services(settings: IngestSettings) -> AsyncIterator[IngestServi
         yield wire_services(
             settings, store=store, documents=documents, sink=sink, quota=quota, metrics=metrics
         )
+
+
+def journaled(
+    settings: IngestSettings, inner: EventSink, metrics: IngestMetrics
+) -> JournaledEventSink:
+    """`inner` behind the event journal of the settings (not yet started)."""
+    journal = Journal(
+        settings.journal_path,
+        JournalLimits(
+            max_bytes=settings.journal_max_bytes, max_age=settings.journal_max_age_seconds
+        ),
+    )
+    return JournaledEventSink(inner, journal, observer=metrics.observe_journal)
 
 
 def quota_view(

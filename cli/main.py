@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import shlex
 import sys
@@ -25,6 +26,7 @@ from deploy import stack
 from infra import logs
 from infra.env import SettingsError, duration
 from infra.errors import ServiceError
+from infra.kafka.logs import limit_repeated_lines
 from infra.provisioning import ensure_bucket, ensure_topics
 from ingest.auth import issue_token
 from ingest.settings import IngestSettings, ingest_settings_from_env
@@ -313,6 +315,10 @@ def _configure_logging() -> None:
         level=os.environ.get("INGEST_LOG_LEVEL", "INFO"),
         log_format=os.environ.get("INGEST_LOG_FORMAT", "text"),
     )
+    level = os.environ.get("INGEST_LOG_LEVEL", "INFO").upper()
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # A broker that is away must not flood the log with one line per retry or per record.
+    limit_repeated_lines()
 
 
 def _provision(args: argparse.Namespace) -> int:

@@ -139,6 +139,32 @@ class EventSink(Protocol):
 
 
 @dataclass(frozen=True)
+class BacklogState:
+    """What an event sink holds that the bus has not taken yet, and whether the bus answers."""
+
+    broker_up: bool
+    events: int
+    bytes: int
+    oldest_seconds: float | None
+    has_room: bool
+    """False once new uploads must be refused (full, or its oldest event too old)."""
+
+
+@runtime_checkable
+class EventBacklog(Protocol):
+    """Optional capability of an EventSink that keeps events while the bus is away (a journal).
+
+    Admission asks it before every new upload; readiness and metrics read its state.
+    """
+
+    def check_room(self) -> None:
+        """Raise JournalFull when the events of one more upload must not be taken on."""
+        ...
+
+    def backlog(self) -> BacklogState: ...
+
+
+@dataclass(frozen=True)
 class QuotaStatus:
     user_id: str
     bytes_limit: int

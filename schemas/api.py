@@ -164,8 +164,20 @@ class HealthResponse(msgspec.Struct, frozen=True, kw_only=True):
     status: Literal["ok"]
 
 
+class JournalReadiness(msgspec.Struct, frozen=True, kw_only=True):
+    """The event journal in front of Kafka: what it holds, and whether the broker takes events."""
+
+    events: int
+    bytes: int
+    oldest_seconds: float
+    broker_up: bool
+
+
 class ReadinessResponse(msgspec.Struct, frozen=True, kw_only=True):
-    """`GET /readyz`: `checks` names each dependency (s3, kafka, quota) with `ok` or what failed."""
+    """`GET /readyz`: `checks` names each dependency (s3, kafka, quota, journal) with `ok` or
+    what failed. With a journal, Kafka down leaves the instance ready while the journal has
+    room (events are journaled meanwhile); `journal` says what it holds."""
 
     status: Literal["ready", "not ready", "draining"]
     checks: dict[str, str] = {}
+    journal: JournalReadiness | None = None

@@ -126,7 +126,7 @@ def start(*, libs: Path, state_dir: Path, port: int, controller_port: int) -> tu
     )
     log4j.write_text(_LOG4J)
     java = ["java", "-cp", f"{libs}/*", f"-Dlog4j.configuration=file:{log4j}"]
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = _cluster_id()
     with log.open("ab") as out:
         formatted = subprocess.run(
             [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
@@ -137,6 +137,15 @@ def start(*, libs: Path, state_dir: Path, port: int, controller_port: int) -> tu
     if formatted.returncode != 0:
         raise StackError(f"formatting the Kafka log directory failed; {log}:\n{process.tail(log)}")
     return _launch(libs, state_dir), log
+
+
+def _cluster_id() -> str:
+    """A random KRaft cluster id that the storage tool will not take for an option."""
+    while True:
+        # One in 64 would start with "-", as Kafka's own generator also avoids.
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def restart(*, libs: Path, state_dir: Path) -> tuple[int, Path]:

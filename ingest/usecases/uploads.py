@@ -116,9 +116,7 @@ class UploadService:
         self._duplicates = duplicates
         self._store = store
         self._sink = sink
-        self.admission = (
-            Admission(limits, quota) if in_flight is None else Admission(limits, quota, in_flight)
-        )
+        self.admission = Admission.over(limits, quota, sink, in_flight)
         self._budget = budget
         self._pipeline = pipeline
         self._active = active
@@ -161,6 +159,8 @@ class UploadService:
     ) -> tuple[UploadSession, UploadResult]:
         if self._active.draining:
             raise ServiceUnavailable("the server is shutting down; retry on another instance")
+        # Before the claim: refused for want of room for its events, the session stays usable.
+        self.admission.room()
         session, _ = await self._sessions.claim(
             session_id, principal, instance_id=self._instance_id
         )

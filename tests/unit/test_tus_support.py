@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from infra.cors import CorsPolicy
+from ingest.adapters.journal.sink import JournaledEventSink
 from ingest.auth import TokenVerifier, issue_token
 from ingest.http.app import build_app
 from ingest.http.metrics import IngestMetrics
@@ -76,6 +77,8 @@ class TusRig:
     store: MemoryObjectStore = field(default_factory=MemoryObjectStore)
     documents: MemoryDocumentStore = field(default_factory=MemoryDocumentStore)
     sink: RecordingEventSink = field(default_factory=RecordingEventSink)
+    journal: JournaledEventSink | None = None
+    """When set, the services emit through it (it decorates `sink`)."""
     quota: FixedQuotaView = field(default_factory=FixedQuotaView)
     clock: Clock = field(default_factory=Clock)
     max_size: int = MAX
@@ -112,7 +115,7 @@ class TusRig:
             "sessions": sessions,
             "duplicates": duplicates,
             "store": self.store,
-            "sink": self.sink,
+            "sink": self.journal or self.sink,
             "quota": self.quota,
             "budget": budget,
             "pipeline": pipeline,

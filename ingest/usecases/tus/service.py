@@ -104,9 +104,7 @@ class TusService:
         self.budget = budget
         self.pipeline = pipeline
         self.limits = limits
-        self.rules = (
-            Admission(limits, quota) if in_flight is None else Admission(limits, quota, in_flight)
-        )
+        self.rules = Admission.over(limits, quota, sink, in_flight)
         self.admission = PatchAdmission(self.rules, clock)
         self.lifecycle = Lifecycle(self.sessions, store, sink, duplicates, pipeline, limits, clock)
         self.running = RunningHashes()
