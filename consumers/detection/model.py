@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from consumers.detection.measurements import Box, Frame
+from infra.env import SettingsError
 
 NO_MODEL_NOTE = "no model is configured: faces were counted, nothing was scored or judged"
 MODEL_NOTE = (
@@ -32,7 +33,7 @@ MODEL_NOTE = (
 )
 
 
-class ModelNotUsable(ValueError):
+class ModelNotUsable(SettingsError):
     """The configured model cannot be used; the message says why, for the operator."""
 
 
