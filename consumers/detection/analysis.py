@@ -118,6 +118,10 @@ def start_worker(settings: AnalysisSettings) -> None:
     _worker = load_worker(settings)
 
 
+def worker_ready() -> bool:
+    return _worker is not None
+
+
 def analyse_in_worker(path: str) -> Analysis:
     if _worker is None:
         raise RuntimeError("start_worker was not called in this process")

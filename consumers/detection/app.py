@@ -214,6 +214,7 @@ async def open_detection(
         settings.analysis(), workers=settings.workers, time_limit=settings.time_limit_seconds
     )
     try:
+        await pool.start()
         yield DetectionApp(
             topics,
             sink,

@@ -35,7 +35,13 @@ from pathlib import Path
 
 import pebble
 
-from consumers.detection.analysis import Analysis, AnalysisSettings, analyse_in_worker, start_worker
+from consumers.detection.analysis import (
+    Analysis,
+    AnalysisSettings,
+    analyse_in_worker,
+    start_worker,
+    worker_ready,
+)
 from infra.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -111,6 +117,16 @@ class AnalysisPool:
     @property
     def waiting(self) -> int:
         return self._gate.waiting
+
+    async def start(self) -> None:
+        """Start the workers and wait until one has loaded what it needs.
+
+        Off the event loop: starting a process writes its preparation data to a
+        pipe, which pebble does in the thread that schedules the first task.
+        """
+        future = await asyncio.to_thread(self._pool.schedule, worker_ready)
+        if not await asyncio.wrap_future(future):
+            raise RuntimeError("a detection worker started without loading its analysis")
 
     async def analyse(self, path: Path, *, priority: int = 5) -> Analysis:
         async with self._gate.slot(priority):

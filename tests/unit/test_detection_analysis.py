@@ -1,4 +1,4 @@
-"""The detection's pure analysis functions, on videos written by OpenCV into a temporary directory."""
+"""The detection's pure analysis functions, on videos OpenCV writes into a temporary directory."""
 
 from __future__ import annotations
 
@@ -163,7 +163,8 @@ def test_faces_are_found_in_the_astronaut_and_not_in_noise(
     face = analysis.analyse(write_video(tmp_path / "a.avi", astronaut_frames()), worker)
     noise = analysis.analyse(write_video(tmp_path / "n.avi", noise_frames()), worker)
     assert face.faces_detected >= 1
-    assert face.measurements is not None and face.measurements.largest_face_width > 80
+    assert face.measurements is not None
+    assert face.measurements.largest_face_width > 80
     assert noise.faces_detected == 0
     assert face.model_score is None  # no model configured
 
@@ -175,8 +176,10 @@ def test_an_onnx_model_scores_the_face_crops(tmp_path: Path) -> None:
     worker = analysis.load_worker(analysis.AnalysisSettings(model=settings))
     found = analysis.analyse(write_video(tmp_path / "a.avi", astronaut_frames()), worker)
     assert found.model_faces_scored == found.faces_detected >= 1
-    assert found.model_score is not None and 0 < found.model_score < 1
-    assert found.model_score_max is not None and found.model_score_max >= found.model_score
+    assert found.model_score is not None
+    assert 0 < found.model_score < 1
+    assert found.model_score_max is not None
+    assert found.model_score_max >= found.model_score
 
 
 def test_a_model_that_is_not_onnx_is_refused_with_a_clear_message(tmp_path: Path) -> None:
