@@ -75,7 +75,7 @@ class ResultsHandler:
         self._documents = documents
         self._verifier = verifier
 
-    async def __call__(self, request: web.Request) -> web.Response:
+    async def get(self, request: web.Request) -> web.Response:
         if "token" in request.query:
             return _error(
                 401,
@@ -117,4 +117,4 @@ class ResultsHandler:
 
 
 def add_results_route(app: web.Application, documents: Documents, verifier: Verifier) -> None:
-    app.router.add_get(ROUTE, ResultsHandler(documents, verifier))
+    app.router.add_get(ROUTE, ResultsHandler(documents, verifier).get)
