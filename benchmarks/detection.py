@@ -71,6 +71,7 @@ async def _timed(pool: AnalysisPool, path: Path) -> float:
 
 
 async def measure(folder: Path, *, seconds: float, runs: int) -> dict[str, Any]:
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     clip = await asyncio.to_thread(write_clip, folder / "clip-720p.mp4", seconds)
     per_minute = 60.0 / seconds
     workers = DetectionSettings().workers
