@@ -274,10 +274,11 @@ async def run(
     print_table(
         f"consumers: detection, a {video_seconds:g} s 1280x720 30 fps MPEG-4 clip, one sample "
         f"a second; median (min-max) of {runs} runs",
-        ["s per video-minute", "of which decoding", "videos/min", "workers"],
+        ["s per video-minute", "CPU s per video-minute", "decoding alone", "videos/min", "workers"],
         [
             [
                 spread_of(analysed["seconds_per_video_minute"]),
+                spread_of(analysed["cpu_seconds_per_video_minute"]),
                 spread_of(analysed["decode_seconds_per_video_minute"]),
                 spread_of(analysed["videos_per_minute"]),
                 analysed["workers"],

@@ -5,10 +5,14 @@ Part of `python -m benchmarks consumers`. A 1280x720, 30 fps MPEG-4 clip of
 encoder and the decoder see motion and edges, written once per run by
 OpenCV) is analysed as the detection consumer analyses it: in its process
 pool (`consumers.detection.pool.AnalysisPool`), one sample a second, faces
-scanned at the default width, no model. Three figures:
+scanned at the default width, no model. Four figures:
 
 - **seconds per video-minute**: one worker, one file at a time (the pool
   started beforehand), wall time per analysis scaled to a minute of video;
+- **CPU seconds per video-minute**: the same analysis in a process of its
+  own, timed by that process's CPU clock (`time.process_time`, all its
+  threads): what the analysis costs whatever else the machine is doing,
+  where the wall time above grows with the machine's load;
 - **decode and count alone**: the `grab()` pass over every frame without
   sampling, in this process, for how much of the above is decoding;
 - **videos per minute**: the pool at its default size (one worker per CPU),
@@ -23,6 +27,8 @@ propagates.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import multiprocessing
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +37,7 @@ import cv2
 import numpy as np
 
 from benchmarks.stats import spread
-from consumers.detection.analysis import AnalysisSettings
+from consumers.detection.analysis import AnalysisSettings, analyse_in_worker, start_worker
 from consumers.detection.pool import AnalysisPool
 from consumers.detection.settings import DetectionSettings
 from consumers.detection.validation import ValidationLimits, validate
@@ -58,6 +64,21 @@ def write_clip(path: Path, seconds: float) -> Path:
     return path
 
 
+def _cpu_seconds(path: Path) -> float:
+    """In a fresh process: the CPU time of one analysis, set up as a pool worker is."""
+    start_worker(AnalysisSettings())
+    started = time.process_time()
+    analyse_in_worker(str(path))
+    return time.process_time() - started
+
+
+def _cpu_runs(path: Path, runs: int) -> list[float]:
+    """`_cpu_seconds` `runs` times in one spawned process (blocking: call it in a thread)."""
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as process:
+        return [process.submit(_cpu_seconds, path).result() for _ in range(runs)]
+
+
 def _decode_and_count(path: Path) -> float:
     started = time.perf_counter()
     validate(path, ValidationLimits())
@@ -82,6 +103,7 @@ async def measure(folder: Path, *, seconds: float, runs: int) -> dict[str, Any]:
     finally:
         await single.close()
     decode = [await asyncio.to_thread(_decode_and_count, clip) for _ in range(runs)]
+    cpu = await asyncio.to_thread(_cpu_runs, clip, runs)
     pool = AnalysisPool(AnalysisSettings(), workers=workers, time_limit=3600)
     rates = []
     try:
@@ -97,6 +119,7 @@ async def measure(folder: Path, *, seconds: float, runs: int) -> dict[str, Any]:
         "video": {"width": WIDTH, "height": HEIGHT, "fps": FPS, "seconds": seconds},
         "workers": workers,
         "seconds_per_video_minute": spread([s * per_minute for s in alone]).as_json(),
+        "cpu_seconds_per_video_minute": spread([s * per_minute for s in cpu]).as_json(),
         "decode_seconds_per_video_minute": spread([s * per_minute for s in decode]).as_json(),
         "videos_per_minute": spread(rates).as_json(),
     }

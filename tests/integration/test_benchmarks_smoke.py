@@ -121,5 +121,6 @@ async def test_consumers(ctx: Context) -> None:
     assert analysed["video"] == {"width": 1280, "height": 720, "fps": 30, "seconds": 2}
     positive(analysed["seconds_per_video_minute"])
     positive(analysed["decode_seconds_per_video_minute"])
+    positive(analysed["cpu_seconds_per_video_minute"])
     positive(analysed["videos_per_minute"])
     assert analysed["workers"] >= 1
