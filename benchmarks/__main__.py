@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--consumer-users", type=int, default=50)
     group.add_argument("--consumer-rate", type=float, default=200, help="steady events per s")
     group.add_argument("--consumer-seconds", type=float, default=10, help="of steady publishing")
+    group.add_argument(
+        "--video-seconds", type=float, default=60, help="length of the 720p clip detection analyses"
+    )
     group = parser.add_argument_group("profile")
     group.add_argument("--profile-size", default="1GiB")
     group.add_argument("--profile-rate", type=int, default=250, help="samples per second")
@@ -154,6 +157,7 @@ async def _one(name: str, ctx: Context, args: argparse.Namespace) -> dict[str, A
         rate=args.consumer_rate,
         seconds=args.consumer_seconds,
         runs=args.runs,
+        video_seconds=args.video_seconds,
     )
 
 

@@ -23,13 +23,18 @@ import msgspec
 from aiohttp import web
 
 from cli.composition import ingest_services, quota_view, wire_services
+from consumers.detection import detection_settings_from_env, open_detection
 from consumers.fanout.dashboard import add_dashboard_routes
+from consumers.fanout.results import add_results_route
 from consumers.quota import quota_app
 from consumers.runtime import ConsumerApp
 from consumers.runtime.inprocess import consumers_on_bus
 from infra.bus import BusTopicReader, InProcessEventBus
 from infra.env import SettingsError
 from infra.feeds import RecordHandler, TopicReader
+from infra.objects import Documents, LocalDocuments, LocalObjects
+from infra.s3 import open_s3_client
+from infra.s3_objects import S3Documents
 from ingest.adapters.local_documents import LocalDocumentStore
 from ingest.adapters.local_store import LocalObjectStore
 from ingest.auth import KeyConfigurationError, check_hs256_secret, issue_token
@@ -86,7 +91,10 @@ async def embedded_services(settings: IngestSettings) -> AsyncIterator[IngestSer
         quota_feed = await stack.enter_async_context(
             BusTopicReader(bus, bus.topics.quota, snapshots.apply)
         )
-        await stack.enter_async_context(consumers_on_bus(bus, dev_consumers(settings, bus)))
+        detection = await stack.enter_async_context(detection_on_bus(settings, bus))
+        await stack.enter_async_context(
+            consumers_on_bus(bus, [*dev_consumers(settings, bus), detection])
+        )
         yield wire_services(
             settings,
             store=LocalObjectStore(data / "objects", settings.s3_bucket),
@@ -104,9 +112,11 @@ async def run_dev(settings: IngestSettings, *, environ: Mapping[str, str] = os.e
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     services_cm = ingest_services(settings) if real else embedded_services(settings)
-    async with services_cm as services:
+    async with services_cm as services, results_documents(settings, real) as results:
+        app = with_dashboard(build_app(services))
+        add_results_route(app, results, services.verifier)
         runner = await start_serving(
-            with_dashboard(build_app(services)),
+            app,
             settings.host,
             settings.port,
             shutdown_timeout=settings.shutdown_grace_seconds + 5,
@@ -116,6 +126,29 @@ async def run_dev(settings: IngestSettings, *, environ: Mapping[str, str] = os.e
             await stop.wait()
         finally:
             await stop_gracefully(runner)
+
+
+@asynccontextmanager
+async def detection_on_bus(
+    settings: IngestSettings, bus: InProcessEventBus
+) -> AsyncIterator[ConsumerApp]:
+    """The detection consumer on the bus, reading what the local object store holds."""
+    detection = msgspec.structs.replace(detection_settings_from_env(), s3_bucket=settings.s3_bucket)
+    data = settings.data_dir
+    async with open_detection(
+        detection, bus.topics, bus, LocalObjects(data / "objects"), LocalDocuments(data / "state")
+    ) as app:
+        yield app
+
+
+@asynccontextmanager
+async def results_documents(settings: IngestSettings, real: bool) -> AsyncIterator[Documents]:
+    """Where the detection results are: the data directory, or the bucket on real services."""
+    if not real:
+        yield LocalDocuments(settings.data_dir / "state")
+        return
+    async with open_s3_client(settings.s3_endpoint()) as s3:
+        yield S3Documents(s3, settings.s3_bucket)
 
 
 def with_dashboard(app: web.Application) -> web.Application:
@@ -174,7 +207,8 @@ def upload_command() -> str:
 
 
 def dev_consumers(settings: IngestSettings, bus: InProcessEventBus) -> list[ConsumerApp]:
-    """Every consumer, on the same bus as the write path, as `ingest consume` runs them on Kafka."""
+    """The consumers without a lifecycle of their own, on the same bus as the write path, as
+    `ingest consume` runs them on Kafka (detection has its pool: `detection_on_bus`)."""
 
     def open_reader(topic: str, handler: RecordHandler) -> TopicReader:
         return BusTopicReader(bus, topic, handler)

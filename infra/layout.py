@@ -142,3 +142,18 @@ def cancels_prefix(instance_id: str) -> str:
 
 def cancel_marker(instance_id: str, session_id: str) -> str:
     return cancels_prefix(instance_id) + session_id
+
+
+# Detection results, one small JSON document per analysed file and per video, per user.
+# Relative to STATE_PREFIX like the documents above. Video ids come from requests too, so
+# they are percent-encoded like user ids: no id can name another user's or another kind's key.
+
+
+def detection_by_sha256(user_id: str, sha256: str) -> str:
+    """The reusable outcome of analysing this user's file with this SHA-256."""
+    return f"detections/{user_segment(user_id)}/sha256/{sha256.lower()}.json"
+
+
+def detection_by_video(user_id: str, video_id: str) -> str:
+    """What the results page of this user's video shows: the upload's facts and its outcome."""
+    return f"detections/{user_segment(user_id)}/videos/{user_segment(video_id)}.json"

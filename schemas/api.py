@@ -13,6 +13,8 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import Meta
 
+from schemas.events import DetectionCompleted, DetectionFailed
+
 Sha256Hex = Annotated[str, Meta(pattern="^[0-9a-fA-F]{64}$")]
 SessionStatus = Literal["active", "uploading", "completed", "failed", "cancelled", "expired"]
 
@@ -181,3 +183,30 @@ class ReadinessResponse(msgspec.Struct, frozen=True, kw_only=True):
     status: Literal["ready", "not ready", "draining"]
     checks: dict[str, str] = {}
     journal: JournalReadiness | None = None
+
+
+DetectionStatus = Literal["pending", "completed", "failed", "not_requested"]
+
+
+class VideoResults(msgspec.Struct, frozen=True, kw_only=True):
+    """`GET /v1/videos/{video_id}/results`: the stored upload's facts and its detection outcome.
+
+    `status` is `pending` until the detection consumer has an outcome,
+    `not_requested` when the upload asked for no analysis (`auto_analyze`
+    false), else `completed` or `failed`, and `detection` is then the event
+    the consumer published (`ingest.detection.completed` or `.failed`).
+    A completed detection of a file that is no usable video has
+    `is_valid_video` false and says why in `invalid_code`.
+    """
+
+    video_id: str
+    upload_id: str
+    analysis_id: str
+    filename: str | None
+    size: int
+    sha256: str
+    format: str | None
+    uploaded_at: datetime
+    status: DetectionStatus
+    detection: DetectionCompleted | DetectionFailed | None = None
+    updated_at: datetime | None = None

@@ -20,6 +20,7 @@ import pytest
 
 yaml = pytest.importorskip("yaml", reason="add pyyaml to the dev dependencies")
 
+from consumers.detection import detection_settings_from_env  # noqa: E402
 from consumers.runtime.settings import consumer_settings_from_env  # noqa: E402
 from ingest.settings import ingest_settings_from_env  # noqa: E402
 
@@ -127,7 +128,11 @@ class _RecordingEnv(Mapping[str, str]):
 
 # Functions building a process's settings from an environment mapping: `ingest
 # serve` and `provision`, and every `ingest consume NAME`.
-SETTINGS_READERS = (ingest_settings_from_env, consumer_settings_from_env)
+SETTINGS_READERS = (
+    ingest_settings_from_env,
+    consumer_settings_from_env,
+    detection_settings_from_env,
+)
 
 # Direct reads elsewhere (the CLI's INGEST_LOG_LEVEL, the local stack's directories).
 _ENVIRON_READ = re.compile(
