@@ -24,6 +24,7 @@ from ingest.errors import (
 from ingest.http.body import declared_length, multipart_file, raw_body
 from ingest.http.decoding import decode_body
 from ingest.http.errors import error_response
+from ingest.http.expect import send_continue, unmet_expectation
 from ingest.http.responses import (
     json_response,
     quota_response,
@@ -197,8 +198,9 @@ async def upload_file(request: web.Request) -> web.Response:
 
 async def expect_upload(request: web.Request) -> web.StreamResponse | None:
     """Answer `Expect: 100-continue` only when the body would be accepted."""
-    if request.headers.get("Expect", "").lower() != "100-continue":
-        raise web.HTTPExpectationFailed(text="only 100-continue is supported")
+    refusal = unmet_expectation(request)
+    if refusal is not None:
+        return refusal
     try:
         user = principal(request)
         declared = declared_length(request)
@@ -207,7 +209,7 @@ async def expect_upload(request: web.Request) -> web.StreamResponse | None:
         response = error_response(error, request)
         response.force_close()
         return response
-    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    await send_continue(request)
     return None
 
 

@@ -14,6 +14,7 @@ import msgspec
 from aiohttp import web
 
 from ingest.http import handlers, operations, tus
+from ingest.http.expect import continue_or_refuse
 from ingest.http.openapi import OPENAPI_DOCUMENT, Entry, Operation, openapi_document, serve_openapi
 from ingest.http.openapi_docs import (
     CANCEL,
@@ -123,7 +124,6 @@ def add_routes(app: web.Application, routes: tuple[Route, ...] = ROUTES) -> None
     app[OPENAPI_DOCUMENT] = msgspec.json.encode(document(routes))
     for route in routes:
         for path in (route.path, *route.aliases):
-            if route.expect is not None:
-                app.router.add_route(route.method, path, route.handler, expect_handler=route.expect)
-            else:
-                app.router.add_route(route.method, path, route.handler)
+            app.router.add_route(
+                route.method, path, route.handler, expect_handler=route.expect or continue_or_refuse
+            )

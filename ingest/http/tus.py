@@ -22,6 +22,7 @@ from ingest.errors import (
 from ingest.http import handlers
 from ingest.http.body import raw_body
 from ingest.http.errors import error_response
+from ingest.http.expect import send_continue, unmet_expectation
 from ingest.http.services import SERVICES, IngestServices
 from ingest.usecases.tus.protocol import (
     CHECKSUM_ALGORITHMS,
@@ -175,6 +176,10 @@ async def override(request: web.Request) -> web.StreamResponse:
 
 async def expect_patch(request: web.Request) -> web.StreamResponse | None:
     """Answer `Expect: 100-continue` only when the PATCH would be accepted."""
+    refusal = unmet_expectation(request)
+    if refusal is not None:
+        refusal.headers["Tus-Resumable"] = VERSION
+        return refusal
     try:
         check_version(request.headers.get("Tus-Resumable"))
         _, tus = _services(request)
@@ -184,7 +189,7 @@ async def expect_patch(request: web.Request) -> web.StreamResponse | None:
         response = tus_error(request, error)
         response.force_close()
         return response
-    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    await send_continue(request)
     return None
 
 

@@ -54,8 +54,9 @@ def test_bodies_and_errors_refer_to_the_types(doc: dict[str, Any]) -> None:
     create = doc["paths"]["/v1/uploads"]["post"]
     body = create["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/CreateUploadRequest"}
-    error = create["responses"]["default"]["content"]["application/json"]["schema"]
-    assert error == {"$ref": "#/components/schemas/ErrorBody"}
+    for status in ("400", "401", "413", "429", "500"):
+        error = create["responses"][status]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/ErrorBody"}
     alias = doc["paths"]["/v1/dashboard/upload/initiate"]["post"]
     assert alias["requestBody"] == create["requestBody"]
 
