@@ -67,7 +67,9 @@ async def run_fuzz(
     env = server_env(settings, max_file_size=64 * 1024 * 1024)
     async with ingest_server(env) as server, aiohttp.ClientSession() as http:
         planted = await _plant(http, server.url, _auth(secret, owner), run)
-        own = [await _create(http, server.url, _auth(secret, fuzzer), {}) for _ in range(OWN_SESSIONS)]
+        own = [
+            await _create(http, server.url, _auth(secret, fuzzer), {}) for _ in range(OWN_SESSIONS)
+        ]
         actor = Actor(
             token=_token(secret, fuzzer),
             admin_token=_token(secret, f"fuzz-admin-{run}", admin=True),
@@ -106,9 +108,7 @@ async def _create(
         return created
 
 
-async def _plant(
-    http: aiohttp.ClientSession, url: str, auth: dict[str, str], run: str
-) -> Planted:
+async def _plant(http: aiohttp.ClientSession, url: str, auth: dict[str, str], run: str) -> Planted:
     found: list[str] = []
     active: list[str] = []
     for index in range(OWNER_SESSIONS):

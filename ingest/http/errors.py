@@ -38,7 +38,8 @@ _STATUS: list[tuple[type[errors.IngestError], int]] = [
     (errors.TooLarge, 413),
     (errors.UnsupportedFormat, 415),
     (errors.QuotaExceeded, 429),
-    (errors.ChecksumMismatch, 460),
+    # A standard status on the plain routes; tus answers its own 460 (`ingest.http.tus`).
+    (errors.ChecksumMismatch, 400),
     (errors.ClientDisconnected, 400),
     (errors.UploadTimeout, 408),
     (errors.StorageError, 502),
@@ -99,8 +100,11 @@ def server_error(status: int, rid: str, error_code: str = "INTERNAL") -> web.Res
     return response
 
 
-def error_response(error: errors.IngestError, request: web.BaseRequest) -> web.Response:
-    status = status_of(error)
+def error_response(
+    error: errors.IngestError, request: web.BaseRequest, *, status: int | None = None
+) -> web.Response:
+    """The response to `error`; `status` replaces the usual one (a protocol's own)."""
+    status = status or status_of(error)
     if status >= 500:
         rid = request_id(request)
         log.error(

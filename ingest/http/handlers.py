@@ -8,6 +8,7 @@ before any middleware, builds its error responses itself.
 from __future__ import annotations
 
 import time
+from typing import get_args
 
 import msgspec
 from aiohttp import web
@@ -23,6 +24,7 @@ from ingest.errors import (
 )
 from ingest.http.body import declared_length, multipart_file, raw_body
 from ingest.http.decoding import decode_body
+from ingest.http.digests import declared_sha256
 from ingest.http.errors import error_response
 from ingest.http.expect import send_continue, unmet_expectation
 from ingest.http.responses import (
@@ -166,9 +168,11 @@ async def upload_file(request: web.Request) -> web.Response:
     session_id = request.match_info["session_id"]
     idle = svc.settings.body_idle_timeout_seconds
     if request.content_type.startswith("multipart/"):
+        # The integrity fields of a form describe the form, not the file in it.
         body, filename, content_type = await multipart_file(request, idle)
-        declared = None
+        declared, digests = None, frozenset[str]()
     else:
+        digests = declared_sha256(request.headers)
         body, filename = raw_body(request, idle), None
         content_type = request.headers.get("Content-Type")
         declared = declared_length(request)
@@ -177,7 +181,12 @@ async def upload_file(request: web.Request) -> web.Response:
     outcome = "failed"
     try:
         session, result = await svc.uploads.upload(
-            session_id, user, body, content_type=content_type, declared_size=declared
+            session_id,
+            user,
+            body,
+            content_type=content_type,
+            declared_size=declared,
+            declared_sha256=digests,
         )
         outcome = "completed"
     except UploadCancelledError:
@@ -235,7 +244,7 @@ async def cancel_upload(request: web.Request) -> web.Response:
 
 async def list_sessions(request: web.Request) -> web.Response:
     status = request.query.get("status")
-    allowed = ("active", "uploading", "completed", "failed", "cancelled", "expired")
+    allowed = get_args(ApiSessionStatus)
     if status is not None and status not in allowed:
         raise InvalidRequest(
             f"status must be one of {', '.join(allowed)}", details={"field": "status"}

@@ -32,6 +32,13 @@ ANY_ROUTE = (400, 417, 500, 503)
 
 _PHRASES = {460: "Checksum Mismatch (tus)"}
 
+_PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    # What the server hands out (a UUID4 in hex); any other id is simply unknown (404).
+    "session_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    # A token's `sub`: any string of 1 to 256 characters.
+    "user_id": {"type": "string", "minLength": 1, "maxLength": 256},
+}
+
 
 @dataclass(frozen=True)
 class Header:
@@ -39,6 +46,7 @@ class Header:
     description: str
     required: bool = False
     schema_type: str = "string"
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,7 @@ def _ref(kind: type) -> dict[str, str]:
 def _operation(entry: Entry, path: str) -> dict[str, Any]:
     op = entry.operation
     parameters: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name, "in": "path", "required": True, "schema": _PATH_SCHEMAS[name]}
         for name in _path_parameters(path)
     ]
     parameters += [_parameter(h, "header") for h in op.headers]
@@ -162,12 +170,15 @@ def _operation(entry: Entry, path: str) -> dict[str, Any]:
 
 
 def _parameter(header: Header, where: str) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": header.schema_type}
+    if header.choices:
+        schema["enum"] = list(header.choices)
     return {
         "name": header.name,
         "in": where,
         "required": header.required,
         "description": header.description,
-        "schema": {"type": header.schema_type},
+        "schema": schema,
     }
 
 

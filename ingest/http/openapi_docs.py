@@ -8,6 +8,8 @@ and its creation, termination, checksum and expiration extensions.
 
 from __future__ import annotations
 
+from typing import get_args
+
 from ingest.http.openapi import Header, Operation
 from schemas.api import (
     CreateUploadRequest,
@@ -16,6 +18,7 @@ from schemas.api import (
     QuotaResponse,
     ReadinessResponse,
     SessionList,
+    SessionStatus,
     SessionStatusResponse,
     SetQuotaRequest,
     SetQuotaResponse,
@@ -52,7 +55,7 @@ CREATE = Operation(
 LIST = Operation(
     summary="The caller's upload sessions",
     responses=((200, "sessions", SessionList),),
-    query=(Header("status", "only sessions in this status, e.g. `active`"),),
+    query=(Header("status", "only sessions in this status", choices=get_args(SessionStatus)),),
     errors=(502,),
 )
 UPLOAD_RAW = Operation(

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ingest.errors import (
+    ChecksumMismatch,
     IngestError,
     SessionNotFound,
     UnsupportedFormat,
@@ -45,6 +46,8 @@ from ingest.usecases.tus.service import Creation, TusService
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PREFIX = "/v1/tus/"
+TUS_CHECKSUM_MISMATCH = 460
+"""The checksum extension's status for a chunk whose Upload-Checksum does not match."""
 
 
 def tus_endpoint(handler: Handler) -> Handler:
@@ -65,7 +68,8 @@ def tus_endpoint(handler: Handler) -> Handler:
 def tus_error(
     request: web.Request, error: IngestError, headers: dict[str, str] | None = None
 ) -> web.Response:
-    response = error_response(error, request)
+    status = TUS_CHECKSUM_MISMATCH if isinstance(error, ChecksumMismatch) else None
+    response = error_response(error, request, status=status)
     response.headers["Tus-Resumable"] = VERSION
     if isinstance(error, UnsupportedProtocolVersion):
         response.headers["Tus-Version"] = ",".join(SUPPORTED_VERSIONS)

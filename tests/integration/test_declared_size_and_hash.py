@@ -108,7 +108,7 @@ async def test_a_body_that_is_not_the_declared_file_keeps_nothing(
         data=async_chunks(fake_video_chunks(size, seed=seed)),
         headers={**ingest.auth(user), "Content-Type": "video/mp4"},
     ) as response:
-        refusal = await _refused(response, 460, "CHECKSUM_MISMATCH")
+        refusal = await _refused(response, 400, "CHECKSUM_MISMATCH")
         assert refusal["details"]["expected_sha256"] == declared
         assert refusal["details"]["computed_sha256"] == sha256_of(size, seed=seed)
     events = await upload_events(settings, sid, until=ended)
