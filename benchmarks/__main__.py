@@ -19,8 +19,6 @@ from typing import Any
 from benchmarks import (
     concurrency,
     consumers,
-    fuzz,
-    fuzz_report,
     latency,
     memory,
     profiling,
@@ -92,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("fuzz (exit status 1 on any finding)")
     group.add_argument("--minutes", type=float, default=10, help="of fuzzing")
     group.add_argument("--examples", type=int, default=5000, help="cases per operation, at most")
+    group.add_argument("--seed", type=int, default=None, help="repeat a run's cases")
     return parser
 
 
@@ -117,7 +116,12 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _fuzz(settings: IngestSettings, args: argparse.Namespace) -> int:
-    result = await fuzz.run_fuzz(settings, seconds=args.minutes * 60, examples=args.examples)
+    # Imported here: schemathesis is a development tool (the `dev` extra), not a benchmark one.
+    from benchmarks import fuzz, fuzz_report
+
+    result = await fuzz.run_fuzz(
+        settings, seconds=args.minutes * 60, examples=args.examples, seed=args.seed
+    )
     print(fuzz_report.describe(result))
     write_result(args.out, "fuzz", args.label, fuzz_report.as_document(result))
     return 0 if result.clean else 1

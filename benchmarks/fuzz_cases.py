@@ -14,6 +14,7 @@ returned with a curl command that reproduces one of each.
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from typing import Any
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import Case, CheckContext, GenerationMode, Response
@@ -77,6 +79,8 @@ class Tally:
     occurrences: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     operations: int = 0
     skipped: list[str] = field(default_factory=list)
+    seed: int = 0
+    """Repeats the run's cases (`python -m benchmarks fuzz --seed`), given the same server state."""
 
     def record(self, operation: str, failure: Failure, response: Response, curl: str) -> None:
         key = (operation, failure.title, str(response.status_code))
@@ -140,7 +144,7 @@ def fuzz_api(
     as_user = _operations(url, actor.token, admin=False)
     as_admin = _operations(url, actor.admin_token, admin=True)
     operations = as_user + as_admin
-    tally = Tally(operations=len(operations))
+    tally = Tally(operations=len(operations), seed=random.getrandbits(32) if seed is None else seed)
     slots = [(op, mode) for op in operations for mode in GenerationMode]
     deadline = time.monotonic() + seconds
     with requests.Session() as http:
@@ -150,7 +154,7 @@ def fuzz_api(
                 break
             run = _one_operation(operation, mode, http, url, actor, foreign, tally, share)
             try:
-                _settled(run, examples, seed)()
+                _settled(run, examples, tally.seed + index)()
             except _TimeUp:
                 pass
             except Unsatisfiable:
@@ -251,14 +255,14 @@ def _aim(case: Case[Any], target: str | None) -> None:
         case.body["session_id"] = target
 
 
-def _settled(test: Callable[..., None], examples: int, seed: int | None) -> Callable[..., None]:
+def _settled(test: Callable[..., None], examples: int, seed: int) -> Callable[..., None]:
     configured = settings(
         max_examples=examples,
         deadline=None,
         database=None,
-        derandomize=seed is not None,
         phases=[Phase.explicit, Phase.generate],
         suppress_health_check=list(HealthCheck),
         print_blob=False,
     )(test)
-    return configured
+    # Seeded: a run is repeated by its seed (and Hypothesis prints no seed of its own).
+    return hypothesis_seed(seed)(configured)

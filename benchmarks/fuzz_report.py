@@ -12,7 +12,7 @@ def describe(result: FuzzResult) -> str:
     statuses = ", ".join(f"{status}: {n}" for status, n in sorted(tally.statuses.items()))
     lines = [
         f"{tally.requests} requests to {tally.operations} operations in {result.seconds:.0f} s "
-        f"({tally.unsendable} cases the client could not send)",
+        f"({tally.unsendable} cases the client could not send), seed {tally.seed}",
         f"statuses: {statuses}",
         f"findings: {len(tally.findings)}",
     ]
@@ -31,6 +31,7 @@ def as_document(result: FuzzResult) -> dict[str, Any]:
     tally = result.tally
     return {
         "seconds": round(result.seconds, 1),
+        "seed": tally.seed,
         "requests": tally.requests,
         "unsendable": tally.unsendable,
         "operations": tally.operations,
