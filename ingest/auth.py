@@ -67,6 +67,10 @@ class TokenVerifier:
             raise KeyConfigurationError("a JWT secret (HS256) or public key (RS256) is required")
 
     def verify(self, token: str) -> Principal:
+        if not token.isascii():
+            # A compact JWT is base64url and dots. aiohttp hands header bytes that are not
+            # UTF-8 over as surrogates, on which PyJWT's own encoding would raise.
+            raise Unauthenticated("the token is not valid: it holds characters a JWT cannot")
         try:
             claims = jwt.decode(
                 token,

@@ -176,6 +176,7 @@ async def upload_file(request: web.Request) -> web.Response:
         body, filename = raw_body(request, idle), None
         content_type = request.headers.get("Content-Type")
         declared = declared_length(request)
+    check_media_type(content_type)
     svc.metrics.uploads_in_flight.inc()
     started = time.monotonic()
     outcome = "failed"
@@ -203,6 +204,19 @@ async def upload_file(request: web.Request) -> web.Response:
     svc.metrics.upload_bytes.inc(result.size_bytes)
     svc.metrics.upload_size.observe(result.size_bytes)
     return json_response(upload_response(session, result), status=201)
+
+
+def check_media_type(value: str | None) -> None:
+    """InvalidRequest unless the file's media type is ASCII, as RFC 9110 spells one.
+
+    It is stored with the object and published in events; aiohttp hands bytes that
+    are not UTF-8 over as surrogates, which neither S3 nor JSON can carry.
+    """
+    if value is not None and not value.isascii():
+        raise InvalidRequest(
+            "the file's Content-Type must be an ASCII media type such as video/mp4",
+            details={"field": "Content-Type"},
+        )
 
 
 async def expect_upload(request: web.Request) -> web.StreamResponse | None:

@@ -63,6 +63,12 @@ def test_expiry_is_enforced_and_required() -> None:
         verifier.verify(no_exp)
 
 
+@pytest.mark.parametrize("token", ["\udcff\udcfe.x.y", "é.x.y", "a.b.\x00"])
+def test_a_token_with_characters_no_jwt_holds_is_refused(token: str) -> None:
+    with pytest.raises(Unauthenticated):
+        TokenVerifier(secret=SECRET).from_authorization(f"Bearer {token}")
+
+
 @pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
 @pytest.mark.parametrize("value", ["4102444800", True, [4102444800], {"at": 1}])
 def test_a_time_claim_that_is_not_a_number_is_refused(claim: str, value: object) -> None:
