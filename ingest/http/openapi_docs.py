@@ -58,11 +58,20 @@ LIST = Operation(
     query=(Header("status", "only sessions in this status", choices=get_args(SessionStatus)),),
     errors=(502,),
 )
+DIGEST_NOTE = (
+    "(RFC 9530) a dictionary such as `sha-256=:<base64 of the 32-byte digest>:`; a `sha-256` "
+    "member is verified against the body (400 CHECKSUM_MISMATCH, nothing kept), other "
+    "algorithms are ignored, a malformed field is 400 INVALID_REQUEST"
+)
 UPLOAD_RAW = Operation(
     summary="Stream the file as the raw request body",
     body="application/octet-stream",
     responses=((201, "stored", UploadResponse),),
-    headers=(EXPECT,),
+    headers=(
+        EXPECT,
+        Header("Repr-Digest", f"digest of the file {DIGEST_NOTE}"),
+        Header("Content-Digest", f"digest of the body {DIGEST_NOTE}"),
+    ),
     errors=UPLOAD_ERRORS,
 )
 UPLOAD_MULTIPART = Operation(

@@ -76,3 +76,13 @@ def test_open_routes_need_no_token(doc: dict[str, Any]) -> None:
     assert doc["paths"]["/healthz"]["get"]["security"] == []
     assert "security" not in doc["paths"]["/v1/uploads"]["post"]
     assert doc["security"] == [{"bearer": []}]
+
+
+def test_the_raw_upload_declares_its_integrity_fields_and_refusals(doc: dict[str, Any]) -> None:
+    put = doc["paths"]["/v1/uploads/{session_id}"]["put"]
+    names = {p["name"] for p in put["parameters"] if p["in"] == "header"}
+    assert {"Repr-Digest", "Content-Digest", "Expect"} <= names
+    assert {"400", "403", "404", "409", "413", "415", "417", "429"} <= set(put["responses"])
+    assert "default" not in put["responses"]
+    assert "460" in doc["paths"]["/v1/tus/{session_id}"]["patch"]["responses"]
+    assert "460" not in put["responses"]
