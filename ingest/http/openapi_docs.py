@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import get_args
 
 from ingest.http.openapi import Header, Operation
+from ingest.usecases.tus.protocol import SUPPORTED_VERSIONS
 from schemas.api import (
     CreateUploadRequest,
     CreateUploadResponse,
@@ -28,7 +29,9 @@ from schemas.api import (
 )
 
 EXPECT = Header("Expect", "`100-continue`: answered (or refused) before the body is sent")
-TUS_RESUMABLE = Header("Tus-Resumable", "protocol version, `1.0.0`", required=True)
+TUS_RESUMABLE = Header(
+    "Tus-Resumable", "protocol version, `1.0.0`", required=True, choices=SUPPORTED_VERSIONS
+)
 TUS_RESUMABLE_OUT = Header("Tus-Resumable", "protocol version, `1.0.0`")
 UPLOAD_OFFSET = Header(
     "Upload-Offset", "bytes of the upload received so far", schema_type="integer"
@@ -175,7 +178,12 @@ TUS_OVERRIDE = Operation(
     summary="tus: PATCH, DELETE or HEAD for clients that can only POST",
     responses=((204, "as the overridden method", None),),
     headers=(
-        Header("X-HTTP-Method-Override", "`PATCH`, `DELETE` or `HEAD`", required=True),
+        Header(
+            "X-HTTP-Method-Override",
+            "`PATCH`, `DELETE` or `HEAD`",
+            required=True,
+            choices=("PATCH", "DELETE", "HEAD"),
+        ),
         *TUS_PATCH_HEADERS[1:],
         TUS_RESUMABLE,
     ),
