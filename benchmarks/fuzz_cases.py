@@ -40,9 +40,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 REQUEST_TIMEOUT = 30.0
-REJECTIONS = [
-    *("400", "401", "403", "404", "405", "406", "409", "413", "415", "417", "422", "428", "429")
-]
+REJECTIONS = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "417", "422"]
+REJECTIONS += ["428", "429"]
 """Statuses that refuse input that breaks the document: schemathesis' list, plus 413 (a
 declared length over the limit) and 417 (an `Expect` other than 100-continue)."""
 
@@ -82,14 +81,11 @@ class Tally:
     seed: int = 0
     """Repeats the run's cases (`python -m benchmarks fuzz --seed`), given the same server state."""
 
-    def record(self, operation: str, failure: Failure, response: Response, curl: str) -> None:
-        key = (operation, failure.title, str(response.status_code))
+    def record(self, operation: str, title: str, status: int, message: str, curl: str) -> None:
+        key = (operation, title, str(status))
         self.occurrences[key] += 1
         if key not in self.findings:
-            message = (failure.message or "")[:600]
-            self.findings[key] = Finding(
-                operation, failure.title, response.status_code, message, curl
-            )
+            self.findings[key] = Finding(operation, title, status, message[:600], curl)
 
 
 @dataclass(frozen=True)
@@ -228,6 +224,11 @@ def _one_operation(
         except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, ValueError):
             tally.unsendable += 1
             return
+        except requests.RequestException as error:
+            # No answer at all (connection dropped, timed out): a finding like any other.
+            curl = case.as_curl_command(base_url=url)
+            tally.record(operation.label, "No answer", 0, repr(error), curl)
+            return
         tally.requests += 1
         tally.statuses[response.status_code] += 1
         try:
@@ -235,7 +236,8 @@ def _one_operation(
         except FailureGroup as group:
             curl = case.as_curl_command(headers=dict(response.request.headers), base_url=url)
             for failure in group.exceptions:
-                tally.record(operation.label, failure, response, curl)
+                message = failure.message or ""
+                tally.record(operation.label, failure.title, response.status_code, message, curl)
 
     return one
 

@@ -23,7 +23,7 @@ from ingest.errors import (
 from ingest.http import handlers
 from ingest.http.body import raw_body
 from ingest.http.errors import error_response
-from ingest.http.expect import send_continue, unmet_expectation
+from ingest.http.expect import continue_or_refuse, send_continue, unmet_expectation
 from ingest.http.services import SERVICES, IngestServices
 from ingest.usecases.tus.protocol import (
     CHECKSUM_ALGORITHMS,
@@ -176,6 +176,15 @@ async def override(request: web.Request) -> web.StreamResponse:
             SessionNotFound(f"POST {request.path} needs X-HTTP-Method-Override: PATCH or DELETE"),
         )
     return await handler(request)
+
+
+async def expect_any(request: web.Request) -> web.StreamResponse | None:
+    """`Expect` on the tus routes that check nothing before the body: 100 Continue, or 417
+    with the tus header every tus answer carries."""
+    refusal = await continue_or_refuse(request)
+    if refusal is not None:
+        refusal.headers["Tus-Resumable"] = VERSION
+    return refusal
 
 
 async def expect_patch(request: web.Request) -> web.StreamResponse | None:

@@ -280,3 +280,24 @@ async def test_a_file_content_type_that_is_not_ascii_is_a_400_before_the_body(
     assert await _status(http, ingest, user, sid) == "active"
     key = (await ingest.services.sessions.load(sid))[0].s3_key
     assert await bucket_keys(settings, key) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "extra"),
+    [
+        ("GET", b"/v1/quota", ()),
+        ("PUT", b"/v1/uploads/0123456789abcdef0123456789abcdef", (b"Content-Length: 0",)),
+        ("POST", b"/v1/tus/", (b"Tus-Resumable: 1.0.0", b"Upload-Length: 4096")),
+        ("PATCH", b"/v1/tus/0123456789abcdef0123456789abcdef", (b"Tus-Resumable: 1.0.0",)),
+    ],
+)
+async def test_an_expectation_other_than_100_continue_is_a_417_json(
+    ingest: RunningIngest, method: str, path: bytes, extra: tuple[bytes, ...]
+) -> None:
+    auth = f"Authorization: Bearer {ingest.token('expects')}".encode()
+    response = await _raw_exchange(
+        ingest.port, _head(method, path, auth, b"Expect: the-moon", *extra)
+    )
+    _assert_error(response.status, response.json(), 417, "EXPECTATION_FAILED")
+    if path.startswith(b"/v1/tus/"):
+        assert response.headers["tus-resumable"] == "1.0.0"
