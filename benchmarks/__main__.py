@@ -1,4 +1,5 @@
-"""`python -m benchmarks {all,throughput,memory,concurrency,latency,consumers,peer,faults,profile}`.
+"""`python -m benchmarks NAME`: throughput, memory, concurrency, latency, consumers, peer, all;
+profile, faults and fuzz run only by name.
 
 Runs against the stack named by the environment (`eval "$(ingest stack env)"`),
 in the bucket `bench` and topics `bench.*` (created when missing), prints a
@@ -21,8 +22,10 @@ from benchmarks import concurrency, consumers, faults, latency, memory, peer, pr
 from benchmarks.context import Context, stack_pids
 from benchmarks.environment import bench_settings, provision
 from benchmarks.process import raise_open_files_limit
+from benchmarks.report import write_result
 from benchmarks.workload import KiB
 from infra.env import SettingsError, size
+from ingest.settings import IngestSettings
 
 BENCHMARKS = ("throughput", "memory", "concurrency", "latency", "consumers", "peer")
 
@@ -42,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("which", choices=[*BENCHMARKS, "all", "profile", "faults"])
+    parser.add_argument("which", choices=[*BENCHMARKS, "all", "profile", "faults", "fuzz"])
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (median, min, max)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--label", default=None, help="result files become <name>-<label>.json")
@@ -89,12 +92,18 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--fault-uploads", type=int, default=20, help="throttled uploads")
     group.add_argument("--fault-size", default="50MiB")
     group.add_argument("--fault-seconds", type=float, default=30, help="to send each body")
+    group = parser.add_argument_group("fuzz (exit status 1 on any finding)")
+    group.add_argument("--minutes", type=float, default=10, help="of fuzzing")
+    group.add_argument("--examples", type=int, default=5000, help="cases per operation, at most")
+    group.add_argument("--seed", type=int, default=None, help="repeat a run's cases")
     return parser
 
 
-async def _run(args: argparse.Namespace) -> None:
+async def _run(args: argparse.Namespace) -> int:
     settings = bench_settings()
     await provision(settings)
+    if args.which == "fuzz":
+        return await _fuzz(settings, args)
     ctx = Context(
         settings=settings,
         out=args.out,
@@ -108,6 +117,19 @@ async def _run(args: argparse.Namespace) -> None:
     for name in which:
         print(f"\n=== {name} ===", flush=True)
         await _one(name, ctx, args)
+    return 0
+
+
+async def _fuzz(settings: IngestSettings, args: argparse.Namespace) -> int:
+    # Imported here: schemathesis is a development tool (the `dev` extra), not a benchmark one.
+    from benchmarks import fuzz, fuzz_report
+
+    result = await fuzz.run_fuzz(
+        settings, seconds=args.minutes * 60, examples=args.examples, seed=args.seed
+    )
+    print(fuzz_report.describe(result))
+    write_result(args.out, "fuzz", args.label, fuzz_report.as_document(result))
+    return 0 if result.clean else 1
 
 
 async def _one(name: str, ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
@@ -166,13 +188,13 @@ def main() -> int:
     # Before anything opens a socket; `ingest serve` children inherit the limit.
     raise_open_files_limit()
     try:
-        asyncio.run(_run(args))
+        status = asyncio.run(_run(args))
     except (SettingsError, RuntimeError, ValueError, OSError) as error:
         print(f"benchmarks: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
+    return status
 
 
 if __name__ == "__main__":

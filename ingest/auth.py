@@ -27,6 +27,7 @@ from ingest.errors import Unauthenticated
 log = logging.getLogger(__name__)
 
 ADMIN_ROLE = "admin"
+NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
 
 # RFC 7518 section 3.2: an HS256 key must be at least as long as the hash output.
 MIN_SECRET_BYTES = 32
@@ -67,6 +68,10 @@ class TokenVerifier:
             raise KeyConfigurationError("a JWT secret (HS256) or public key (RS256) is required")
 
     def verify(self, token: str) -> Principal:
+        if not token.isascii():
+            # A compact JWT is base64url and dots. aiohttp hands header bytes that are not
+            # UTF-8 over as surrogates, on which PyJWT's own encoding would raise.
+            raise Unauthenticated("the token is not valid: it holds characters a JWT cannot")
         try:
             claims = jwt.decode(
                 token,
@@ -79,6 +84,11 @@ class TokenVerifier:
             raise Unauthenticated("the token has expired") from None
         except jwt.InvalidTokenError as error:
             raise Unauthenticated(_refusal(error)) from None
+        for name in NUMERIC_DATE_CLAIMS:
+            # RFC 7519: a JSON number. PyJWT also takes a string of digits ("exp": "1700000000").
+            value = claims.get(name)
+            if value is not None and not _is_number(value):
+                raise Unauthenticated(f"the token's {name} is not a number (a NumericDate)")
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise Unauthenticated("the token names no user (sub)")
@@ -93,6 +103,10 @@ class TokenVerifier:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("the Authorization header must be: Bearer <token>")
         return self.verify(token.strip())
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _granted_roles(claim: object, subject: str) -> frozenset[str]:

@@ -7,10 +7,11 @@ live here, in a subclass of the service's `JsonErrorRequestHandler` (so aiohttp'
 own refusals stay JSON) that `GuardedSite` hands to the event loop as the
 protocol factory:
 
-- a connection whose first request head is not complete `header_timeout`
-  seconds after it opened is closed (silent or slowloris clients). Later heads on
-  a kept-alive connection are bounded by aiohttp's keep-alive timer, which closes
-  a connection still waiting for a complete head when it fires;
+- a request head must be complete `header_timeout` seconds after the connection
+  opened (the first head) or after its first byte arrived (every later head on a
+  kept-alive connection); otherwise the connection is closed (silent or slowloris
+  clients). An idle kept-alive connection, before any byte of its next head, is
+  aiohttp's keep-alive timer's business;
 - a connection accepted while `max_connections` are open is answered with a
   503 JSON error and closed at once, without ever reaching aiohttp's server.
 
@@ -87,8 +88,30 @@ class GuardedRequestHandler(JsonErrorRequestHandler):
         census.open += 1
         self._admitted = True
         super().connection_made(transport)
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_timer is None and self._awaiting_head():
+            # The first byte of a later request head: it has `header_timeout` to complete.
+            self._arm_header_timer()
+        heads = self._request_count
+        super().data_received(data)
+        if self._request_count != heads and self._header_timer is not None:
+            # A head completed (a malformed one too: aiohttp answers it 400 and counts it).
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _awaiting_head(self) -> bool:
+        # aiohttp's request loop waits on `_waiter` only between requests, with no
+        # complete head queued: bytes arriving then begin the next head, never a body.
+        waiter = self._waiter
+        return waiter is not None and not waiter.done()
+
+    def _arm_header_timer(self) -> None:
         if self._header_timeout > 0:
-            self._header_timer = self._loop.call_later(self._header_timeout, self._head_overdue)
+            self._header_timer = self._loop.call_later(
+                self._header_timeout, self._head_overdue, self._request_count
+            )
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if not self._admitted:
@@ -100,12 +123,11 @@ class GuardedRequestHandler(JsonErrorRequestHandler):
             self._header_timer = None
         super().connection_lost(exc)
 
-    def _head_overdue(self) -> None:
+    def _head_overdue(self, heads: int) -> None:
         self._header_timer = None
-        # aiohttp counts every request head it parsed on this connection (malformed ones
-        # too, which it answers with 400); none yet means the first head is incomplete.
-        # Checked when the timer fires rather than per chunk, so bodies cost nothing.
-        if self._request_count == 0:
+        # aiohttp counts every request head it parsed on this connection; none since the
+        # timer was armed means the head it was armed for is still incomplete.
+        if self._request_count == heads:
             self.force_close()
 
 

@@ -40,7 +40,8 @@ _STATUS: list[tuple[type[errors.IngestError], int]] = [
     (errors.TooLarge, 413),
     (errors.UnsupportedFormat, 415),
     (errors.QuotaExceeded, 429),
-    (errors.ChecksumMismatch, 460),
+    # A standard status on the plain routes; tus answers its own 460 (`ingest.http.tus`).
+    (errors.ChecksumMismatch, 400),
     (errors.ClientDisconnected, 400),
     (errors.UploadTimeout, 408),
     (errors.StorageError, 502),
@@ -105,14 +106,17 @@ def server_error(status: int, rid: str, error_code: str = "INTERNAL") -> web.Res
 _INTERNAL_DETAILS = frozenset({"bucket", "key", "endpoint", "operation"})
 """Details only storage errors carry: an error naming them says nothing a client may read."""
 
-_GENERIC_4XX = {
-    409: "another request changed this upload at the same moment; retry",
-    460: "the stored data did not match its checksum; send it again",
-}
+_GENERIC_4XX: tuple[tuple[type[errors.IngestError], str], ...] = (
+    (errors.ChecksumMismatch, "the stored data did not match its checksum; send it again"),
+    (errors.VersionConflict, "another request changed this upload at the same moment; retry"),
+)
 
 
-def error_response(error: errors.IngestError, request: web.BaseRequest) -> web.Response:
-    status = status_of(error)
+def error_response(
+    error: errors.IngestError, request: web.BaseRequest, *, status: int | None = None
+) -> web.Response:
+    """The response to `error`; `status` replaces the usual one (a protocol's own)."""
+    status = status or status_of(error)
     if status < 500 and _INTERNAL_DETAILS & set(error.details):
         # A 4xx raised by storage (S3 refusing a part's checksum, a lost compare-and-swap on
         # a state document) names buckets and keys: logged, like a 5xx, never answered.
@@ -126,7 +130,10 @@ def error_response(error: errors.IngestError, request: web.BaseRequest) -> web.R
             error.message,
             error.details,
         )
-        message = _GENERIC_4XX.get(status, "the request could not be carried out; retry")
+        message = next(
+            (words for kind, words in _GENERIC_4XX if isinstance(error, kind)),
+            "the request could not be carried out; retry",
+        )
         response = json_error(status, error.error_code, message, {"request_id": rid})
         response.headers[HEADER] = rid
         return response

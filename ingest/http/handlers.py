@@ -8,6 +8,7 @@ before any middleware, builds its error responses itself.
 from __future__ import annotations
 
 import time
+from typing import get_args
 
 import msgspec
 from aiohttp import web
@@ -23,7 +24,9 @@ from ingest.errors import (
 )
 from ingest.http.body import declared_length, multipart_file, raw_body
 from ingest.http.decoding import decode_body
+from ingest.http.digests import declared_sha256
 from ingest.http.errors import error_response
+from ingest.http.expect import send_continue, unmet_expectation
 from ingest.http.requestlog import note_upload, note_user
 from ingest.http.responses import (
     json_response,
@@ -169,19 +172,27 @@ async def upload_file(request: web.Request) -> web.Response:
     session_id = request.match_info["session_id"]
     idle = svc.settings.body_idle_timeout_seconds
     if request.content_type.startswith("multipart/"):
+        # The integrity fields of a form describe the form, not the file in it.
         body, filename, content_type = await multipart_file(request, idle)
-        declared = None
+        declared, digests = None, frozenset[str]()
     else:
+        digests = declared_sha256(request.headers)
         body, filename = raw_body(request, idle), None
         content_type = request.headers.get("Content-Type")
         declared = declared_length(request)
     note = note_upload(request, session_id, _protocol_of(request))
+    check_media_type(content_type)
     svc.metrics.uploads_in_flight.inc()
     started = time.monotonic()
     outcome = "failed"
     try:
         session, result = await svc.uploads.upload(
-            session_id, user, body, content_type=content_type, declared_size=declared
+            session_id,
+            user,
+            body,
+            content_type=content_type,
+            declared_size=declared,
+            declared_sha256=digests,
         )
         outcome = "completed"
         note.completed, note.size = True, result.size_bytes
@@ -201,10 +212,24 @@ async def upload_file(request: web.Request) -> web.Response:
     return json_response(upload_response(session, result), status=201)
 
 
+def check_media_type(value: str | None) -> None:
+    """InvalidRequest unless the file's media type is ASCII, as RFC 9110 spells one.
+
+    It is stored with the object and published in events; aiohttp hands bytes that
+    are not UTF-8 over as surrogates, which neither S3 nor JSON can carry.
+    """
+    if value is not None and not value.isascii():
+        raise InvalidRequest(
+            "the file's Content-Type must be an ASCII media type such as video/mp4",
+            details={"field": "Content-Type"},
+        )
+
+
 async def expect_upload(request: web.Request) -> web.StreamResponse | None:
     """Answer `Expect: 100-continue` only when the body would be accepted."""
-    if request.headers.get("Expect", "").lower() != "100-continue":
-        raise web.HTTPExpectationFailed(text="only 100-continue is supported")
+    refusal = unmet_expectation(request)
+    if refusal is not None:
+        return refusal
     try:
         user = principal(request)
         declared = declared_length(request)
@@ -213,7 +238,7 @@ async def expect_upload(request: web.Request) -> web.StreamResponse | None:
         response = error_response(error, request)
         response.force_close()
         return response
-    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    await send_continue(request)
     return None
 
 
@@ -239,7 +264,7 @@ async def cancel_upload(request: web.Request) -> web.Response:
 
 async def list_sessions(request: web.Request) -> web.Response:
     status = request.query.get("status")
-    allowed = ("active", "uploading", "completed", "failed", "cancelled", "expired")
+    allowed = get_args(ApiSessionStatus)
     if status is not None and status not in allowed:
         raise InvalidRequest(
             f"status must be one of {', '.join(allowed)}", details={"field": "status"}

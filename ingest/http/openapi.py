@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import msgspec
@@ -25,6 +26,19 @@ OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
 
 _REF = "#/components/schemas/{name}"
 
+ANY_ROUTE = (400, 417, 500, 503)
+"""What any route may answer: a malformed request (aiohttp refuses it before routing), an
+`Expect` other than 100-continue, an internal error, the connection cap or a shutdown."""
+
+_PHRASES = {460: "Checksum Mismatch (tus)"}
+
+_PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    # What the server hands out (a UUID4 in hex); any other id is simply unknown (404).
+    "session_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    # A token's `sub`: any string of 1 to 256 characters.
+    "user_id": {"type": "string", "minLength": 1, "maxLength": 256},
+}
+
 
 @dataclass(frozen=True)
 class Header:
@@ -32,6 +46,7 @@ class Header:
     description: str
     required: bool = False
     schema_type: str = "string"
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -40,8 +55,9 @@ class Operation:
 
     `body` is a msgspec type for a JSON body, or a media type (`"multipart/form-data"`)
     for a body that is streamed rather than decoded. `responses` maps a status to its
-    description and JSON body type (None: no body); every operation also gets the
-    common error body as its `default` response.
+    description and JSON body type (None: no body). `errors` are the statuses the
+    route itself may refuse with; each gets the common error body, as do those any
+    route may answer (`ANY_ROUTE`, and 401 unless the route is public).
     """
 
     summary: str
@@ -50,6 +66,7 @@ class Operation:
     headers: tuple[Header, ...] = ()
     response_headers: tuple[Header, ...] = ()
     query: tuple[Header, ...] = ()
+    errors: tuple[int, ...] = ()
     public: bool = False
     media_type: str = "application/json"
 
@@ -109,7 +126,7 @@ def _ref(kind: type) -> dict[str, str]:
 def _operation(entry: Entry, path: str) -> dict[str, Any]:
     op = entry.operation
     parameters: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name, "in": "path", "required": True, "schema": _PATH_SCHEMAS[name]}
         for name in _path_parameters(path)
     ]
     parameters += [_parameter(h, "header") for h in op.headers]
@@ -125,10 +142,15 @@ def _operation(entry: Entry, path: str) -> dict[str, Any]:
                 for h in op.response_headers
             }
         responses[str(status)] = response
-    responses["default"] = {
-        "description": "error",
-        "content": {"application/json": {"schema": _ref(ErrorBody)}},
-    }
+    errors = {*ANY_ROUTE, *op.errors, *(() if op.public else (401,))}
+    for status in sorted(errors):
+        responses.setdefault(
+            str(status),
+            {
+                "description": _PHRASES.get(status) or HTTPStatus(status).phrase,
+                "content": {"application/json": {"schema": _ref(ErrorBody)}},
+            },
+        )
     result: dict[str, Any] = {"summary": op.summary, "responses": responses}
     if parameters:
         result["parameters"] = parameters
@@ -148,12 +170,15 @@ def _operation(entry: Entry, path: str) -> dict[str, Any]:
 
 
 def _parameter(header: Header, where: str) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": header.schema_type}
+    if header.choices:
+        schema["enum"] = list(header.choices)
     return {
         "name": header.name,
         "in": where,
         "required": header.required,
         "description": header.description,
-        "schema": {"type": header.schema_type},
+        "schema": schema,
     }
 
 

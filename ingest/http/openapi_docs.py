@@ -8,7 +8,10 @@ and its creation, termination, checksum and expiration extensions.
 
 from __future__ import annotations
 
+from typing import get_args
+
 from ingest.http.openapi import Header, Operation
+from ingest.usecases.tus.protocol import SUPPORTED_VERSIONS
 from schemas.api import (
     CreateUploadRequest,
     CreateUploadResponse,
@@ -16,6 +19,7 @@ from schemas.api import (
     QuotaResponse,
     ReadinessResponse,
     SessionList,
+    SessionStatus,
     SessionStatusResponse,
     SetQuotaRequest,
     SetQuotaResponse,
@@ -25,7 +29,9 @@ from schemas.api import (
 )
 
 EXPECT = Header("Expect", "`100-continue`: answered (or refused) before the body is sent")
-TUS_RESUMABLE = Header("Tus-Resumable", "protocol version, `1.0.0`", required=True)
+TUS_RESUMABLE = Header(
+    "Tus-Resumable", "protocol version, `1.0.0`", required=True, choices=SUPPORTED_VERSIONS
+)
 TUS_RESUMABLE_OUT = Header("Tus-Resumable", "protocol version, `1.0.0`")
 UPLOAD_OFFSET = Header(
     "Upload-Offset", "bytes of the upload received so far", schema_type="integer"
@@ -35,6 +41,11 @@ UPLOAD_LENGTH = Header("Upload-Length", "total size of the upload in bytes", sch
 UPLOAD_METADATA = Header("Upload-Metadata", "comma-separated `key base64(value)` pairs")
 DEFER_LENGTH = Header("Upload-Defer-Length", "`1`: the length is sent later", schema_type="integer")
 
+SESSION_ERRORS = (403, 404, 502)
+"""A session named in the path: another user's (403), unknown or expired (404), S3 failing."""
+UPLOAD_ERRORS = (*SESSION_ERRORS, 408, 409, 413, 415, 429)
+TUS_ERRORS = (*UPLOAD_ERRORS, 410, 412, 423, 460)
+
 CREATE = Operation(
     summary="Create an upload session",
     body=CreateUploadRequest,
@@ -42,40 +53,57 @@ CREATE = Operation(
         (201, "session created", CreateUploadResponse),
         (200, "the file_hash was already stored: the earlier result", CreateUploadResponse),
     ),
+    errors=(413, 429, 502),
 )
 LIST = Operation(
     summary="The caller's upload sessions",
     responses=((200, "sessions", SessionList),),
-    query=(Header("status", "only sessions in this status, e.g. `active`"),),
+    query=(Header("status", "only sessions in this status", choices=get_args(SessionStatus)),),
+    errors=(502,),
+)
+DIGEST_NOTE = (
+    "(RFC 9530) a dictionary such as `sha-256=:<base64 of the 32-byte digest>:`; a `sha-256` "
+    "member is verified against the body (400 CHECKSUM_MISMATCH, nothing kept), other "
+    "algorithms are ignored, a malformed field is 400 INVALID_REQUEST"
 )
 UPLOAD_RAW = Operation(
     summary="Stream the file as the raw request body",
     body="application/octet-stream",
     responses=((201, "stored", UploadResponse),),
-    headers=(EXPECT,),
+    headers=(
+        EXPECT,
+        Header("Repr-Digest", f"digest of the file {DIGEST_NOTE}"),
+        Header("Content-Digest", f"digest of the body {DIGEST_NOTE}"),
+    ),
+    errors=UPLOAD_ERRORS,
 )
 UPLOAD_MULTIPART = Operation(
     summary="Stream the file as the multipart/form-data field `file`",
     body="multipart/form-data",
     responses=((201, "stored", UploadResponse),),
     headers=(EXPECT,),
+    errors=UPLOAD_ERRORS,
 )
 STATUS = Operation(
     summary="Status of an upload session",
     responses=((200, "status", SessionStatusResponse),),
+    errors=SESSION_ERRORS,
 )
 CANCEL = Operation(
     summary="Cancel an upload session (stops an upload in flight on any instance)",
     responses=((204, "cancelled", None),),
+    errors=(*SESSION_ERRORS, 409),
 )
 VALIDATE = Operation(
     summary="Whether a session is usable by the caller",
     responses=((200, "validity", ValidateResponse),),
+    errors=(502,),
 )
 VALIDATE_BY_BODY = Operation(
     summary="Whether a session (named in the body) is usable by the caller",
     body=ValidateRequest,
     responses=((200, "validity", ValidateResponse),),
+    errors=(413, 502),
 )
 GET_QUOTA = Operation(
     summary="The caller's quota and usage in the current period",
@@ -85,6 +113,7 @@ SET_QUOTA = Operation(
     summary="Set a user's limits (admin role); applied by the quota consumer",
     body=SetQuotaRequest,
     responses=((202, "accepted", SetQuotaResponse),),
+    errors=(403, 413, 502),
 )
 TUS_OPTIONS = Operation(
     summary="tus: the server's protocol versions, extensions and limits",
@@ -107,6 +136,7 @@ TUS_CREATE = Operation(
         UPLOAD_EXPIRES,
         UPLOAD_OFFSET,
     ),
+    errors=TUS_ERRORS,
 )
 TUS_HEAD = Operation(
     summary="tus: the offset of an upload",
@@ -120,6 +150,7 @@ TUS_HEAD = Operation(
         UPLOAD_METADATA,
         UPLOAD_EXPIRES,
     ),
+    errors=TUS_ERRORS,
 )
 TUS_PATCH_HEADERS = (
     TUS_RESUMABLE,
@@ -134,22 +165,30 @@ TUS_PATCH = Operation(
     responses=((204, "appended", None),),
     headers=TUS_PATCH_HEADERS,
     response_headers=(TUS_RESUMABLE_OUT, UPLOAD_OFFSET, UPLOAD_EXPIRES),
+    errors=TUS_ERRORS,
 )
 TUS_DELETE = Operation(
     summary="tus: terminate an upload",
     responses=((204, "terminated", None),),
     headers=(TUS_RESUMABLE,),
     response_headers=(TUS_RESUMABLE_OUT,),
+    errors=TUS_ERRORS,
 )
 TUS_OVERRIDE = Operation(
     summary="tus: PATCH, DELETE or HEAD for clients that can only POST",
     responses=((204, "as the overridden method", None),),
     headers=(
-        Header("X-HTTP-Method-Override", "`PATCH`, `DELETE` or `HEAD`", required=True),
+        Header(
+            "X-HTTP-Method-Override",
+            "`PATCH`, `DELETE` or `HEAD`",
+            required=True,
+            choices=("PATCH", "DELETE", "HEAD"),
+        ),
         *TUS_PATCH_HEADERS[1:],
         TUS_RESUMABLE,
     ),
     response_headers=(TUS_RESUMABLE_OUT, UPLOAD_OFFSET, UPLOAD_EXPIRES),
+    errors=TUS_ERRORS,
 )
 HEALTHZ = Operation(summary="Liveness", responses=((200, "alive", HealthResponse),), public=True)
 READYZ = Operation(

@@ -7,6 +7,7 @@ Structured Fields (`?1`/`?0` booleans, integers, a dictionary for `Upload-Limit`
 from __future__ import annotations
 
 from ingest.http.openapi import Header, Operation
+from ingest.http.openapi_docs import SESSION_ERRORS, UPLOAD_ERRORS
 from schemas.api import UploadResponse
 
 UPLOAD_COMPLETE = Header(
@@ -39,11 +40,13 @@ CREATE = Operation(
         Header("Content-Disposition", "`inline; filename=...`: the file name"),
     ),
     response_headers=(LOCATION, UPLOAD_COMPLETE_OUT, UPLOAD_OFFSET_OUT, UPLOAD_LIMIT),
+    errors=UPLOAD_ERRORS,
 )
 HEAD = Operation(
     summary="Resumable (IETF draft): the offset of an upload",
     responses=((204, "offset", None),),
     response_headers=(UPLOAD_OFFSET_OUT, UPLOAD_COMPLETE_OUT, UPLOAD_LENGTH, UPLOAD_LIMIT),
+    errors=(*SESSION_ERRORS, 410),
 )
 APPEND = Operation(
     summary="Resumable (IETF draft): append at Upload-Offset",
@@ -58,8 +61,10 @@ APPEND = Operation(
         UPLOAD_LENGTH,
     ),
     response_headers=(UPLOAD_COMPLETE_OUT, UPLOAD_OFFSET_OUT),
+    errors=(*UPLOAD_ERRORS, 410),
 )
 CANCEL = Operation(
     summary="Resumable (IETF draft): cancel an upload",
     responses=((204, "cancelled", None),),
+    errors=(*SESSION_ERRORS, 409, 410),
 )

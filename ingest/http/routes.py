@@ -14,6 +14,7 @@ import msgspec
 from aiohttp import web
 
 from ingest.http import handlers, operations, resumable, resumable_docs, tus
+from ingest.http.expect import continue_or_refuse
 from ingest.http.openapi import OPENAPI_DOCUMENT, Entry, Operation, openapi_document, serve_openapi
 from ingest.http.openapi_docs import (
     CANCEL,
@@ -98,11 +99,11 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/quota", handlers.get_quota, GET_QUOTA, ("/v1/dashboard/upload/quota",)),
     Route("PUT", "/v1/admin/quotas/{user_id}", handlers.set_quota, SET_QUOTA),
     Route("OPTIONS", TUS, tus.options, TUS_OPTIONS, ("/v1/tus", f"{TUS}{SESSION}")),
-    Route("POST", TUS, tus.create, TUS_CREATE, ("/v1/tus",)),
-    Route("HEAD", f"{TUS}{SESSION}", tus.head, TUS_HEAD),
+    Route("POST", TUS, tus.create, TUS_CREATE, ("/v1/tus",), expect=tus.expect_any),
+    Route("HEAD", f"{TUS}{SESSION}", tus.head, TUS_HEAD, expect=tus.expect_any),
     Route("PATCH", f"{TUS}{SESSION}", tus.patch, TUS_PATCH, expect=tus.expect_patch),
-    Route("DELETE", f"{TUS}{SESSION}", tus.terminate, TUS_DELETE),
-    Route("POST", f"{TUS}{SESSION}", tus.override, TUS_OVERRIDE),
+    Route("DELETE", f"{TUS}{SESSION}", tus.terminate, TUS_DELETE, expect=tus.expect_any),
+    Route("POST", f"{TUS}{SESSION}", tus.override, TUS_OVERRIDE, expect=tus.expect_any),
     Route("OPTIONS", resumable.PREFIX, resumable.options, resumable_docs.OPTIONS),
     Route("POST", resumable.PREFIX, resumable.create, resumable_docs.CREATE),
     Route("HEAD", f"{resumable.PREFIX}/{SESSION}", resumable.head, resumable_docs.HEAD),
@@ -128,7 +129,6 @@ def add_routes(app: web.Application, routes: tuple[Route, ...] = ROUTES) -> None
     app[OPENAPI_DOCUMENT] = msgspec.json.encode(document(routes))
     for route in routes:
         for path in (route.path, *route.aliases):
-            if route.expect is not None:
-                app.router.add_route(route.method, path, route.handler, expect_handler=route.expect)
-            else:
-                app.router.add_route(route.method, path, route.handler)
+            app.router.add_route(
+                route.method, path, route.handler, expect_handler=route.expect or continue_or_refuse
+            )

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ingest.errors import (
+    ChecksumMismatch,
     IngestError,
     SessionNotFound,
     UnsupportedFormat,
@@ -22,6 +23,7 @@ from ingest.errors import (
 from ingest.http import handlers
 from ingest.http.body import raw_body
 from ingest.http.errors import error_response
+from ingest.http.expect import continue_or_refuse, send_continue, unmet_expectation
 from ingest.http.requestlog import note_upload
 from ingest.http.services import SERVICES, IngestServices
 from ingest.usecases.tus.protocol import (
@@ -45,6 +47,8 @@ from ingest.usecases.tus.service import Creation, TusService
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PREFIX = "/v1/tus/"
+TUS_CHECKSUM_MISMATCH = 460
+"""The checksum extension's status for a chunk whose Upload-Checksum does not match."""
 
 
 def tus_endpoint(handler: Handler) -> Handler:
@@ -65,7 +69,8 @@ def tus_endpoint(handler: Handler) -> Handler:
 def tus_error(
     request: web.Request, error: IngestError, headers: dict[str, str] | None = None
 ) -> web.Response:
-    response = error_response(error, request)
+    status = TUS_CHECKSUM_MISMATCH if isinstance(error, ChecksumMismatch) else None
+    response = error_response(error, request, status=status)
     response.headers["Tus-Resumable"] = VERSION
     if isinstance(error, UnsupportedProtocolVersion):
         response.headers["Tus-Version"] = ",".join(SUPPORTED_VERSIONS)
@@ -179,8 +184,21 @@ async def override(request: web.Request) -> web.StreamResponse:
     return await handler(request)
 
 
+async def expect_any(request: web.Request) -> web.StreamResponse | None:
+    """`Expect` on the tus routes that check nothing before the body: 100 Continue, or 417
+    with the tus header every tus answer carries."""
+    refusal = await continue_or_refuse(request)
+    if refusal is not None:
+        refusal.headers["Tus-Resumable"] = VERSION
+    return refusal
+
+
 async def expect_patch(request: web.Request) -> web.StreamResponse | None:
     """Answer `Expect: 100-continue` only when the PATCH would be accepted."""
+    refusal = unmet_expectation(request)
+    if refusal is not None:
+        refusal.headers["Tus-Resumable"] = VERSION
+        return refusal
     try:
         check_version(request.headers.get("Tus-Resumable"))
         _, tus = _services(request)
@@ -190,7 +208,7 @@ async def expect_patch(request: web.Request) -> web.StreamResponse | None:
         response = tus_error(request, error)
         response.force_close()
         return response
-    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    await send_continue(request)
     return None
 
 

@@ -262,7 +262,8 @@ class _Upload:
         computed = await self._hasher.hexdigest()
         if computed != expected:
             raise ChecksumMismatch(
-                "the body's SHA-256 differs from the declared file_hash",
+                "the body's SHA-256 differs from the one declared "
+                "(file_hash, Repr-Digest or Content-Digest)",
                 details={"expected_sha256": expected, "computed_sha256": computed},
             )
 

@@ -21,6 +21,7 @@ from typing import Literal
 
 from ingest.auth import Principal
 from ingest.errors import (
+    ChecksumMismatch,
     IngestError,
     ServiceUnavailable,
     SessionConflict,
@@ -156,7 +157,10 @@ class UploadService:
         *,
         content_type: str | None,
         declared_size: int | None,
+        declared_sha256: frozenset[str] = frozenset(),
     ) -> tuple[UploadSession, UploadResult]:
+        """Stream `body` into the session's object; `declared_sha256` are digests (hex) the
+        request declared for it besides the session's `file_hash`: all must be the body's."""
         if self._active.draining:
             raise ServiceUnavailable("the server is shutting down; retry on another instance")
         # Before the claim: refused for want of room for its events, the session stays usable.
@@ -170,6 +174,7 @@ class UploadService:
         in_flight = self.admission.in_flight
         try:
             size = self.admission.check_body_size(declared_size, session.expected_file_size)
+            expected_sha256 = _one_sha256(session.file_hash, declared_sha256)
             quota = self.admission.check_quota(
                 session.user_id, size, new_upload=True, upload_id=session_id
             )
@@ -182,7 +187,7 @@ class UploadService:
         # Held from the check on, with no await between: the body counts as in flight here
         # (whichever instance created the session) until it ends, below.
         in_flight.streaming(session.user_id, session_id, size)
-        target = self._target(session, content_type, size, quota)
+        target = self._target(session, content_type, size, quota, expected_sha256)
         interrupt = Interrupt()
         task = asyncio.create_task(
             stream_upload(
@@ -292,6 +297,7 @@ class UploadService:
         content_type: str | None,
         declared_size: int | None,
         quota: QuotaStatus,
+        expected_sha256: str | None,
     ) -> UploadTarget:
         return UploadTarget(
             upload_id=session.session_id,
@@ -311,5 +317,18 @@ class UploadService:
             max_size=min(self.limits.max_size, session.expected_file_size or self.limits.max_size),
             min_size=self.limits.min_size,
             quota_bytes_remaining=quota.bytes_remaining,
-            expected_sha256=session.file_hash,
+            expected_sha256=expected_sha256,
         )
+
+
+def _one_sha256(file_hash: str | None, declared: frozenset[str]) -> str | None:
+    """The one SHA-256 the body must have; ChecksumMismatch when the declarations disagree
+    (no body can match two), before any byte is read."""
+    wanted = {digest.lower() for digest in declared} | ({file_hash.lower()} if file_hash else set())
+    if len(wanted) > 1:
+        raise ChecksumMismatch(
+            "the SHA-256 digests declared for this body disagree (file_hash, Repr-Digest, "
+            "Content-Digest): no body can match them all",
+            details={"declared_sha256": sorted(wanted)},
+        )
+    return next(iter(wanted), None)

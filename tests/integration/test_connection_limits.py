@@ -4,13 +4,14 @@ timeout and the connection cap, with small values so that every test ends in a s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import msgspec
 import pytest
 
 from ingest.settings import IngestSettings
-from tests.integration.harness import RunningIngest
+from tests.integration.harness import RunningIngest, running_ingest
 from tests.integration.rawhttp import read_response
 
 HEADER_TIMEOUT = 0.5
@@ -70,6 +71,33 @@ async def test_half_a_request_head_is_closed_after_the_header_timeout(
     elapsed = await _closed_after(reader, within=HEADER_TIMEOUT + 2)
     writer.close()
     assert elapsed < HEADER_TIMEOUT
+
+
+async def test_every_request_head_on_a_kept_alive_connection_has_the_header_timeout(
+    settings: IngestSettings,
+) -> None:
+    # A keep-alive timeout far beyond the header timeout: only the latter can close it.
+    patient = msgspec.structs.replace(settings, keepalive_timeout_seconds=10.0)
+    async with running_ingest(patient) as server:
+        reader, writer = await _connect(server.port)
+        writer.write(_get("/healthz", server.port))
+        assert (await read_response(reader)).status == 200
+        # Idle between requests longer than the header timeout: that is keep-alive's to judge.
+        await asyncio.sleep(HEADER_TIMEOUT * 2)
+        writer.write(_get("/healthz", server.port))
+        assert (await read_response(reader)).status == 200
+        # A third head, trickled: closed the header timeout after its first byte.
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        await writer.drain()
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionError):
+            for _ in range(3):
+                await asyncio.sleep(HEADER_TIMEOUT / 4)
+                writer.write(b"a")
+        await _closed_after(reader, within=HEADER_TIMEOUT + 3)
+        elapsed = time.monotonic() - started
+        writer.close()
+        assert HEADER_TIMEOUT - 0.1 <= elapsed < HEADER_TIMEOUT + 1.0
 
 
 async def test_an_idle_keepalive_connection_is_closed(ingest: RunningIngest) -> None:

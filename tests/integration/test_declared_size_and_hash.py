@@ -1,4 +1,5 @@
-"""What a client declares when it creates a session is held against the body it sends.
+"""What a client declares, when it creates a session or in the body's integrity fields
+(`Repr-Digest`, `Content-Digest`), is held against the body it sends.
 
 A body shorter than `expected_file_size` is refused with SIZE_MISMATCH, and a
 body whose SHA-256 is not the declared `file_hash` with CHECKSUM_MISMATCH; in
@@ -7,6 +8,7 @@ both cases nothing is kept: no object, no open multipart upload.
 
 from __future__ import annotations
 
+import base64
 import secrets
 from typing import Any
 
@@ -108,7 +110,7 @@ async def test_a_body_that_is_not_the_declared_file_keeps_nothing(
         data=async_chunks(fake_video_chunks(size, seed=seed)),
         headers={**ingest.auth(user), "Content-Type": "video/mp4"},
     ) as response:
-        refusal = await _refused(response, 460, "CHECKSUM_MISMATCH")
+        refusal = await _refused(response, 400, "CHECKSUM_MISMATCH")
         assert refusal["details"]["expected_sha256"] == declared
         assert refusal["details"]["computed_sha256"] == sha256_of(size, seed=seed)
     events = await upload_events(settings, sid, until=ended)
@@ -135,3 +137,100 @@ async def test_a_body_that_is_the_declared_file_is_stored(
         assert response.status == 201, await response.text()
         assert (await response.json())["file_hash"] == declared
     assert await bucket_keys(settings, key) == [key]
+
+
+def _digest_field(hex_digest: str) -> str:
+    """An RFC 9530 dictionary member: `sha-256=:<base64>:`."""
+    return f"sha-256=:{base64.b64encode(bytes.fromhex(hex_digest)).decode()}:"
+
+
+@pytest.mark.parametrize("field", ["Repr-Digest", "Content-Digest"])
+async def test_a_matching_digest_field_is_accepted(
+    ingest: RunningIngest, http: aiohttp.ClientSession, settings: IngestSettings, field: str
+) -> None:
+    user = "digest-ok"
+    size, seed = MiB, secrets.randbits(32)
+    sid, key = await _session(http, ingest, user, filename="a.mp4")
+    # Other algorithms beside it are ignored, whatever they hold.
+    value = f"sha-512=:AAAA:, {_digest_field(sha256_of(size, seed=seed))}"
+    async with http.put(
+        f"{ingest.url}/v1/uploads/{sid}",
+        data=fake_video(size, seed=seed),
+        headers={**ingest.auth(user), "Content-Type": "video/mp4", field: value},
+    ) as response:
+        assert response.status == 201, await response.text()
+        assert (await response.json())["file_hash"] == sha256_of(size, seed=seed)
+    assert await bucket_keys(settings, key) == [key]
+
+
+@pytest.mark.parametrize("parts", [0, 2], ids=["one-put", "multipart"])
+@pytest.mark.parametrize("field", ["Repr-Digest", "Content-Digest"])
+async def test_a_digest_field_the_body_does_not_match_keeps_nothing(
+    ingest: RunningIngest,
+    http: aiohttp.ClientSession,
+    settings: IngestSettings,
+    parts: int,
+    field: str,
+) -> None:
+    user = "digest-wrong"
+    size = parts * settings.part_size + MiB
+    seed = secrets.randbits(32)
+    declared = sha256_of(size, seed=seed + 1)
+    sid, key = await _session(http, ingest, user, filename="a.mp4")
+    async with http.put(
+        f"{ingest.url}/v1/uploads/{sid}",
+        data=async_chunks(fake_video_chunks(size, seed=seed)),
+        headers={**ingest.auth(user), "Content-Type": "video/mp4", field: _digest_field(declared)},
+    ) as response:
+        refusal = await _refused(response, 400, "CHECKSUM_MISMATCH")
+        assert refusal["details"]["expected_sha256"] == declared
+        assert refusal["details"]["computed_sha256"] == sha256_of(size, seed=seed)
+    events = await upload_events(settings, sid, until=ended)
+    assert isinstance(events[-1], UploadFailed), events
+    await _nothing_kept(http, ingest, settings, user, sid, key)
+
+
+async def test_a_digest_field_disagreeing_with_file_hash_is_refused_before_the_body(
+    ingest: RunningIngest, http: aiohttp.ClientSession, settings: IngestSettings
+) -> None:
+    user = "digest-disagrees"
+    seed = secrets.randbits(32)
+    sid, key = await _session(
+        http, ingest, user, filename="a.mp4", file_hash=sha256_of(MiB, seed=seed)
+    )
+    other = _digest_field(sha256_of(MiB, seed=seed + 1))
+    async with http.put(
+        f"{ingest.url}/v1/uploads/{sid}",
+        data=fake_video(MiB, seed=seed),
+        headers={**ingest.auth(user), "Content-Type": "video/mp4", "Repr-Digest": other},
+    ) as response:
+        refusal = await _refused(response, 400, "CHECKSUM_MISMATCH")
+        assert len(refusal["details"]["declared_sha256"]) == 2
+    await _nothing_kept(http, ingest, settings, user, sid, key)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "sha-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=",  # a token, not a byte sequence
+        "sha-256=:AAAA:",  # 3 bytes, not 32
+        "sha-256=:not base64!:",
+        "SHA-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=:",  # keys are lower case
+        "sha-256=:X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=: trailing",
+    ],
+)
+async def test_a_malformed_digest_field_is_a_400_and_leaves_the_session_usable(
+    ingest: RunningIngest, http: aiohttp.ClientSession, settings: IngestSettings, value: str
+) -> None:
+    user = "digest-malformed"
+    sid, key = await _session(http, ingest, user, filename="a.mp4")
+    async with http.put(
+        f"{ingest.url}/v1/uploads/{sid}",
+        data=fake_video(MiB, seed=5),
+        headers={**ingest.auth(user), "Content-Type": "video/mp4", "Content-Digest": value},
+    ) as response:
+        refusal = await _refused(response, 400, "INVALID_REQUEST")
+        assert refusal["details"] == {"field": "Content-Digest"}
+    async with http.get(f"{ingest.url}/v1/uploads/{sid}", headers=ingest.auth(user)) as r:
+        assert (await r.json())["status"] == "active"
+    assert await bucket_keys(settings, key) == []

@@ -63,6 +63,21 @@ def test_expiry_is_enforced_and_required() -> None:
         verifier.verify(no_exp)
 
 
+@pytest.mark.parametrize("token", ["\udcff\udcfe.x.y", "é.x.y", "a.b.\x00"])
+def test_a_token_with_characters_no_jwt_holds_is_refused(token: str) -> None:
+    with pytest.raises(Unauthenticated):
+        TokenVerifier(secret=SECRET).from_authorization(f"Bearer {token}")
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", ["4102444800", True, [4102444800], {"at": 1}])
+def test_a_time_claim_that_is_not_a_number_is_refused(claim: str, value: object) -> None:
+    now = int(time.time())
+    claims = {"sub": "ann", "iat": now, "exp": now + 600, claim: value}
+    with pytest.raises(Unauthenticated):
+        TokenVerifier(secret=SECRET).verify(jwt.encode(claims, SECRET, algorithm="HS256"))
+
+
 def test_the_algorithm_is_pinned() -> None:
     unsigned = jwt.encode({"sub": "ann", "exp": int(time.time()) + 60}, None, algorithm="none")
     with pytest.raises(Unauthenticated):

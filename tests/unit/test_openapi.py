@@ -54,8 +54,9 @@ def test_bodies_and_errors_refer_to_the_types(doc: dict[str, Any]) -> None:
     create = doc["paths"]["/v1/uploads"]["post"]
     body = create["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/CreateUploadRequest"}
-    error = create["responses"]["default"]["content"]["application/json"]["schema"]
-    assert error == {"$ref": "#/components/schemas/ErrorBody"}
+    for status in ("400", "401", "413", "429", "500"):
+        error = create["responses"][status]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/ErrorBody"}
     alias = doc["paths"]["/v1/dashboard/upload/initiate"]["post"]
     assert alias["requestBody"] == create["requestBody"]
 
@@ -75,3 +76,13 @@ def test_open_routes_need_no_token(doc: dict[str, Any]) -> None:
     assert doc["paths"]["/healthz"]["get"]["security"] == []
     assert "security" not in doc["paths"]["/v1/uploads"]["post"]
     assert doc["security"] == [{"bearer": []}]
+
+
+def test_the_raw_upload_declares_its_integrity_fields_and_refusals(doc: dict[str, Any]) -> None:
+    put = doc["paths"]["/v1/uploads/{session_id}"]["put"]
+    names = {p["name"] for p in put["parameters"] if p["in"] == "header"}
+    assert {"Repr-Digest", "Content-Digest", "Expect"} <= names
+    assert {"400", "403", "404", "409", "413", "415", "417", "429"} <= set(put["responses"])
+    assert "default" not in put["responses"]
+    assert "460" in doc["paths"]["/v1/tus/{session_id}"]["patch"]["responses"]
+    assert "460" not in put["responses"]
