@@ -1,4 +1,4 @@
-"""Live-service replicas inside the test's event loop, and WebSocket clients that keep what they get.
+"""Live-service replicas in the test's event loop, and WebSocket clients that keep what they get.
 
 `running_fanout` serves a real replica (Kafka topic readers, Kafka replays)
 on a free port over the module's topics; `Listener` is a WebSocket client
@@ -26,7 +26,7 @@ from aiohttp import web
 from cli.fanout import serving_fanout
 from consumers.fanout.settings import FanoutSettings
 from ingest.settings import IngestSettings
-from tests.media import MiB, async_chunks, fake_video_chunks
+from tests.media import async_chunks, fake_video_chunks
 
 Message = dict[str, Any]
 
