@@ -11,7 +11,10 @@ service and the WebSocket hop together. Producer, broker, live service and
 clients share this machine and its clock.
 
 Memory per idle connection: the live service's RSS with every client
-connected and idle, minus its RSS before, divided by the clients.
+connected and idle, minus its RSS before, divided by the clients. CPU per
+delivery: the live service's CPU seconds while the uploads ran, divided by
+the deliveries (a figure other load on the machine does not move much, where
+the latencies do).
 
 A failed upload, a probe that does not start, or no delivery at all raises
 RuntimeError.
@@ -31,13 +34,15 @@ from benchmarks import plots
 from benchmarks.client import Users, create_sessions, http_session, upload
 from benchmarks.context import Context, delete_objects
 from benchmarks.environment import describe, secret_of
-from benchmarks.process import fanout_server, ingest_server, rss_bytes
+from benchmarks.process import CpuMeter, fanout_server, ingest_server, rss_bytes
 from benchmarks.report import describe_machine, print_table, size_label, write_result
 from benchmarks.stats import percentile, spread
-from benchmarks.workload import MiB, video_body
+from benchmarks.workload import MiB, trickle_body, video_body
 
 DEFAULT_SIZE = "64MiB"
 DEFAULT_CLIENTS = "100,1000"
+DEFAULT_RATE = 8.0
+"""MB/s each upload is sent at: a dashboard's users upload over networks, not at disk speed."""
 SETTLE_SECONDS = 2.0
 
 
@@ -56,7 +61,7 @@ async def ws_probe(url: str, clients: int, secret: str) -> AsyncIterator[dict[st
     )
     assert process.stdin is not None
     assert process.stdout is not None
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"pid": process.pid}
     try:
         process.stdin.write(secret.encode() + b"\n")
         await process.stdin.drain()
@@ -76,7 +81,16 @@ async def ws_probe(url: str, clients: int, secret: str) -> AsyncIterator[dict[st
         await process.wait()
 
 
-async def one_run(ctx: Context, clients: int, uploads: int, size: int) -> dict[str, Any]:
+def body(size: int, rate: float) -> AsyncIterator[memoryview]:
+    """The upload's body at `rate` MB/s (0: as fast as the machine goes)."""
+    if rate <= 0:
+        return video_body(size)
+    return trickle_body(size, MiB, MiB / (rate * 1e6))
+
+
+async def one_run(
+    ctx: Context, clients: int, uploads: int, size: int, rate: float
+) -> dict[str, Any]:
     settings = ctx.settings
     env = ctx.server_env(max_file_size=size + MiB)
     live_env = {
@@ -96,6 +110,8 @@ async def one_run(ctx: Context, clients: int, uploads: int, size: int) -> dict[s
         async with ws_probe(ws_url, clients, secret_of(settings)) as received:
             await asyncio.sleep(SETTLE_SECONDS)
             idle = await asyncio.to_thread(rss_bytes, live.pid)
+            cpu = CpuMeter(ctx.cpu_pids(server=server.pid, live=live.pid, clients=received["pid"]))
+            await cpu.start()
             urls = await create_sessions(http, server.url, users, [size] * uploads)
             outcomes = await asyncio.gather(
                 *(
@@ -104,6 +120,7 @@ async def one_run(ctx: Context, clients: int, uploads: int, size: int) -> dict[s
                 )
             )
             await asyncio.sleep(SETTLE_SECONDS)  # the last events reach every client
+            used = await cpu.stop()
         busy = await asyncio.to_thread(rss_bytes, live.pid)
     failed = [o.error for o in outcomes if not o.ok]
     if failed:
@@ -119,6 +136,7 @@ async def one_run(ctx: Context, clients: int, uploads: int, size: int) -> dict[s
         "clients": clients,
         "uploads": uploads,
         "size": size,
+        "rate_mb_s": rate,
         "events": events,
         "deliveries": len(latencies),
         "expected_deliveries": events * clients,
@@ -130,19 +148,27 @@ async def one_run(ctx: Context, clients: int, uploads: int, size: int) -> dict[s
         "rss_idle_mib": idle / MiB,
         "rss_after_mib": busy / MiB,
         "kib_per_idle_connection": (idle - before) / 1024 / clients,
+        "cpu_seconds": used,
+        "live_cpu_us_per_delivery": used.get("live", 0.0) * 1e6 / len(latencies),
         "latencies_ms": latencies,
     }
 
 
 async def run(
-    ctx: Context, *, clients: list[int], uploads: int, size: int, runs: int
+    ctx: Context,
+    *,
+    clients: list[int],
+    uploads: int,
+    size: int,
+    runs: int,
+    rate: float = DEFAULT_RATE,
 ) -> dict[str, Any]:
     environment = await asyncio.to_thread(describe, ctx.settings)
     print(describe_machine(environment))
     results: list[dict[str, Any]] = []
     for count in clients:
         for n in range(runs):
-            result = await one_run(ctx, count, uploads, size)
+            result = await one_run(ctx, count, uploads, size, rate)
             print(
                 f"  {count} clients, run {n + 1}: {result['deliveries']} deliveries "
                 f"(of {result['expected_deliveries']}), p50 {result['p50_ms']:.1f} ms, "
@@ -154,9 +180,10 @@ async def run(
     summary = [_summary(count, [r for r in results if r["clients"] == count]) for count in clients]
     print_table(
         f"latency: progress event built by ingest -> received by WebSocket clients "
-        f"(Kafka, live service, WebSocket), {uploads} concurrent {size_label(size)} uploads, "
-        f"every client watching all; median (min-max) of {runs} runs",
-        ["clients", "deliveries", "p50 ms", "p99 ms", "max ms", "KiB/idle conn"],
+        f"(Kafka, live service, WebSocket), {uploads} concurrent {size_label(size)} uploads "
+        f"at {f'{rate:g} MB/s each' if rate > 0 else 'full speed'}, every client watching all; "
+        f"median (min-max) of {runs} runs",
+        ["clients", "deliveries", "p50 ms", "p99 ms", "max ms", "KiB/idle conn", "live CPU µs/msg"],
         [
             [
                 row["clients"],
@@ -165,6 +192,7 @@ async def run(
                 row["p99_ms"],
                 row["max_ms"],
                 row["kib_per_idle_connection"],
+                row["live_cpu_us_per_delivery"],
             ]
             for row in summary
         ],
@@ -180,6 +208,7 @@ async def run(
                 "clients": clients,
                 "uploads": uploads,
                 "size": size,
+                "rate_mb_s": rate,
                 "runs": runs,
                 "source": ctx.source,
             },
@@ -201,4 +230,5 @@ def _summary(clients: int, results: list[dict[str, Any]]) -> dict[str, Any]:
         "p99_ms": spread([r["p99_ms"] for r in results]),
         "max_ms": spread([r["max_ms"] for r in results]),
         "kib_per_idle_connection": spread([r["kib_per_idle_connection"] for r in results]),
+        "live_cpu_us_per_delivery": spread([r["live_cpu_us_per_delivery"] for r in results]),
     }
