@@ -36,8 +36,8 @@ from msgspec import Meta
 
 __all__ = [
     "CLIENT_MESSAGE_TYPES",
-    "LIVE_SCHEMA_FILES",
     "LIVE_EVENT_TYPES",
+    "LIVE_SCHEMA_FILES",
     "ClientMessage",
     "LiveEventType",
     "LiveMessage",

@@ -19,7 +19,8 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def test_published_live_schemas_match_the_types() -> None:
     wrong = drift(LIVE_DIR, live=True)
     assert not wrong, (
-        f"schemas/json/live/ is out of date ({', '.join(wrong)}): run `python -m schemas.jsonschema`"
+        f"schemas/json/live/ is out of date ({', '.join(wrong)}): "
+        "run `python -m schemas.jsonschema`"
     )
 
 
