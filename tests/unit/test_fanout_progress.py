@@ -74,10 +74,15 @@ def test_finished_uploads_are_forgotten_after_a_while_and_the_count_is_bounded()
     clock = Clock()
     board = ProgressBoard(keep_finished=60, max_uploads=3, clock=clock)
     board.apply(upload_event("completed", "alice", "done", 5))
+    clock.now = 30
     board.apply(upload_event("progress", "alice", "going", 1))
     clock.now = 61
     assert board.get("done") is None
-    assert board.get("going") is not None  # still uploading: kept
+    assert board.get("going") is not None  # its last event is 31 s old: kept
+    clock.now = 91
+    assert board.get("going") is None  # nothing for a minute: forgotten
+    board.apply(upload_event("progress", "alice", "going", 2))
+    assert board.get("going") is not None
     for n in range(4):
         board.apply(upload_event("progress", "alice", f"u{n}", 1))
     assert len(board) == 3
