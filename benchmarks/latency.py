@@ -14,7 +14,10 @@ Memory per idle connection: the live service's RSS with every client
 connected and idle, minus its RSS before, divided by the clients. CPU per
 delivery: the live service's CPU seconds while the uploads ran, divided by
 the deliveries (a figure other load on the machine does not move much, where
-the latencies do).
+the latencies do). The Kafka hop alone (the record's append time to the live
+service's hub, from its `fanout_record_delay_seconds` histogram, so given as
+the bucket bound it falls under) shows how much of the latency is before the
+live service.
 
 A failed upload, a probe that does not start, or no delivery at all raises
 RuntimeError.
@@ -44,6 +47,31 @@ DEFAULT_CLIENTS = "100,1000"
 DEFAULT_RATE = 8.0
 """MB/s each upload is sent at: a dashboard's users upload over networks, not at disk speed."""
 SETTLE_SECONDS = 2.0
+DELAY_METRIC = "fanout_record_delay_seconds_bucket"
+
+
+async def delay_buckets(http: Any, url: str) -> dict[float, float]:
+    """The live service's histogram of record append -> hub: cumulative count per bound."""
+    async with http.get(f"{url}/metrics") as response:
+        text = await response.text()
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith(DELAY_METRIC + "{"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def bucket_percentile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The bucket bound (ms) under which `q` percent of the records between two scrapes fell."""
+    counts = {bound: after.get(bound, 0.0) - before.get(bound, 0.0) for bound in after}
+    total = counts.get(float("inf"), 0.0)
+    if total <= 0:
+        return float("nan")
+    for bound in sorted(counts):
+        if counts[bound] >= total * q / 100:
+            return bound * 1000
+    return float("inf")
 
 
 @asynccontextmanager
@@ -112,6 +140,7 @@ async def one_run(
             idle = await asyncio.to_thread(rss_bytes, live.pid)
             cpu = CpuMeter(ctx.cpu_pids(server=server.pid, live=live.pid, clients=received["pid"]))
             await cpu.start()
+            hub_before = await delay_buckets(http, live.url)
             urls = await create_sessions(http, server.url, users, [size] * uploads)
             outcomes = await asyncio.gather(
                 *(
@@ -121,6 +150,7 @@ async def one_run(
             )
             await asyncio.sleep(SETTLE_SECONDS)  # the last events reach every client
             used = await cpu.stop()
+            hub_after = await delay_buckets(http, live.url)
         busy = await asyncio.to_thread(rss_bytes, live.pid)
     failed = [o.error for o in outcomes if not o.ok]
     if failed:
@@ -148,6 +178,8 @@ async def one_run(
         "rss_idle_mib": idle / MiB,
         "rss_after_mib": busy / MiB,
         "kib_per_idle_connection": (idle - before) / 1024 / clients,
+        "kafka_hop_p50_ms_at_most": bucket_percentile(hub_before, hub_after, 50),
+        "kafka_hop_p99_ms_at_most": bucket_percentile(hub_before, hub_after, 99),
         "cpu_seconds": used,
         "live_cpu_us_per_delivery": used.get("live", 0.0) * 1e6 / len(latencies),
         "latencies_ms": latencies,
@@ -172,8 +204,10 @@ async def run(
             print(
                 f"  {count} clients, run {n + 1}: {result['deliveries']} deliveries "
                 f"(of {result['expected_deliveries']}), p50 {result['p50_ms']:.1f} ms, "
-                f"p99 {result['p99_ms']:.1f} ms, {result['kib_per_idle_connection']:.1f} KiB "
-                "per idle connection",
+                f"p99 {result['p99_ms']:.1f} ms (Kafka hop p50 <= "
+                f"{result['kafka_hop_p50_ms_at_most']:g} ms, p99 <= "
+                f"{result['kafka_hop_p99_ms_at_most']:g} ms), "
+                f"{result['kib_per_idle_connection']:.1f} KiB per idle connection",
                 flush=True,
             )
             results.append(result)

@@ -105,6 +105,8 @@ async def test_latency(ctx: Context) -> None:
     assert "median" in row["kib_per_idle_connection"]
     [run] = document["runs"]
     assert run["ended_early"] == []
+    assert run["kafka_hop_p99_ms_at_most"] > 0
+    assert run["cpu_seconds"]["live"] > 0
 
 
 async def test_consumers(ctx: Context) -> None:
