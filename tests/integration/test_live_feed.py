@@ -104,7 +104,7 @@ async def test_a_client_that_stops_reading_is_closed_and_the_others_keep_receivi
     async with running_fanout(
         settings,
         heartbeat_seconds=0.01,
-        queue_size=8,
+        queue_size=32,
         send_buffer_bytes=4096,
         close_timeout_seconds=0.5,
     ) as fanout:
