@@ -161,6 +161,9 @@ async def one_run(
     if not mine:
         raise RuntimeError("no upload event reached the WebSocket clients")
     latencies = [(d["received"] - d["timestamp"]) * 1000 for d in mine]
+    by_type: dict[str, list[float]] = {}
+    for d, latency in zip(mine, latencies, strict=True):
+        by_type.setdefault(d["type"], []).append(latency)
     events = len({(d["session"], d["timestamp"], d["type"]) for d in mine})
     return {
         "clients": clients,
@@ -174,6 +177,10 @@ async def one_run(
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
         "max_ms": max(latencies),
+        "by_type": {
+            kind: {"deliveries": len(v), "p50_ms": percentile(v, 50), "p99_ms": percentile(v, 99)}
+            for kind, v in sorted(by_type.items())
+        },
         "rss_before_mib": before / MiB,
         "rss_idle_mib": idle / MiB,
         "rss_after_mib": busy / MiB,
