@@ -7,33 +7,44 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup test lint unit integration dev stack-up stack-down clean
+.PHONY: setup setup-dev test lint unit integration dev stack-up stack-down clean
 
+# setuptools announces every editable install with a warning-shaped notice ("Editable
+# installation."); that one, and only that one, is silenced.
+PIP_INSTALL = PYTHONWARNINGS='ignore:Editable installation:UserWarning' $(BIN)/pip install --quiet
+
+# The runtime alone for `make dev`; the test tools (a much larger set) only for the checks.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(PIP_INSTALL) -e .
+	touch $@
+
+$(BIN)/.installed-dev: $(BIN)/.installed
+	$(PIP_INSTALL) -e '.[dev]'
 	touch $@
 
 setup: $(BIN)/.installed
 
-lint: setup
+setup-dev: $(BIN)/.installed-dev
+
+lint: setup-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: setup
+test: setup-dev
 	scripts/system-deps
 	scripts/asyncapi-validator install
 	$(MAKE) lint
 	$(BIN)/pytest
 
-unit: setup
+unit: setup-dev
 	scripts/asyncapi-validator install
 	$(BIN)/pytest tests/unit
 
-integration: setup
+integration: setup-dev
 	scripts/system-deps
 	$(BIN)/pytest tests/integration
 
@@ -47,5 +58,6 @@ stack-down: setup
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
+# `make dev PORT=9090` (or HOST=0.0.0.0) when 8080 is taken.
 dev: setup
-	$(BIN)/ingest dev
+	$(BIN)/ingest dev$(if $(HOST), --host $(HOST))$(if $(PORT), --port $(PORT))

@@ -1,9 +1,10 @@
-"""`python -m benchmarks {all,throughput,memory,concurrency,latency,consumers,peer,profile}`.
+"""`python -m benchmarks {all,throughput,memory,concurrency,latency,consumers,peer,faults,profile}`.
 
 Runs against the stack named by the environment (`eval "$(ingest stack env)"`),
 in the bucket `bench` and topics `bench.*` (created when missing), prints a
 table per benchmark and writes `bench-results/<name>[-<label>].json` and
-`.png`. `--server-source DIR` serves another copy of the code (e.g. a
+`.png`. `faults` (not part of `all`) kills a private Kafka broker under uploads.
+`--server-source DIR` serves another copy of the code (e.g. a
 checkout of the commit before a change) for before/after figures.
 Exit status 0, or 1 with the reason on stderr when a benchmark fails.
 """
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks import concurrency, consumers, latency, memory, peer, profiling, throughput
+from benchmarks import concurrency, consumers, faults, latency, memory, peer, profiling, throughput
 from benchmarks.context import Context, stack_pids
 from benchmarks.environment import bench_settings, provision
 from benchmarks.process import raise_open_files_limit
@@ -41,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("which", choices=[*BENCHMARKS, "all", "profile"])
+    parser.add_argument("which", choices=[*BENCHMARKS, "all", "profile", "faults"])
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (median, min, max)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--label", default=None, help="result files become <name>-<label>.json")
@@ -86,9 +87,17 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--consumer-users", type=int, default=50)
     group.add_argument("--consumer-rate", type=float, default=200, help="steady events per s")
     group.add_argument("--consumer-seconds", type=float, default=10, help="of steady publishing")
+    group.add_argument(
+        "--video-seconds", type=float, default=60, help="length of the 720p clip detection analyses"
+    )
     group = parser.add_argument_group("profile")
     group.add_argument("--profile-size", default="1GiB")
     group.add_argument("--profile-rate", type=int, default=250, help="samples per second")
+    group = parser.add_argument_group("faults")
+    group.add_argument("--outage", type=float, default=60, help="seconds the broker stays down")
+    group.add_argument("--fault-uploads", type=int, default=20, help="throttled uploads")
+    group.add_argument("--fault-size", default="50MiB")
+    group.add_argument("--fault-seconds", type=float, default=30, help="to send each body")
     return parser
 
 
@@ -140,6 +149,14 @@ async def _one(name: str, ctx: Context, args: argparse.Namespace) -> dict[str, A
         )
     if name == "peer":
         return await peer.run(ctx, size=size(args.peer_size, "--peer-size"), runs=args.runs)
+    if name == "faults":
+        return await faults.run(
+            ctx,
+            outage=args.outage,
+            uploads=args.fault_uploads,
+            size=size(args.fault_size, "--fault-size"),
+            seconds=args.fault_seconds,
+        )
     if name == "profile":
         return await profiling.run(
             ctx, size=size(args.profile_size, "--profile-size"), rate=args.profile_rate
@@ -151,6 +168,7 @@ async def _one(name: str, ctx: Context, args: argparse.Namespace) -> dict[str, A
         rate=args.consumer_rate,
         seconds=args.consumer_seconds,
         runs=args.runs,
+        video_seconds=args.video_seconds,
     )
 
 

@@ -1,4 +1,5 @@
-"""Quota consumer throughput and lag on the real broker (`python -m benchmarks consumers`).
+"""The consumers' figures (`python -m benchmarks consumers`): quota throughput and lag on the
+real broker, and the detection's cost per minute of video (`benchmarks.detection`).
 
 Each run uses fresh topics (`<prefix>consumers-<random>.`, deleted at the end)
 and runs the quota consumer in this process as `ingest consume quota` runs it
@@ -14,6 +15,8 @@ and runs the quota consumer in this process as `ingest consume quota` runs it
   the snapshot that first counts it (p50, p99, max), and the most uploads
   ever published but not yet reflected (sampled every 50 ms).
 
+Then the detection's figures (`benchmarks.detection`: seconds of analysis per
+minute of 720p video, videos per minute with the pool at its default size).
 Figures are the median (min-max) of `runs` runs; the JSON goes to
 `<out>/consumers[-label].json`. How it fails: RuntimeError when the snapshots
 do not reflect every upload within the time limit, or when the consumer
@@ -32,11 +35,12 @@ from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from benchmarks import detection
 from benchmarks.context import Context
 from benchmarks.environment import describe
 from benchmarks.process import free_port
 from benchmarks.report import describe_machine, print_table, write_result
-from benchmarks.stats import percentile, spread
+from benchmarks.stats import Spread, percentile, spread
 from cli.consume import run_consumer
 from consumers.quota import QuotaApp, QuotaDefaults, QuotaLedger
 from consumers.runtime.settings import ConsumerSettings
@@ -230,8 +234,19 @@ async def _delete_topics(servers: str, prefix: str) -> None:
         await admin.close()
 
 
+def spread_of(figures: dict[str, Any]) -> Spread:
+    return Spread(figures["median"], figures["min"], figures["max"], figures["n"])
+
+
 async def run(
-    ctx: Context, *, events: int, users: int, rate: float, seconds: float, runs: int
+    ctx: Context,
+    *,
+    events: int,
+    users: int,
+    rate: float,
+    seconds: float,
+    runs: int,
+    video_seconds: float = 60.0,
 ) -> dict[str, Any]:
     environment = await asyncio.to_thread(describe, ctx.settings)
     print(describe_machine(environment))
@@ -255,6 +270,21 @@ async def run(
         ["events/s", "lag p50 ms", "lag p99 ms", "lag max ms", "most behind"],
         [[summary[k] for k in summary]],
     )
+    analysed = await detection.measure(ctx.out, seconds=video_seconds, runs=runs)
+    print_table(
+        f"consumers: detection, a {video_seconds:g} s 1280x720 30 fps MPEG-4 clip, one sample "
+        f"a second; median (min-max) of {runs} runs",
+        ["s per video-minute", "CPU s per video-minute", "decoding alone", "videos/min", "workers"],
+        [
+            [
+                spread_of(analysed["seconds_per_video_minute"]),
+                spread_of(analysed["cpu_seconds_per_video_minute"]),
+                spread_of(analysed["decode_seconds_per_video_minute"]),
+                spread_of(analysed["videos_per_minute"]),
+                analysed["workers"],
+            ]
+        ],
+    )
     return await asyncio.to_thread(
         write_result,
         ctx.out,
@@ -269,8 +299,10 @@ async def run(
                 "rate": rate,
                 "seconds": seconds,
                 "runs": runs,
+                "video_seconds": video_seconds,
             },
             "summary": summary,
             "runs": results,
+            "detection": analysed,
         },
     )

@@ -1,8 +1,11 @@
 """The composition root of `ingest serve`: adapters built from settings, wired into services.
 
-The only module that knows which adapter stands behind each port. Start-up
-fails with ServiceUnavailable when Kafka or S3 cannot be reached in time;
-on exit everything opened here is closed in reverse order.
+The only module that knows which adapter stands behind each port. Events go
+to Kafka through the event journal, so an upload never waits on the broker.
+Start-up fails with ServiceUnavailable when Kafka or S3 cannot be reached in
+time, or when another live process holds the journal directory; on exit
+everything opened here is closed in reverse order (the journal first, sending
+what it holds within its bound).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from infra.feeds import TopicReader
 from infra.kafka.reader import KafkaTopicReader
 from infra.kafka.sink import KafkaEventSink
 from infra.s3 import open_s3_client
+from ingest.adapters.journal.sink import JournaledEventSink
+from ingest.adapters.journal.store import Journal, JournalLimits
 from ingest.adapters.s3_documents import S3DocumentStore
 from ingest.adapters.s3_store import S3ObjectStore
 from ingest.auth import TokenVerifier
@@ -28,8 +33,11 @@ from ingest.usecases.admission import UploadLimits
 from ingest.usecases.cancels import CancelRelay
 from ingest.usecases.duplicates import DuplicateIndex
 from ingest.usecases.inflight import InFlightUploads
+from ingest.usecases.instances import Heartbeats
 from ingest.usecases.quota import QuotaSnapshots, SnapshotQuotaView
 from ingest.usecases.sessions import SessionService
+from ingest.usecases.sweep.settle import Settler
+from ingest.usecases.sweep.sweeper import Sweeper
 from ingest.usecases.tus.lease import LeaseTimes
 from ingest.usecases.tus.service import TusConfig, TusService
 from ingest.usecases.uploads import ActiveUploads, UploadService
@@ -46,15 +54,19 @@ async def ingest_services(settings: IngestSettings) -> AsyncIterator[IngestServi
         documents = S3DocumentStore(
             s3, settings.s3_bucket, prefix=layout.STATE_PREFIX, observer=metrics.observe_s3
         )
-        sink = await stack.enter_async_context(
+        kafka = await stack.enter_async_context(
             KafkaEventSink(
                 settings.kafka_bootstrap_servers,
                 topics,
                 source=f"/ingest/{settings.instance_id}",
-                timeout=settings.event_timeout_seconds,
+                timeout=settings.kafka_send_timeout_seconds,
                 observer=metrics.observe_kafka,
             )
         )
+        sink = journaled(settings, kafka, metrics)
+        await sink.start()
+        # Within the grace period, after the uploads it follows have had theirs.
+        stack.push_async_callback(sink.stop, max(1.0, settings.shutdown_grace_seconds / 3))
         snapshots = QuotaSnapshots()
         quota_feed = await stack.enter_async_context(
             KafkaTopicReader(settings.kafka_bootstrap_servers, topics.quota, snapshots.apply)
@@ -63,6 +75,19 @@ async def ingest_services(settings: IngestSettings) -> AsyncIterator[IngestServi
         yield wire_services(
             settings, store=store, documents=documents, sink=sink, quota=quota, metrics=metrics
         )
+
+
+def journaled(
+    settings: IngestSettings, inner: EventSink, metrics: IngestMetrics
+) -> JournaledEventSink:
+    """`inner` behind the event journal of the settings (not yet started)."""
+    journal = Journal(
+        settings.journal_path,
+        JournalLimits(
+            max_bytes=settings.journal_max_bytes, max_age=settings.journal_max_age_seconds
+        ),
+    )
+    return JournaledEventSink(inner, journal, observer=metrics.observe_journal)
 
 
 def quota_view(
@@ -94,13 +119,16 @@ def wire_services(
     active = ActiveUploads()
     # One ledger for every way in, so a tus upload and a session count against each other.
     in_flight = InFlightUploads(hold_seconds=settings.session_ttl_seconds)
-    pipeline = PipelineConfig(
-        part_size=settings.part_size,
-        parts_in_flight=settings.parts_in_flight,
-        progress_interval=settings.progress_interval_seconds,
-        event_timeout=settings.event_timeout_seconds,
-        # Stopped uploads must be cleaned up well inside the shutdown grace period.
-        abort_timeout=max(1.0, min(30.0, settings.shutdown_grace_seconds / 2)),
+    pipeline = pipeline_config(settings)
+    heartbeats = Heartbeats(
+        documents,
+        instance_id=settings.instance_id,
+        dead_after_seconds=settings.instance_dead_after_seconds,
+    )
+    settler = (
+        Settler(sessions=sessions, store=store, sink=sink, pipeline=pipeline)
+        if isinstance(store, ResumableObjectStore)
+        else None
     )
     uploads = UploadService(
         sessions=sessions,
@@ -110,11 +138,7 @@ def wire_services(
         quota=quota,
         budget=budget,
         pipeline=pipeline,
-        limits=UploadLimits(
-            max_size=settings.max_file_size,
-            min_size=settings.min_file_size,
-            allowed_formats=settings.allowed_formats,
-        ),
+        limits=upload_limits(settings),
         active=active,
         instance_id=settings.instance_id,
         cancels=CancelRelay(
@@ -123,6 +147,33 @@ def wire_services(
             poll_seconds=settings.cancel_poll_seconds,
         ),
         in_flight=in_flight,
+        settler=settler,
+        instances=heartbeats,
+    )
+    tus = _tus_service(
+        settings,
+        store=store,
+        documents=documents,
+        sink=sink,
+        quota=quota,
+        sessions=sessions,
+        duplicates=duplicates,
+        budget=budget,
+        pipeline=pipeline,
+        limits=uploads.limits,
+        active=active,
+        in_flight=in_flight,
+    )
+    sweeper = (
+        Sweeper(
+            documents=documents,
+            sessions=sessions,
+            heartbeats=heartbeats,
+            settler=settler,
+            tus=tus.lifecycle if tus is not None else None,
+        )
+        if settler is not None
+        else None
     )
     return IngestServices(
         settings=settings,
@@ -136,20 +187,28 @@ def wire_services(
         budget=budget,
         active=active,
         metrics=metrics,
-        tus=_tus_service(
-            settings,
-            store=store,
-            documents=documents,
-            sink=sink,
-            quota=quota,
-            sessions=sessions,
-            duplicates=duplicates,
-            budget=budget,
-            pipeline=pipeline,
-            limits=uploads.limits,
-            active=active,
-            in_flight=in_flight,
-        ),
+        tus=tus,
+        heartbeats=heartbeats,
+        sweeper=sweeper,
+    )
+
+
+def pipeline_config(settings: IngestSettings) -> PipelineConfig:
+    return PipelineConfig(
+        part_size=settings.part_size,
+        parts_in_flight=settings.parts_in_flight,
+        progress_interval=settings.progress_interval_seconds,
+        event_timeout=settings.event_timeout_seconds,
+        # Stopped uploads must be cleaned up well inside the shutdown grace period.
+        abort_timeout=max(1.0, min(30.0, settings.shutdown_grace_seconds / 2)),
+    )
+
+
+def upload_limits(settings: IngestSettings) -> UploadLimits:
+    return UploadLimits(
+        max_size=settings.max_file_size,
+        min_size=settings.min_file_size,
+        allowed_formats=settings.allowed_formats,
     )
 
 

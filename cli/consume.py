@@ -19,6 +19,7 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+from consumers.detection import detection_settings_from_env, open_detection
 from consumers.quota import quota_app
 from consumers.runtime import ConsumerApp, ConsumerRuntime, RuntimeOptions
 from consumers.runtime.observability import serve_observability
@@ -27,6 +28,8 @@ from infra.feeds import RecordHandler, TopicReader
 from infra.kafka.group import KafkaGroupConsumer
 from infra.kafka.reader import KafkaTopicReader
 from infra.kafka.sink import KafkaEventSink
+from infra.s3 import open_s3_client
+from infra.s3_objects import S3Documents, S3Objects
 from schemas import Topics
 
 log = logging.getLogger(__name__)
@@ -56,7 +59,26 @@ async def quota_on_kafka(settings: ConsumerSettings) -> AsyncIterator[ConsumerAp
         )
 
 
-CONSUMER_APPS: dict[str, AppFactory] = {"quota": quota_on_kafka}
+@asynccontextmanager
+async def detection_on_kafka(settings: ConsumerSettings) -> AsyncIterator[ConsumerApp]:
+    """The detection consumer: files and result documents in S3, outcomes to Kafka."""
+    detection = detection_settings_from_env()
+    topics = Topics(settings.topic_prefix)
+    async with (
+        open_s3_client(detection.s3_endpoint()) as s3,
+        KafkaEventSink(
+            settings.kafka_bootstrap_servers,
+            topics,
+            source=f"/consumer/detection/{settings.instance_id}",
+        ) as outcomes,
+        open_detection(
+            detection, topics, outcomes, S3Objects(s3), S3Documents(s3, detection.s3_bucket)
+        ) as app,
+    ):
+        yield app
+
+
+CONSUMER_APPS: dict[str, AppFactory] = {"quota": quota_on_kafka, "detection": detection_on_kafka}
 """Consumer apps `ingest consume` can run, by name."""
 
 

@@ -14,7 +14,9 @@ import asyncio
 import logging
 import os
 import secrets
+import shutil
 import signal
+import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -24,8 +26,10 @@ from aiohttp import web
 
 from cli.composition import ingest_services, quota_view, wire_services
 from cli.fanout import live_on_kafka
+from consumers.detection import detection_settings_from_env, open_detection
 from consumers.fanout.app import add_live_routes
 from consumers.fanout.dashboard import add_dashboard_routes
+from consumers.fanout.results import add_results_route
 from consumers.fanout.service import LiveService, running_live
 from consumers.fanout.settings import FanoutSettings, fanout_settings_from_env
 from consumers.quota import quota_app
@@ -35,6 +39,9 @@ from infra.bus import BusTopicReader, InProcessEventBus
 from infra.bus.ranges import BusRangeReader
 from infra.env import SettingsError
 from infra.feeds import RecordHandler, TopicReader
+from infra.objects import Documents, LocalDocuments, LocalObjects
+from infra.s3 import open_s3_client
+from infra.s3_objects import S3Documents
 from ingest.adapters.local_documents import LocalDocumentStore
 from ingest.adapters.local_store import LocalObjectStore
 from ingest.auth import KeyConfigurationError, check_hs256_secret, issue_token
@@ -131,7 +138,10 @@ async def embedded_services(
         quota_feed = await stack.enter_async_context(
             BusTopicReader(bus, bus.topics.quota, snapshots.apply)
         )
-        await stack.enter_async_context(consumers_on_bus(bus, dev_consumers(settings, bus)))
+        detection = await stack.enter_async_context(detection_on_bus(settings, bus))
+        await stack.enter_async_context(
+            consumers_on_bus(bus, [*dev_consumers(settings, bus), detection])
+        )
         yield wire_services(
             settings,
             store=LocalObjectStore(data / "objects", settings.s3_bucket),
@@ -148,9 +158,13 @@ async def run_dev(settings: IngestSettings, *, environ: Mapping[str, str] = os.e
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with dev_services(settings, real, environ) as (services, live):
+    async with (
+        dev_services(settings, real, environ) as (services, live),
+        results_documents(settings, real) as results,
+    ):
         app = with_dashboard(build_app(services))
         add_live_routes(app, live)
+        add_results_route(app, results, services.verifier)
         runner = await start_serving(
             app,
             settings.host,
@@ -164,9 +178,38 @@ async def run_dev(settings: IngestSettings, *, environ: Mapping[str, str] = os.e
             await stop_gracefully(runner)
 
 
+@asynccontextmanager
+async def detection_on_bus(
+    settings: IngestSettings, bus: InProcessEventBus
+) -> AsyncIterator[ConsumerApp]:
+    """The detection consumer on the bus, reading what the local object store holds."""
+    detection = msgspec.structs.replace(detection_settings_from_env(), s3_bucket=settings.s3_bucket)
+    data = settings.data_dir
+    async with open_detection(
+        detection, bus.topics, bus, LocalObjects(data / "objects"), LocalDocuments(data / "state")
+    ) as app:
+        yield app
+
+
+@asynccontextmanager
+async def results_documents(settings: IngestSettings, real: bool) -> AsyncIterator[Documents]:
+    """Where the detection results are: the data directory, or the bucket on real services."""
+    if not real:
+        yield LocalDocuments(settings.data_dir / "state")
+        return
+    async with open_s3_client(settings.s3_endpoint()) as s3:
+        yield S3Documents(s3, settings.s3_bucket)
+
+
 def with_dashboard(app: web.Application) -> web.Application:
     add_dashboard_routes(app)
+    app.router.add_get("/", _to_dashboard)
     return app
+
+
+async def _to_dashboard(request: web.Request) -> web.Response:
+    # The address a browser is pointed at first: the dashboard is what there is to see.
+    raise web.HTTPFound("/dashboard")
 
 
 def _announce(settings: IngestSettings, real: bool) -> None:
@@ -192,14 +235,31 @@ ingest dev is running ({where})
   admin token:
     {admin}
 
-  try: ingest upload some-video.mp4
+  try: {upload_command()} upload some-video.mp4
 """,
         flush=True,
     )
 
 
+def upload_command() -> str:
+    """How to run `ingest` from here, as this process was started: the banner's example works."""
+    started_as = Path(sys.argv[0])
+    on_path = shutil.which("ingest")
+    if started_as.name == "ingest":
+        if on_path is not None and Path(on_path).resolve() == started_as.resolve():
+            return "ingest"
+        try:
+            return str(started_as.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(started_as.resolve())
+    if on_path is not None:
+        return "ingest"
+    return f"{sys.executable} -m cli.main"  # started as a module, no script installed
+
+
 def dev_consumers(settings: IngestSettings, bus: InProcessEventBus) -> list[ConsumerApp]:
-    """Every consumer, on the same bus as the write path, as `ingest consume` runs them on Kafka."""
+    """The consumers without a lifecycle of their own, on the same bus as the write path, as
+    `ingest consume` runs them on Kafka (detection has its pool: `detection_on_bus`)."""
 
     def open_reader(topic: str, handler: RecordHandler) -> TopicReader:
         return BusTopicReader(bus, topic, handler)

@@ -14,14 +14,19 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from cli import upload
+from cli.listening import PortUnavailable, bind_errors_explained, check_port
 from deploy import stack
+from infra import logs
 from infra.env import SettingsError, duration
+from infra.errors import ServiceError
+from infra.kafka.logs import limit_repeated_lines
 from infra.provisioning import ensure_bucket, ensure_topics
 from ingest.auth import issue_token
 from ingest.settings import IngestSettings, ingest_settings_from_env
@@ -37,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (stack.StackError, SettingsError) as error:
+    except (stack.StackError, SettingsError, PortUnavailable) as error:
         print(f"ingest: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -46,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ingest", description=__doc__)
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     stack_parser = commands.add_parser(
@@ -106,6 +112,17 @@ def _parser() -> argparse.ArgumentParser:
     consume.add_argument("--port", type=int, default=None, help="fanout: port (FANOUT_PORT, 8081)")
     consume.set_defaults(run=_consume)
 
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="re-emit every upload.completed that S3 holds and the uploads topic lacks",
+    )
+    reconcile.add_argument(
+        "--since",
+        default=None,
+        help="only uploads completed since then: a duration back (90m, 24h) or an ISO 8601 time",
+    )
+    reconcile.set_defaults(run=_reconcile)
+
     token = commands.add_parser(
         "token", help="issue a development token (HS256, INGEST_JWT_SECRET)"
     )
@@ -116,11 +133,39 @@ def _parser() -> argparse.ArgumentParser:
 
     upload.add_parser(commands)
 
+    sweep = commands.add_parser(
+        "sweep",
+        help="one pass of the clean-up: uploads of dead instances and expired sessions ended, "
+        "leftover parts aborted; prints what it did",
+    )
+    sweep.add_argument("--quiet", action="store_true", help="print only the summary line")
+    sweep.set_defaults(run=_sweep)
+
     provision = commands.add_parser(
         "provision", help="create the bucket and the topics (with their configurations) if missing"
     )
     provision.set_defaults(run=_provision)
+
+    doctor = commands.add_parser(
+        "doctor", help="show the settings in force, check Kafka, S3, bucket and topics"
+    )
+    doctor.set_defaults(run=_doctor)
     return parser
+
+
+def _version() -> str:
+    try:
+        installed = metadata.version("video-ingest")
+    except metadata.PackageNotFoundError:
+        installed = "(not installed: run from a source tree)"
+    python = ".".join(str(part) for part in sys.version_info[:3])
+    return f"ingest {installed} (Python {python})"
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from cli.doctor import run_doctor
+
+    return run_doctor()
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
@@ -134,6 +179,7 @@ def _stack_up(args: argparse.Namespace) -> int:
         cache_dir=stack.default_cache_dir(),
         kafka_port=args.kafka_port,
         minio_port=args.s3_port,
+        say=lambda line: print(line, file=sys.stderr),
     )
     settings = ingest_settings_from_env(endpoints.environment())
     asyncio.run(_provision_all(settings))
@@ -148,7 +194,8 @@ def _stack_up(args: argparse.Namespace) -> int:
 
 def _stack_down(args: argparse.Namespace) -> int:
     stopped = stack.down(_state_dir(args))
-    print("stack stopped" if stopped else "no stack was running", file=sys.stderr)
+    what = f"stopped {' and '.join(stopped)}" if stopped else "nothing of the stack was running"
+    print(f"{what}; deleted {_state_dir(args)}", file=sys.stderr)
     return 0
 
 
@@ -177,8 +224,25 @@ def _serve(args: argparse.Namespace) -> int:
     settings = msgspec.structs.replace(settings, **overrides)
     if not (settings.jwt_secret or settings.jwt_public_key):
         raise SettingsError("set INGEST_JWT_SECRET (HS256) or INGEST_JWT_PUBLIC_KEY (RS256)")
-    asyncio.run(serve(settings))
+    change = "ingest serve --port {port} (or INGEST_PORT={port})"
+    check_port(settings.host, settings.port, how_to_change=change)
+    with bind_errors_explained(settings.host, settings.port, how_to_change=change):
+        asyncio.run(serve(settings))
     return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from cli.sweep import sweep_once
+
+    _configure_logging()
+    try:
+        report = asyncio.run(sweep_once(ingest_settings_from_env()))
+    except ServiceError as error:
+        print(f"ingest: the sweep could not run: {error}", file=sys.stderr)
+        return 1
+    for line in report.lines()[:1] if args.quiet else report.lines():
+        print(line)
+    return 1 if report.retry else 0
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -187,7 +251,11 @@ def _dev(args: argparse.Namespace) -> int:
     _configure_logging()
     settings = dev_settings(ingest_settings_from_env(), os.environ)
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    asyncio.run(run_dev(msgspec.structs.replace(settings, **overrides)))
+    settings = msgspec.structs.replace(settings, **overrides)
+    change = "ingest dev --port {port} (or make dev PORT={port})"
+    check_port(settings.host, settings.port, how_to_change=change)
+    with bind_errors_explained(settings.host, settings.port, how_to_change=change):
+        asyncio.run(run_dev(settings))
     return 0
 
 
@@ -244,10 +312,30 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    from cli.reconcile import parse_since, print_report, reconcile
+    from infra.errors import ServiceError
+
+    _configure_logging()
+    since = parse_since(args.since)
+    try:
+        report = asyncio.run(reconcile(ingest_settings_from_env(), since))
+    except ServiceError as error:
+        print(f"ingest: reconcile stopped: {error.message} (run it again)", file=sys.stderr)
+        return 1
+    print_report(report)
+    return 0
+
+
 def _configure_logging() -> None:
+    logs.configure(
+        level=os.environ.get("INGEST_LOG_LEVEL", "INFO"),
+        log_format=os.environ.get("INGEST_LOG_FORMAT", "text"),
+    )
     level = os.environ.get("INGEST_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # A broker that is away must not flood the log with one line per retry or per record.
+    limit_repeated_lines()
 
 
 def _provision(args: argparse.Namespace) -> int:

@@ -70,6 +70,15 @@ class EventDeliveryError(ServiceUnavailable):
         self.may_be_delivered = may_be_delivered
 
 
+class JournalFull(EventDeliveryError):
+    """The event journal cannot take more: new uploads wait until the bus has drained it.
+
+    Nothing is dropped to make room; retrying later succeeds once the broker is back.
+    """
+
+    error_code = "EVENT_JOURNAL_FULL"
+
+
 class PartitionNotAssigned(ServiceError):
     """A group member committed or moved in a partition it does not own, or no longer owns.
 

@@ -10,7 +10,7 @@ and an encoding longer than `MAX_READABLE_SEGMENT` becomes `~` followed by
 the SHA-256 of the id, which no readable encoding can equal (`~` is always
 encoded) and keeps every key well under S3's 1,024 bytes.
 
-State documents (sessions, indexes, cancel markers) live under
+State documents (sessions, indexes, cancel markers, instance heartbeats) live under
 `STATE_PREFIX`; the document stores are rooted there, so their keys below are
 relative to it. Stored files live under `UPLOADS_PREFIX`.
 """
@@ -90,8 +90,12 @@ def tus_segment_key(session_id: str, start: int, end: int) -> str:
 # Keys of the document store, relative to STATE_PREFIX.
 
 
+SESSIONS_PREFIX = "sessions/"
+SESSION_SUFFIX = ".json"
+
+
 def session_document(session_id: str) -> str:
-    return f"sessions/{session_id}.json"
+    return f"{SESSIONS_PREFIX}{session_id}{SESSION_SUFFIX}"
 
 
 def user_sessions_prefix(user_id: str) -> str:
@@ -106,9 +110,50 @@ def stored_file_document(user_id: str, sha256: str) -> str:
     return f"hashes/{user_segment(user_id)}/{sha256.lower()}.json"
 
 
+def open_sessions_prefix() -> str:
+    """Sessions not yet ended and cleaned: what the sweep looks at, not every session ever."""
+    return "open/"
+
+
+def open_session_entry(session_id: str) -> str:
+    return open_sessions_prefix() + session_id
+
+
+def instance_segment(instance_id: str) -> str:
+    """One key segment naming this instance (ids are injectively encoded, like user ids)."""
+    return _percent_encode(instance_id)
+
+
+def instances_prefix() -> str:
+    return "instances/"
+
+
+def instance_heartbeat(instance_id: str) -> str:
+    return instances_prefix() + instance_segment(instance_id)
+
+
+def all_cancels_prefix() -> str:
+    return "cancels/"
+
+
 def cancels_prefix(instance_id: str) -> str:
-    return f"cancels/{_percent_encode(instance_id)}/"
+    return f"{all_cancels_prefix()}{instance_segment(instance_id)}/"
 
 
 def cancel_marker(instance_id: str, session_id: str) -> str:
     return cancels_prefix(instance_id) + session_id
+
+
+# Detection results, one small JSON document per analysed file and per video, per user.
+# Relative to STATE_PREFIX like the documents above. Video ids come from requests too, so
+# they are percent-encoded like user ids: no id can name another user's or another kind's key.
+
+
+def detection_by_sha256(user_id: str, sha256: str) -> str:
+    """The reusable outcome of analysing this user's file with this SHA-256."""
+    return f"detections/{user_segment(user_id)}/sha256/{sha256.lower()}.json"
+
+
+def detection_by_video(user_id: str, video_id: str) -> str:
+    """What the results page of this user's video shows: the upload's facts and its outcome."""
+    return f"detections/{user_segment(user_id)}/videos/{user_segment(video_id)}.json"

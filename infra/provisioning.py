@@ -58,43 +58,68 @@ async def ensure_topics(bootstrap_servers: str, topics: Topics) -> list[str]:
         await admin.close()
 
 
+ABANDONED_UPLOAD_RULE: dict[str, Any] = {
+    "ID": "abort-abandoned-multipart-uploads",
+    "Status": "Enabled",
+    "Filter": {"Prefix": ""},
+    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABANDONED_MULTIPART_DAYS},
+}
+"""The rule deploy/s3-lifecycle.json holds too: under the sweep, S3's own backstop."""
+
+
 async def ensure_bucket(endpoint: S3Endpoint, bucket: str) -> bool:
-    """Create the bucket with its abandoned-upload lifecycle rule; True when it was created."""
+    """Create the bucket, and give it the abandoned-upload lifecycle rule if it lacks one
+    (an existing bucket's other rules are kept); True when the bucket was created."""
     async with open_s3(await warm_session(), endpoint) as s3:
+        created = False
         try:
             await s3.head_bucket(Bucket=bucket)
-            return False
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
                 raise
-        params: dict[str, object] = {"Bucket": bucket}
-        if endpoint.region != "us-east-1":
-            params["CreateBucketConfiguration"] = {"LocationConstraint": endpoint.region}
-        await s3.create_bucket(**params)
+            params: dict[str, object] = {"Bucket": bucket}
+            if endpoint.region != "us-east-1":
+                params["CreateBucketConfiguration"] = {"LocationConstraint": endpoint.region}
+            await s3.create_bucket(**params)
+            created = True
         try:
-            await _put_abandoned_upload_rule(s3, bucket)
+            await _ensure_abandoned_upload_rule(s3, bucket)
         except ClientError as error:
             # MinIO refuses this rule (it purges stale multipart uploads by itself, after 24 h).
             log.info("bucket %s keeps no abandoned-upload rule: %s", bucket, error)
-        return True
+        return created
 
 
-async def _put_abandoned_upload_rule(s3: Any, bucket: str) -> None:
-    await s3.put_bucket_lifecycle_configuration(
-        Bucket=bucket,
-        LifecycleConfiguration={
-            "Rules": [
-                {
-                    "ID": "abort-abandoned-multipart-uploads",
-                    "Status": "Enabled",
-                    "Filter": {"Prefix": ""},
-                    "AbortIncompleteMultipartUpload": {
-                        "DaysAfterInitiation": ABANDONED_MULTIPART_DAYS
-                    },
-                }
-            ]
-        },
-    )
+def with_abandoned_upload_rule(rules: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """`rules` with the abandoned-upload rule added (replacing one of the same ID); None when
+    an enabled whole-bucket rule already aborts abandoned uploads as soon or sooner."""
+    for rule in rules:
+        days = rule.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation")
+        whole_bucket = rule.get("Filter", {}) in ({}, {"Prefix": ""}) and not rule.get("Prefix")
+        if (
+            rule.get("Status") == "Enabled"
+            and whole_bucket
+            and days is not None
+            and days <= ABANDONED_MULTIPART_DAYS
+        ):
+            return None
+    kept = [rule for rule in rules if rule.get("ID") != ABANDONED_UPLOAD_RULE["ID"]]
+    return [*kept, ABANDONED_UPLOAD_RULE]
+
+
+async def _ensure_abandoned_upload_rule(s3: Any, bucket: str) -> None:
+    try:
+        current = await s3.get_bucket_lifecycle_configuration(Bucket=bucket)
+        rules: list[dict[str, Any]] = current.get("Rules", [])
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+            raise
+        rules = []
+    merged = with_abandoned_upload_rule(rules)
+    if merged is not None:
+        await s3.put_bucket_lifecycle_configuration(
+            Bucket=bucket, LifecycleConfiguration={"Rules": merged}
+        )
 
 
 async def _wait_until_visible(admin: AIOKafkaAdminClient, names: set[str]) -> None:

@@ -23,6 +23,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from infra.describe import in_words
 from infra.errors import Unauthenticated
 from infra.layout import MAX_USER_ID_LENGTH
 
@@ -82,7 +83,7 @@ class TokenVerifier:
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("the token has expired") from None
         except jwt.InvalidTokenError as error:
-            raise Unauthenticated(f"the token is not valid: {error}") from None
+            raise Unauthenticated(_refusal(error)) from None
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise Unauthenticated("the token names no user (sub)")
@@ -176,3 +177,16 @@ def issue_token(
         "exp": now + int(ttl_seconds),
     }
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def _refusal(error: jwt.InvalidTokenError) -> str:
+    """Why a token was refused, in words; PyJWT's own ("Not enough segments") name its parser."""
+    if isinstance(error, jwt.InvalidSignatureError):
+        return "the token's signature does not match (it was signed with another key)"
+    if isinstance(error, jwt.InvalidAlgorithmError):
+        return "the token is signed with an algorithm this server does not accept"
+    if isinstance(error, jwt.MissingRequiredClaimError):
+        return f"the token has no {error.claim!r} claim"
+    if isinstance(error, jwt.DecodeError):
+        return "the token is not a JWT (three base64url parts joined by dots)"
+    return f"the token is not valid: {in_words(error)}"

@@ -9,6 +9,7 @@ ends an upload), a stable `error_code` string for API clients and a typed
 from __future__ import annotations
 
 from infra.errors import EventDeliveryError as EventDeliveryError
+from infra.errors import JournalFull as JournalFull
 from infra.errors import ServiceError
 from infra.errors import ServiceUnavailable as ServiceUnavailable
 from infra.errors import Unauthenticated as Unauthenticated

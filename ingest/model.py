@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from schemas import UploadProtocol
+from schemas import UploadCompleted, UploadProtocol
 
 SessionStatus = Literal["active", "uploading", "completed", "failed", "cancelled", "expired"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
@@ -50,7 +50,22 @@ class UploadSession(msgspec.Struct, frozen=True, kw_only=True):
     bytes_received: int = 0
     error_code: str | None = None
     result: UploadResult | None = None
+    completed_event: UploadCompleted | None = None
+    """The `upload.completed` event exactly as emitted (its id is the CloudEvents id), recorded
+    before it is sent, so `ingest reconcile` can send it again. None in documents written
+    before it was kept, and for a duplicate answered at creation (no event is sent)."""
     updated_at: datetime | None = None
+    streamer_beats: bool = False
+    """The instance streaming it writes a heartbeat, so its death can be told from one (an
+    instance of an earlier version, during a rolling update, writes none)."""
+    unreported: bool = False
+    """Ended on behalf of a streamer that cannot report it (gone, or never started): its
+    multipart upload is still to abort and its terminal event to emit. Set together with
+    the terminal status by whoever ends it (a DELETE, the sweep); cleared once both are done,
+    so a failure of either is retried by the next sweep."""
+    settling_until: datetime | None = None
+    """Who settles an `unreported` session holds it until then (two sweepers and a DELETE
+    never report one ending twice); a settler that died lets it lapse."""
 
 
 class UploadTarget(msgspec.Struct, frozen=True, kw_only=True):

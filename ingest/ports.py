@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from schemas import Event
@@ -138,6 +139,32 @@ class EventSink(Protocol):
 
 
 @dataclass(frozen=True)
+class BacklogState:
+    """What an event sink holds that the bus has not taken yet, and whether the bus answers."""
+
+    broker_up: bool
+    events: int
+    bytes: int
+    oldest_seconds: float | None
+    has_room: bool
+    """False once new uploads must be refused (full, or its oldest event too old)."""
+
+
+@runtime_checkable
+class EventBacklog(Protocol):
+    """Optional capability of an EventSink that keeps events while the bus is away (a journal).
+
+    Admission asks it before every new upload; readiness and metrics read its state.
+    """
+
+    def check_room(self) -> None:
+        """Raise JournalFull when the events of one more upload must not be taken on."""
+        ...
+
+    def backlog(self) -> BacklogState: ...
+
+
+@dataclass(frozen=True)
 class QuotaStatus:
     user_id: str
     bytes_limit: int
@@ -200,6 +227,42 @@ class ResumableObjectStore(Protocol):
         """A small object's bytes, or None when there is no such object."""
         ...
 
+    async def stored_size(self, key: str) -> int | None:
+        """The size of a stored object (read without its bytes), or None when there is none."""
+        ...
+
     def read_object(self, key: str) -> AsyncIterator[bytes]:
         """A stored object's bytes, as a stream of chunks (never the whole object at once)."""
+        ...
+
+
+@runtime_checkable
+class ObjectSizes(Protocol):
+    """Optional capability: whether an object is stored, and its size (one HEAD request)."""
+
+    async def stored_size(self, key: str) -> int | None:
+        """The size of the object stored under `key`; None when there is none."""
+        ...
+
+
+@dataclass(frozen=True)
+class TerminalEventsSeen:
+    """The upload lifecycle's terminal events one read of the uploads topic found."""
+
+    event_ids: frozenset[str]
+    """The CloudEvents ids of every `upload.completed`, `.failed` and `.cancelled` read."""
+    completed_uploads: frozenset[str]
+    """The upload ids of every `upload.completed` read, whatever its id."""
+    records: int
+    """How many records were read."""
+
+
+class UploadsHistory(Protocol):
+    """What the uploads topic holds, read to its end as it is when asked."""
+
+    async def terminal_events(self, since: datetime | None) -> TerminalEventsSeen:
+        """The terminal events of the records stamped at or after `since` (all when None).
+
+        ServiceUnavailable when the topic cannot be read to its end in the time allowed.
+        """
         ...

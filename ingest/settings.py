@@ -58,17 +58,32 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     cancel_poll_seconds: float = 0.5
     shutdown_grace_seconds: float = 30.0
     event_timeout_seconds: float = 10.0
+    # How long one send waits for the broker before the event goes to the journal instead.
+    kafka_send_timeout_seconds: float = 1.0
+    # None: `journal` under the data directory.
+    journal_dir: Path | None = None
+    journal_max_bytes: int = 1 * GiB
+    journal_max_age_seconds: float = 24 * 3600.0
     body_idle_timeout_seconds: float = 60.0
     header_timeout_seconds: float = 10.0
     keepalive_timeout_seconds: float = 15.0
     # Above the 1,000 concurrent uploads the benchmark holds, below a default fd limit of 1 Mi.
     max_connections: int = 4096
+    heartbeat_interval_seconds: float = 5.0
+    # Long enough for a few missed beats and the clock skew between machines.
+    instance_dead_after_seconds: float = 30.0
+    # 0: no sweep inside `ingest serve` (run `ingest sweep` on a schedule instead).
+    sweep_interval_seconds: float = 60.0
     cors: CorsPolicy = CorsPolicy()
     # Unique per process start: a restarted container keeps its hostname and often its pid,
     # and must not be taken for the process before it (cancels are addressed by this id).
     instance_id: str = msgspec.field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     )
+
+    @property
+    def journal_path(self) -> Path:
+        return self.journal_dir if self.journal_dir is not None else self.data_dir / "journal"
 
     def s3_endpoint(self) -> S3Endpoint:
         return S3Endpoint(
@@ -166,6 +181,31 @@ def ingest_settings_from_env(environ: Mapping[str, str] | None = None) -> Ingest
             text("INGEST_EVENT_TIMEOUT", str(defaults.event_timeout_seconds)),
             "INGEST_EVENT_TIMEOUT",
         ),
+        heartbeat_interval_seconds=duration(
+            text("INGEST_HEARTBEAT_INTERVAL", str(defaults.heartbeat_interval_seconds)),
+            "INGEST_HEARTBEAT_INTERVAL",
+        ),
+        instance_dead_after_seconds=duration(
+            text("INGEST_INSTANCE_DEAD_AFTER", str(defaults.instance_dead_after_seconds)),
+            "INGEST_INSTANCE_DEAD_AFTER",
+        ),
+        sweep_interval_seconds=duration(
+            text("INGEST_SWEEP_INTERVAL", str(defaults.sweep_interval_seconds)),
+            "INGEST_SWEEP_INTERVAL",
+        ),
+        kafka_send_timeout_seconds=duration(
+            text("INGEST_KAFKA_SEND_TIMEOUT", str(defaults.kafka_send_timeout_seconds)),
+            "INGEST_KAFKA_SEND_TIMEOUT",
+        ),
+        journal_dir=Path(env["INGEST_JOURNAL_DIR"]) if env.get("INGEST_JOURNAL_DIR") else None,
+        journal_max_bytes=size(
+            text("INGEST_JOURNAL_MAX_BYTES", str(defaults.journal_max_bytes)),
+            "INGEST_JOURNAL_MAX_BYTES",
+        ),
+        journal_max_age_seconds=duration(
+            text("INGEST_JOURNAL_MAX_AGE", str(defaults.journal_max_age_seconds)),
+            "INGEST_JOURNAL_MAX_AGE",
+        ),
     )
     _validate(settings)
     return settings
@@ -184,6 +224,17 @@ def _validate(settings: IngestSettings) -> None:
         raise SettingsError("INGEST_MAX_CONNECTIONS must be at least 1")
     if settings.header_timeout_seconds <= 0 or settings.keepalive_timeout_seconds <= 0:
         raise SettingsError("INGEST_HEADER_TIMEOUT and INGEST_KEEPALIVE_TIMEOUT must be positive")
+    if not 0 < 3 * settings.heartbeat_interval_seconds <= settings.instance_dead_after_seconds:
+        raise SettingsError(
+            "INGEST_INSTANCE_DEAD_AFTER must be at least three INGEST_HEARTBEAT_INTERVALs "
+            "(a living instance must not be judged dead for one late beat)"
+        )
+    if settings.journal_max_bytes < 1 * MiB:
+        raise SettingsError("INGEST_JOURNAL_MAX_BYTES must be at least 1 MiB")
+    if settings.journal_max_age_seconds <= 0 or settings.kafka_send_timeout_seconds <= 0:
+        raise SettingsError("INGEST_JOURNAL_MAX_AGE and INGEST_KAFKA_SEND_TIMEOUT must be positive")
+    if settings.kafka_send_timeout_seconds >= settings.event_timeout_seconds:
+        raise SettingsError("INGEST_KAFKA_SEND_TIMEOUT must be shorter than INGEST_EVENT_TIMEOUT")
     if settings.min_file_size > settings.max_file_size:
         raise SettingsError("INGEST_MIN_FILE_SIZE is larger than INGEST_MAX_FILE_SIZE")
     check_jwt_keys(settings)

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import Meta
 
+from schemas.events import DetectionCompleted, DetectionFailed
+
 Sha256Hex = Annotated[str, Meta(pattern="^[0-9a-fA-F]{64}$")]
 SessionStatus = Literal["active", "uploading", "completed", "failed", "cancelled", "expired"]
 
@@ -164,8 +166,47 @@ class HealthResponse(msgspec.Struct, frozen=True, kw_only=True):
     status: Literal["ok"]
 
 
+class JournalReadiness(msgspec.Struct, frozen=True, kw_only=True):
+    """The event journal in front of Kafka: what it holds, and whether the broker takes events."""
+
+    events: int
+    bytes: int
+    oldest_seconds: float
+    broker_up: bool
+
+
 class ReadinessResponse(msgspec.Struct, frozen=True, kw_only=True):
-    """`GET /readyz`: `checks` names each dependency (s3, kafka, quota) with `ok` or what failed."""
+    """`GET /readyz`: `checks` names each dependency (s3, kafka, quota, journal) with `ok` or
+    what failed. With a journal, Kafka down leaves the instance ready while the journal has
+    room (events are journaled meanwhile); `journal` says what it holds."""
 
     status: Literal["ready", "not ready", "draining"]
     checks: dict[str, str] = {}
+    journal: JournalReadiness | None = None
+
+
+DetectionStatus = Literal["pending", "completed", "failed", "not_requested"]
+
+
+class VideoResults(msgspec.Struct, frozen=True, kw_only=True):
+    """`GET /v1/videos/{video_id}/results`: the stored upload's facts and its detection outcome.
+
+    `status` is `pending` until the detection consumer has an outcome,
+    `not_requested` when the upload asked for no analysis (`auto_analyze`
+    false), else `completed` or `failed`, and `detection` is then the event
+    the consumer published (`ingest.detection.completed` or `.failed`).
+    A completed detection of a file that is no usable video has
+    `is_valid_video` false and says why in `invalid_code`.
+    """
+
+    video_id: str
+    upload_id: str
+    analysis_id: str
+    filename: str | None
+    size: int
+    sha256: str
+    format: str | None
+    uploaded_at: datetime
+    status: DetectionStatus
+    detection: DetectionCompleted | DetectionFailed | None = None
+    updated_at: datetime | None = None

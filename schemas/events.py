@@ -67,6 +67,7 @@ __all__ = [
     "ErrorCode",
     "Event",
     "EventBase",
+    "FrameMeasurements",
     "QuotaEvent",
     "QuotaLimitsSet",
     "QuotaUpdated",
@@ -235,6 +236,42 @@ class VideoInfo(msgspec.Struct, frozen=True, kw_only=True):
     codec: Annotated[str | None, Meta(description="FourCC of the video stream")]
     frame_count: Annotated[Count | None, Meta(description="frame count the container reports")]
     frames_decoded: Annotated[Count, Meta(description="frames actually decoded")]
+    container: Annotated[
+        str | None,
+        Meta(description="container recognised by its magic bytes: mp4, mov, avi, mkv, webm"),
+    ] = None
+    rotation_degrees: Annotated[
+        int, Meta(description="rotation the stream's metadata asks players to apply")
+    ] = 0
+    flags: Annotated[
+        list[str],
+        Meta(
+            description="unusual but valid input: LOW_FPS (< 5), HIGH_FPS (> 120), LARGE_FRAME "
+            "(a side over 4096 px), ROTATED (rotation metadata), FRAME_COUNT_MISMATCH (the "
+            "header's frame count differs from the frames decoded beyond the tolerance)"
+        ),
+    ] = msgspec.field(default_factory=list)
+
+
+class FrameMeasurements(msgspec.Struct, frozen=True, kw_only=True):
+    """What was measured on the frames sampled about once a second: measurements, not verdicts.
+
+    Faces are found by OpenCV's bundled Haar cascade (frontal faces). Sizes are
+    in pixels of the decoded frame; the jitter is how far the largest face's
+    centre moves between consecutive samples that both have a face, as a
+    fraction of the frame's diagonal; sharpness is the variance of the
+    Laplacian of the grey frame (higher is sharper; it depends on content).
+    """
+
+    frames_sampled: Count
+    frames_with_faces: Count
+    faces_per_frame_mean: Annotated[float, Meta(ge=0)]
+    faces_per_frame_max: Count
+    largest_face_width: Count
+    largest_face_height: Count
+    face_box_jitter_mean: Annotated[float, Meta(ge=0)] | None
+    sharpness_mean: Annotated[float, Meta(ge=0)] | None
+    sharpness_min: Annotated[float, Meta(ge=0)] | None
 
 
 class DetectionEvent(EventBase, frozen=True, kw_only=True):
@@ -271,6 +308,25 @@ class DetectionCompleted(
     findings: Annotated[list[str], Meta(description="problems found, human-readable")] = (
         msgspec.field(default_factory=list)
     )
+    invalid_code: Annotated[
+        str | None,
+        Meta(
+            description="why the file is not a usable video when is_valid_video is false: "
+            "NOT_A_VIDEO, CORRUPT, TOO_SHORT or UNSUPPORTED_CODEC; null when it is"
+        ),
+    ] = None
+    measurements: Annotated[
+        FrameMeasurements | None, Meta(description="measured on the sampled frames; null if none")
+    ] = None
+    model_faces_scored: Annotated[
+        Count, Meta(description="face crops the operator's model scored; 0 when no model ran")
+    ] = 0
+    model_score_max: Annotated[
+        float | None, Meta(description="the highest raw model output over the face crops")
+    ] = None
+    model_note: Annotated[
+        str | None, Meta(description="what the model result means, or that no model ran")
+    ] = None
 
 
 class DetectionFailed(
@@ -278,9 +334,16 @@ class DetectionFailed(
 ):
     """The analysis of a stored video could not be done."""
 
-    error_code: str
+    error_code: Annotated[
+        str,
+        Meta(
+            description="TIMEOUT (the decoder ran past the time limit and was stopped), CORRUPT "
+            "(the decoder crashed on the file), STORAGE_ERROR or INTERNAL"
+        ),
+    ]
     error_message: str
     retriable: bool
+    sha256: Sha256Hex | None = None
 
 
 class QuotaEvent(EventBase, frozen=True, kw_only=True):

@@ -366,6 +366,10 @@ class MemoryObjectStore:
             raise self.fail_small
         return self.objects.get(key)
 
+    async def stored_size(self, key: str) -> int | None:
+        data = self.objects.get(key)
+        return None if data is None else len(data)
+
     async def delete(self, key: str) -> None:
         self.objects.pop(key, None)
         self.object_info.pop(key, None)

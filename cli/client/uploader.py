@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from cli.client.errors import UploadFailed, from_response
+from cli.client.errors import UploadFailed, connection_failure, from_response
 from cli.client.files import file_chunks
 from cli.client.resume import ResumeStore, fingerprint
 
@@ -69,7 +69,9 @@ class Uploader:
                     return await self._upload_tus(path, progress)
                 return await self._upload_once(path, progress, file_hash)
             except (aiohttp.ClientError, TimeoutError) as error:
-                failure = UploadFailed(f"connection failed: {error!r}", retriable=True)
+                failure = UploadFailed(
+                    connection_failure(self._config.server, error), retriable=True
+                )
             except UploadFailed as error:
                 failure = error
             attempt += 1
@@ -127,10 +129,17 @@ class Uploader:
             sent = max(sent, done - resumed_from)
             progress(done)
 
-        while offset < size:
-            offset = await self._patch(path, location, offset, size, count)
-        upload_id = location.rstrip("/").rsplit("/", 1)[-1]
-        result = await self._finished_session(upload_id)
+        try:
+            while offset < size:
+                offset = await self._patch(path, location, offset, size, count)
+            upload_id = location.rstrip("/").rsplit("/", 1)[-1]
+            result = await self._finished_session(upload_id)
+        except UploadFailed as failure:
+            if failure.final_for_the_upload:
+                # Refused for good (not a video, too large, gone...): the next run starts over
+                # instead of asking about this upload again.
+                await self._resume.forget(key)
+            raise
         await self._resume.forget(key)
         if result.get("status") != "completed" or not result.get("result"):
             raise UploadFailed(

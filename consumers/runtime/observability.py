@@ -20,6 +20,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from consumers.runtime.runtime import ConsumerRuntime
+from infra.describe import in_words
 
 RUNTIME = web.AppKey("runtime", ConsumerRuntime)
 STALE_SECONDS = web.AppKey("stale_seconds", float)
@@ -52,7 +53,7 @@ async def serve_observability(
 async def _healthz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     if runtime.failure is not None:
-        return _answer(503, f"failed: {runtime.failure!r}")
+        return _answer(503, f"failed: {in_words(runtime.failure)}")
     last = runtime.last_poll
     stale = request.app[STALE_SECONDS]
     if last is not None and time.monotonic() - last > stale:

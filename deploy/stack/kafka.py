@@ -126,7 +126,7 @@ def start(*, libs: Path, state_dir: Path, port: int, controller_port: int) -> tu
     )
     log4j.write_text(_LOG4J)
     java = ["java", "-cp", f"{libs}/*", f"-Dlog4j.configuration=file:{log4j}"]
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = _cluster_id()
     with log.open("ab") as out:
         formatted = subprocess.run(
             [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
@@ -136,11 +136,40 @@ def start(*, libs: Path, state_dir: Path, port: int, controller_port: int) -> tu
         )
     if formatted.returncode != 0:
         raise StackError(f"formatting the Kafka log directory failed; {log}:\n{process.tail(log)}")
+    return _launch(libs, state_dir), log
+
+
+def _cluster_id() -> str:
+    """A random KRaft cluster id that the storage tool will not take for an option."""
+    while True:
+        # One in 64 would start with "-", as Kafka's own generator also avoids.
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
+
+
+def restart(*, libs: Path, state_dir: Path) -> tuple[int, Path]:
+    """Start the broker again on the log directory and configuration a `start` left there."""
+    return _launch(libs, state_dir), state_dir / "kafka.log"
+
+
+def _launch(libs: Path, state_dir: Path) -> int:
+    log4j = state_dir / "kafka-log4j.properties"
     broker = process.spawn(
-        [*java[:1], "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", *java[1:], "kafka.Kafka", str(config)],
-        log_path=log,
+        [
+            "java",
+            "-Xms256m",
+            "-Xmx768m",
+            "-XX:+UseG1GC",
+            "-cp",
+            f"{libs}/*",
+            f"-Dlog4j.configuration=file:{log4j}",
+            "kafka.Kafka",
+            str(state_dir / "kafka.properties"),
+        ],
+        log_path=state_dir / "kafka.log",
     )
-    return broker.pid, log
+    return broker.pid
 
 
 def wait_ready(*, pid: int, marker: str, port: int, log: Path, timeout: float = 90.0) -> None:
@@ -165,3 +194,22 @@ async def _answers_metadata(port: int) -> bool:
         return False
     finally:
         await admin.close()
+
+
+def formatted(state_dir: Path) -> bool:
+    """Whether `state_dir` holds a KRaft log directory a `start` formatted (with its records)."""
+    return (state_dir / "kafka-data" / "meta.properties").exists()
+
+
+def start_on_data(
+    *, libs: Path, state_dir: Path, port: int, controller_port: int
+) -> tuple[int, Path]:
+    """Start the broker on the log directory already in `state_dir`, never formatting it
+    (every record stays), listening on these ports; returns (pid, log path)."""
+    (state_dir / "kafka.properties").write_text(
+        broker_properties(
+            data_dir=state_dir / "kafka-data", port=port, controller_port=controller_port
+        )
+    )
+    (state_dir / "kafka-log4j.properties").write_text(_LOG4J)
+    return restart(libs=libs, state_dir=state_dir)

@@ -1,9 +1,12 @@
-"""Detached service processes: spawn, liveness, stop, and the tail of their logs.
+"""Detached service processes: spawn, liveness, stop, who uses a directory, and log tails.
 
 The stack's servers must outlive the `ingest stack up` command that started
 them, so they run in their own session and are tracked by pid. A pid is only
 trusted while its command line still names the stack's data directory, so a
-recycled pid is never signalled.
+recycled pid is never signalled. `users_of` finds every process that names a
+directory on its command line, works in it or holds a file open in it (a
+server restarted by hand included), so nothing deletes a directory from
+under a running process.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -34,7 +38,9 @@ def spawn(
 
 
 def is_running(pid: int, marker: str) -> bool:
-    """True while `pid` is alive and its command line contains `marker`."""
+    """True while `pid` is alive and its command line names the path `marker`."""
+    if pid <= 0:
+        return False  # never a service; and waitpid(0) would reap any child of ours
     _reap(pid)
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -45,7 +51,57 @@ def is_running(pid: int, marker: str) -> bool:
         return False
     # The command line reads empty for an instant while a process re-executes itself
     # (MinIO does at start-up): alive, and not yet comparable.
-    return not cmdline or marker.encode() in cmdline
+    return not cmdline or _names(cmdline, marker)
+
+
+@dataclass(frozen=True)
+class DirectoryUser:
+    pid: int
+    command: str
+
+    def __str__(self) -> str:
+        return f"pid {self.pid} ({self.command[:120]})"
+
+
+def users_of(directory: Path) -> list[DirectoryUser]:
+    """Every live process (but this one) that names `directory` (or a path in it) on its
+    command line, works in it, or holds a file in it open. Processes of other users that
+    cannot be inspected are not seen."""
+    root = str(directory.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        pid = int(entry.name)
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            if not cmdline or (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+                continue  # kernel threads and zombies hold nothing
+            if _names(cmdline, root) or _names(cmdline, str(directory)) or _inside(entry, root):
+                command = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+                found.append(DirectoryUser(pid, command))
+        except OSError:
+            continue  # gone meanwhile, or not ours to inspect
+    return found
+
+
+def _names(cmdline: bytes, path: str) -> bool:
+    """True when an argument is `path` or a path below it (never a sibling like `path-2`)."""
+    wanted = path.rstrip("/").encode()
+    return any(argument == wanted or wanted + b"/" in argument for argument in cmdline.split(b"\0"))
+
+
+def _inside(proc_entry: Path, root: str) -> bool:
+    """The process works in `root` or has a file below it open."""
+    links = [proc_entry / "cwd"]
+    with contextlib.suppress(OSError):
+        links.extend((proc_entry / "fd").iterdir())
+    for link in links:
+        with contextlib.suppress(OSError):
+            target = os.readlink(link)
+            if target == root or target.startswith(root + "/"):
+                return True
+    return False
 
 
 def stop(pid: int, marker: str, *, grace: float = 15.0) -> None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final, Self
 
 from infra.bus.eventbus import InProcessEventBus
 from infra.bus.subscription import SubscriberDropped, Subscription
+from infra.describe import in_words
 from infra.feeds import RecordHandler, TopicPartition, TopicReader, hand_over
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ class BusTopicReader:
             return
         error = task.exception()
         self._healthy = False
-        self._last_error = repr(error) if error else _ENDED
+        self._last_error = in_words(error) if error else _ENDED
         if error is not None:
             log.error("the reader of %s stopped", self._topic, exc_info=error)
         else:

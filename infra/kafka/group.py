@@ -48,6 +48,7 @@ from aiokafka.errors import (
     OffsetOutOfRangeError,
 )
 
+from infra.describe import in_words
 from infra.errors import PartitionNotAssigned, RecordsExpired, ServiceUnavailable
 from infra.feeds import EndOffsets, GroupConsumer, RebalanceListener, TopicPartition
 from infra.kafka import internals
@@ -182,7 +183,7 @@ class KafkaGroupConsumer:
                 ) from None
             except KafkaError as error:
                 raise ServiceUnavailable(
-                    f"group {self._group_id!r} cannot read: {error}",
+                    f"group {self._group_id!r} cannot read: {in_words(error)}",
                     details={"group_id": self._group_id},
                     retriable=bool(error.retriable),
                 ) from error
@@ -203,7 +204,7 @@ class KafkaGroupConsumer:
                 await consumer.commit(theirs)
         except (CommitFailedError, IllegalStateError) as error:
             raise PartitionNotAssigned(
-                f"group {self._group_id!r} cannot commit {sorted(offsets)}: {error}",
+                f"group {self._group_id!r} cannot commit {sorted(offsets)}: {in_words(error)}",
                 details={"group_id": self._group_id},
             ) from error
         except TimeoutError:
@@ -214,7 +215,7 @@ class KafkaGroupConsumer:
             ) from None
         except KafkaError as error:
             raise ServiceUnavailable(
-                f"Kafka refused the commit of group {self._group_id!r}: {error}",
+                f"Kafka refused the commit of group {self._group_id!r}: {in_words(error)}",
                 details={"group_id": self._group_id},
                 retriable=bool(error.retriable),
             ) from error
@@ -227,7 +228,7 @@ class KafkaGroupConsumer:
         except (TimeoutError, KafkaError) as error:
             raise ServiceUnavailable(
                 f"Kafka did not tell the committed offset of group {self._group_id!r} "
-                f"on {partition.topic}[{partition.partition}]: {error!r}",
+                f"on {partition.topic}[{partition.partition}]: {in_words(error)}",
                 details={"group_id": self._group_id},
             ) from error
         return offset
@@ -242,7 +243,8 @@ class KafkaGroupConsumer:
                 ends = await consumer.end_offsets([_theirs(p) for p in partitions])
         except (TimeoutError, KafkaError) as error:
             raise ServiceUnavailable(
-                f"Kafka did not tell the end offsets for group {self._group_id!r}: {error!r}",
+                f"Kafka did not tell the end offsets for group {self._group_id!r}: "
+                f"{in_words(error)}",
                 details={"group_id": self._group_id},
             ) from error
         return {TopicPartition(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
@@ -317,7 +319,7 @@ class KafkaGroupConsumer:
     ) -> PartitionNotAssigned:
         return PartitionNotAssigned(
             f"{partition.topic}[{partition.partition}] is not assigned to this member of group "
-            f"{self._group_id!r}: {error}",
+            f"{self._group_id!r}: {in_words(error)}",
             details={"group_id": self._group_id, "topic": partition.topic},
         )
 

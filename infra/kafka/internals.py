@@ -54,7 +54,11 @@ async def abandon_pending(producer: Any, seconds: float) -> None:
         log.error("the Kafka producer's sender did not stop within %g s", seconds)
     accumulator = producer._message_accumulator
     batches = [batch for queue in accumulator._batches.values() for batch in queue]
-    batches += list(accumulator._pending_batches)
+    # A batch sent, then put back for a retry, still carries the callback that removes it from
+    # the pending set once done: failed while queued, that callback would raise KeyError (an
+    # "Exception in callback" traceback per batch). In the pending set too, it finds it there.
+    accumulator._pending_batches.update(batches)
+    batches = list(accumulator._pending_batches)
     accumulator.fail_all(
         KafkaTimeoutError("the producer stopped before the broker took the record")
     )

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from infra.describe import in_words
 from infra.feeds import RecordHandler, TopicReader, hand_over
 from infra.feeds import TopicPartition as FeedPartition
 from infra.kafka import internals
@@ -208,7 +209,7 @@ class KafkaTopicReader:
                 # Kafka errors and bugs alike: keep reading, but visibly unhealthy.
                 failures += 1
                 self._healthy = False
-                self._last_error = f"{type(error).__name__}: {error}"
+                self._last_error = in_words(error)
                 delay = min(_MAX_BACKOFF_SECONDS, 0.5 * 2 ** min(failures, 6))
                 log.exception("reading %s failed (retrying in %g s)", self._topic, delay)
                 await asyncio.sleep(delay)
@@ -227,7 +228,7 @@ class KafkaTopicReader:
             return
         error = task.exception()
         self._healthy = False
-        self._last_error = repr(error) if error else _ENDED
+        self._last_error = in_words(error) if error else _ENDED
         if error is not None:
             log.error("the reader of %s stopped", self._topic, exc_info=error)
         else:

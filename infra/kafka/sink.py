@@ -13,11 +13,17 @@ batch for a dead broker forever (aiokafka #1101), so `emit` puts its own time
 limit around both the hand-over and the broker's acknowledgement and raises
 EventDeliveryError when it passes, or on any Kafka error (`retriable` says
 whether trying again may help; `may_be_delivered` is true when the record was
-already queued in the producer, which keeps trying and may still deliver it,
-so a resend can duplicate it: consumers de-duplicate by `ce_id`). `start`
-raises ServiceUnavailable when no broker answers within its time limit,
-`check` when the cluster does not answer. `stop` never hangs:
-records still undelivered after the time limit are failed and logged.
+already queued, so a resend can duplicate it: consumers de-duplicate by
+`ce_id`). A producer that has given up a record this way, or whose sender
+has died, is wedged (an idempotent producer whose records were failed under
+it answers OutOfOrderSequenceNumber once the broker is back): it is
+abandoned at once (its pending records failed, then closed in the
+background) and the next send builds a fresh one, within the same time
+limit. So a short `timeout` lets a caller such as the event journal fall
+back quickly while the broker is away. `start` raises ServiceUnavailable
+when no broker answers within its time limit, `check` when the cluster does
+not answer. `stop` never hangs: records still undelivered after the time
+limit are failed and logged.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.codec import has_gzip, has_lz4, has_snappy, has_zstd
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, OutOfOrderSequenceNumber
 
 from infra.errors import EventDeliveryError, ServiceUnavailable
 from infra.feeds import RecordPublisher
@@ -90,10 +96,13 @@ class KafkaEventSink:
         self._client_id = client_id
         self._observer = observer
         self._producer: Any = None
+        self._started = False
+        self._connecting = asyncio.Lock()
+        self._abandoning: set[asyncio.Task[None]] = set()
 
     @property
     def started(self) -> bool:
-        return self._producer is not None
+        return self._started
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -109,7 +118,7 @@ class KafkaEventSink:
 
     async def start(self) -> None:
         """Connect; ServiceUnavailable if no broker answers within `start_timeout` seconds."""
-        if self._producer is not None:
+        if self._started:
             return
         self._producer = await until_reachable(
             self._connect,
@@ -117,6 +126,7 @@ class KafkaEventSink:
             what=f"reaching Kafka at {self._bootstrap_servers}",
             details={"bootstrap_servers": self._bootstrap_servers},
         )
+        self._started = True
 
     async def _connect(self) -> Any:
         producer = self._new_producer()
@@ -129,7 +139,10 @@ class KafkaEventSink:
 
     async def stop(self) -> None:
         """Deliver what is pending within `timeout` seconds, fail the rest, disconnect."""
+        self._started = False
         producer, self._producer = self._producer, None
+        if self._abandoning:
+            await asyncio.wait(self._abandoning, timeout=self._timeout)
         if producer is None:
             return
         try:
@@ -155,18 +168,13 @@ class KafkaEventSink:
             "event_type": ce_type,
             "topic": topic,
         }
-        producer = self._producer
-        if producer is None:
-            raise EventDeliveryError(
-                f"cannot emit {ce_type}: the Kafka producer is not started",
-                details=details,
-                retriable=True,
-            )
         encoded = encode(event, source=self._source)
         started = time.perf_counter()
         delivery: asyncio.Future[Any] | None = None
+        producer: Any = None
         try:
             async with asyncio.timeout(self._timeout):
+                producer = await self._ready_producer(f"emit {ce_type}", details)
                 delivery = await producer.send(
                     topic, value=encoded.value, key=encoded.key, headers=encoded.headers
                 )
@@ -174,14 +182,19 @@ class KafkaEventSink:
                 await asyncio.shield(delivery)
         except TimeoutError:
             self._report(ce_type, started, ok=False)
+            self._abandon(producer)
             raise EventDeliveryError(
                 f"Kafka did not take {ce_type} {event.event_id} within {self._timeout:g} s",
                 details=details,
                 retriable=True,
                 may_be_delivered=delivery is not None,
             ) from None
+        except EventDeliveryError:
+            self._report(ce_type, started, ok=False)
+            raise
         except KafkaError as error:
             self._report(ce_type, started, ok=False)
+            self._abandon_if_wedged(producer, error)
             raise EventDeliveryError(
                 f"Kafka refused {ce_type} {event.event_id}: {error}",
                 details=details,
@@ -203,20 +216,16 @@ class KafkaEventSink:
     ) -> None:
         """Append one raw record to `topic`; EventDeliveryError as `emit` raises it."""
         details: dict[str, Any] = {"topic": topic}
-        producer = self._producer
-        if producer is None:
-            raise EventDeliveryError(
-                f"cannot publish to {topic}: the Kafka producer is not started",
-                details=details,
-                retriable=True,
-            )
         delivery: asyncio.Future[Any] | None = None
+        producer: Any = None
         try:
             async with asyncio.timeout(self._timeout):
+                producer = await self._ready_producer(f"publish to {topic}", details)
                 delivery = await producer.send(topic, value=value, key=key, headers=list(headers))
                 # Shielded: cancelling aiokafka's own future would not withdraw the record.
                 await asyncio.shield(delivery)
         except TimeoutError:
+            self._abandon(producer)
             raise EventDeliveryError(
                 f"Kafka did not take a record for {topic} within {self._timeout:g} s",
                 details=details,
@@ -224,6 +233,7 @@ class KafkaEventSink:
                 may_be_delivered=delivery is not None,
             ) from None
         except KafkaError as error:
+            self._abandon_if_wedged(producer, error)
             raise EventDeliveryError(
                 f"Kafka refused a record for {topic}: {error}",
                 details=details,
@@ -235,14 +245,11 @@ class KafkaEventSink:
 
     async def check(self) -> None:
         """ServiceUnavailable unless the cluster answers a metadata request in time."""
-        producer = self._producer
-        if producer is None:
+        if not self._started:
             raise ServiceUnavailable("the Kafka producer is not started")
-        if internals.sender_stopped(producer):
-            # Its failure already failed every pending send; nothing more will be sent.
-            raise ServiceUnavailable("the Kafka producer's sender has stopped", retriable=False)
         try:
             async with asyncio.timeout(self._check_timeout):
+                producer = await self._ready_producer("check", {})
                 await producer.client.fetch_all_metadata()
         except TimeoutError:
             raise ServiceUnavailable(
@@ -253,6 +260,56 @@ class KafkaEventSink:
             raise ServiceUnavailable(
                 f"Kafka at {self._bootstrap_servers} is not available: {error}",
             ) from error
+
+    async def _ready_producer(self, what: str, details: dict[str, Any]) -> Any:
+        """The producer, built afresh when the last one was abandoned (the caller bounds it)."""
+        if not self._started:
+            raise EventDeliveryError(
+                f"cannot {what}: the Kafka producer is not started", details=details, retriable=True
+            )
+        producer = self._producer
+        if producer is not None and internals.sender_stopped(producer):
+            # Its failure already failed every pending send; nothing more would be sent.
+            self._abandon(producer)
+            producer = None
+        if producer is not None:
+            return producer
+        async with self._connecting:
+            if self._producer is None:
+                try:
+                    self._producer = await self._connect()
+                except (KafkaError, OSError) as error:
+                    raise EventDeliveryError(
+                        f"cannot {what}: Kafka at {self._bootstrap_servers} is not reachable: "
+                        f"{error}",
+                        details=details,
+                        retriable=True,
+                    ) from error
+                if not self._started:  # stopped while connecting
+                    self._abandon(self._producer)
+                    raise EventDeliveryError(f"cannot {what}: the sink stopped", retriable=True)
+            return self._producer
+
+    def _abandon_if_wedged(self, producer: Any, error: KafkaError) -> None:
+        if isinstance(error, OutOfOrderSequenceNumber | KafkaTimeoutError):
+            self._abandon(producer)
+
+    def _abandon(self, producer: Any) -> None:
+        """Stop using `producer`: fail what it still holds and close it, in the background."""
+        if producer is None:
+            return
+        if self._producer is producer:
+            self._producer = None
+        task = asyncio.create_task(self._close_abandoned(producer), name="kafka-abandon")
+        self._abandoning.add(task)
+        task.add_done_callback(self._abandoning.discard)
+
+    async def _close_abandoned(self, producer: Any) -> None:
+        try:
+            await internals.abandon_pending(producer, self._timeout)
+        except Exception:
+            log.exception("could not fail the records of an abandoned Kafka producer")
+        await _stop_quietly(producer)
 
     def _new_producer(self) -> Any:
         return AIOKafkaProducer(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 from typing import Any, Final
 
+from infra.describe import in_words
 from ingest.errors import ChecksumMismatch, MultipartUploadMissing, StorageError
 
 # Disk errors worth retrying: the same call may well succeed in a moment.
@@ -61,7 +62,7 @@ def disk_error(operation: str, bucket: str | None, key: str, error: OSError) -> 
     """The StorageError for a failed file operation; `code` is the errno name (`ENOSPC`, ...)."""
     code = errno.errorcode.get(error.errno or 0, type(error).__name__)
     return StorageError(
-        f"local {operation} of {key!r} failed: {type(error).__name__}: {error}",
+        f"local {operation} of {key!r} failed: {in_words(error)}",
         details=_details(operation, bucket, key, code, status=None),
         retriable=error.errno in _RETRIABLE_ERRNOS,
     )

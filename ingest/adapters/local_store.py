@@ -42,6 +42,7 @@ import aiofiles
 import aiofiles.os
 import msgspec
 
+from infra.describe import in_words
 from ingest.adapters.local_failures import LocalFailures
 from ingest.adapters.local_files import (
     key_segments,
@@ -58,7 +59,7 @@ from ingest.adapters.local_parts import (
     part_digests,
     read_manifest,
 )
-from ingest.errors import ServiceUnavailable
+from ingest.errors import ServiceUnavailable, StorageError
 from ingest.ports import StoredObject, StoredPart
 
 S3_MIN_PART_SIZE: Final = 5 * 1024 * 1024
@@ -198,6 +199,14 @@ class LocalObjectStore:
         except OSError as error:
             raise self.failures.disk("get_object", key, error) from error
 
+    async def stored_size(self, key: str) -> int | None:
+        try:
+            return await self.object_size(key)
+        except StorageError as error:
+            if error.details.get("code") == "NoSuchKey":
+                return None
+            raise
+
     async def delete(self, key: str) -> None:
         """Remove an object; there being none is not an error.
 
@@ -247,7 +256,7 @@ class LocalObjectStore:
         except OSError as error:
             await remove_quietly(probe)
             raise ServiceUnavailable(
-                f"the object store at {self._root} is not writable: {error}",
+                f"the object store at {self._root} is not writable: {in_words(error)}",
                 details={"root": str(self._root)},
                 retriable=False,
             ) from error

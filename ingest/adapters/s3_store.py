@@ -33,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import HTTPClientError as BotoHTTPClientError
 
+from infra.describe import in_words
 from infra.s3 import S3Endpoint, open_s3_client, send_data_bodies_as_is
 from ingest.errors import (
     ChecksumMismatch,
@@ -113,7 +114,7 @@ def storage_error(operation: str, bucket: str, key: str, error: BaseException) -
         message = error.response.get("Error", {}).get("Message") or str(error)
         reason = f"{code} (HTTP {status}): {message}"
     else:
-        reason = f"{type(error).__name__}: {error}"
+        reason = in_words(error)
     kind = MultipartUploadMissing if code == "NoSuchUpload" else StorageError
     return kind(f"S3 {operation}{target} failed: {reason}", details=details, retriable=retriable)
 
@@ -405,6 +406,18 @@ class S3ObjectStore:
             async with response["Body"] as body:
                 data: bytes = await body.read()
         return data
+
+    async def stored_size(self, key: str) -> int | None:
+        async with self._calls.call("head_object", key):
+            try:
+                response = await self._client.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as error:
+                # A HEAD has no body: S3 says only 404.
+                if error_code(error) in ("404", "NoSuchKey", "NotFound"):
+                    return None
+                raise
+        size: int = response["ContentLength"]
+        return size
 
     async def delete(self, key: str) -> None:
         async with self._calls.call("delete_object", key):

@@ -19,10 +19,12 @@ from typing import Any
 from aiohttp import web
 
 from infra.cors import install_cors
+from ingest.errors import IngestError
 from ingest.http.connections import ConnectionLimits, GuardedSite
 from ingest.http.errors import error_middleware
 from ingest.http.protocol import IngestRunner
 from ingest.http.requestid import send_request_id
+from ingest.http.requestlog import RequestLog, access_log
 from ingest.http.routes import add_routes
 from ingest.http.services import SERVICES, IngestServices
 
@@ -55,6 +57,7 @@ def build_app(services: IngestServices) -> web.Application:
     app.on_response_prepare.append(send_request_id)
     app.on_shutdown.append(_drain_uploads)
     app.cleanup_ctx.append(_relay_cancels)
+    app.cleanup_ctx.append(_heartbeat_and_sweep)
     return app
 
 
@@ -79,7 +82,8 @@ async def start_serving(
             max_connections=settings.max_connections,
         )
     handler_args: dict[str, Any] = {
-        "access_log": None,
+        "access_log_class": RequestLog,
+        "access_log": access_log,
         "read_bufsize": READ_BUFSIZE,
         "keepalive_timeout": limits.keepalive_timeout,
     }
@@ -110,6 +114,36 @@ async def _drain_uploads(app: web.Application) -> None:
     stopped = await services.active.drain(grace)
     if stopped:
         log.warning("shutdown stopped %d uploads that did not finish in %.1fs", stopped, grace)
+
+
+async def _heartbeat_and_sweep(app: web.Application) -> AsyncIterator[None]:
+    """Say this instance is alive (before it serves), and sweep now and then.
+
+    Stopped after the drain (cleanup runs after shutdown): an instance that stops
+    beating is judged dead, and its uploads still draining would be failed under it.
+    """
+    services = app[SERVICES]
+    settings = services.settings
+    tasks: list[asyncio.Task[None]] = []
+    if services.heartbeats is not None:
+        try:
+            await services.heartbeats.beat()
+        except IngestError as error:
+            # Not ready anyway while S3 fails (/readyz says so); beaten again shortly.
+            log.warning("could not write the first heartbeat: %s", error)
+        tasks.append(
+            asyncio.create_task(
+                services.heartbeats.run(settings.heartbeat_interval_seconds), name="heartbeat"
+            )
+        )
+    if services.sweeper is not None and settings.sweep_interval_seconds > 0:
+        tasks.append(
+            asyncio.create_task(services.sweeper.run(settings.sweep_interval_seconds), name="sweep")
+        )
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _relay_cancels(app: web.Application) -> AsyncIterator[None]:

@@ -3,7 +3,9 @@
 Every error leaves as `{"error_code", "error_message", "details", "timestamp"}`.
 A 5xx body never carries the error's own message or details (they can name
 endpoints, buckets and keys): those are logged with the request id, and the body
-has a generic message and `details: {"request_id"}`. Unexpected exceptions are
+has a generic message and `details: {"request_id"}`. The same holds for a 4xx
+whose details name storage internals (a checksum S3 refused, a lost
+compare-and-swap on a state document). Unexpected exceptions are
 logged with their stack and answered 500 INTERNAL the same way.
 """
 
@@ -46,7 +48,8 @@ _STATUS: list[tuple[type[errors.IngestError], int]] = [
     (errors.UnsupportedProtocolVersion, 412),
     (errors.OffsetMismatch, 409),
     (errors.UploadGone, 410),
-    (errors.UploadLocked, 423),
+    # Not 423: tus defines no such status; on 409 a tus client asks for the offset again.
+    (errors.UploadLocked, 409),
 ]
 
 _encoder = msgspec.json.Encoder()
@@ -99,8 +102,34 @@ def server_error(status: int, rid: str, error_code: str = "INTERNAL") -> web.Res
     return response
 
 
+_INTERNAL_DETAILS = frozenset({"bucket", "key", "endpoint", "operation"})
+"""Details only storage errors carry: an error naming them says nothing a client may read."""
+
+_GENERIC_4XX = {
+    409: "another request changed this upload at the same moment; retry",
+    460: "the stored data did not match its checksum; send it again",
+}
+
+
 def error_response(error: errors.IngestError, request: web.BaseRequest) -> web.Response:
     status = status_of(error)
+    if status < 500 and _INTERNAL_DETAILS & set(error.details):
+        # A 4xx raised by storage (S3 refusing a part's checksum, a lost compare-and-swap on
+        # a state document) names buckets and keys: logged, like a 5xx, never answered.
+        rid = request_id(request)
+        log.warning(
+            "request %s (%s %s) refused: %s %s %s",
+            rid,
+            request.method,
+            request.path,
+            error.error_code,
+            error.message,
+            error.details,
+        )
+        message = _GENERIC_4XX.get(status, "the request could not be carried out; retry")
+        response = json_error(status, error.error_code, message, {"request_id": rid})
+        response.headers[HEADER] = rid
+        return response
     if status >= 500:
         rid = request_id(request)
         log.error(

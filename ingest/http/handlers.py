@@ -24,6 +24,7 @@ from ingest.errors import (
 from ingest.http.body import declared_length, multipart_file, raw_body
 from ingest.http.decoding import decode_body
 from ingest.http.errors import error_response
+from ingest.http.requestlog import note_upload, note_user
 from ingest.http.responses import (
     json_response,
     quota_response,
@@ -71,8 +72,13 @@ def principal(request: web.Request) -> Principal:
                 "send it in the Authorization header (Bearer)"
             )
         if "Authorization" not in request.headers:
-            return verifier.verify(request.query["token"])
-    return verifier.from_authorization(request.headers.get("Authorization"))
+            return _noted(request, verifier.verify(request.query["token"]))
+    return _noted(request, verifier.from_authorization(request.headers.get("Authorization")))
+
+
+def _noted(request: web.Request, caller: Principal) -> Principal:
+    note_user(request, caller.user_id)  # the request log names who made each request
+    return caller
 
 
 async def create_upload(request: web.Request) -> web.Response:
@@ -83,9 +89,7 @@ async def create_upload(request: web.Request) -> web.Response:
     file_format = admission.requested_format(body.file_format, body.filename)
     admission.check_expected_size(body.expected_file_size)
     limits = admission.limits
-    protocol: UploadProtocol = (
-        "dashboard" if request.path.startswith(DASHBOARD_PREFIX) else "stream"
-    )
+    protocol = _protocol_of(request)
     if body.file_hash:
         # Before the quota: a file already stored is answered, and charged, never again.
         earlier = await svc.duplicates.lookup(user.user_id, body.file_hash.lower())
@@ -171,6 +175,7 @@ async def upload_file(request: web.Request) -> web.Response:
         body, filename = raw_body(request, idle), None
         content_type = request.headers.get("Content-Type")
         declared = declared_length(request)
+    note = note_upload(request, session_id, _protocol_of(request))
     svc.metrics.uploads_in_flight.inc()
     started = time.monotonic()
     outcome = "failed"
@@ -179,6 +184,7 @@ async def upload_file(request: web.Request) -> web.Response:
             session_id, user, body, content_type=content_type, declared_size=declared
         )
         outcome = "completed"
+        note.completed, note.size = True, result.size_bytes
     except UploadCancelledError:
         outcome = "cancelled"
         raise
@@ -296,6 +302,10 @@ async def set_quota(request: web.Request) -> web.Response:
         {"user_id": user_id, "quota_limit": body.quota_limit, "uploads_limit": body.uploads_limit},
         status=202,
     )
+
+
+def _protocol_of(request: web.Request) -> UploadProtocol:
+    return "dashboard" if request.path.startswith(DASHBOARD_PREFIX) else "stream"
 
 
 def _upload_url(request: web.Request, session_id: str) -> str:

@@ -75,6 +75,34 @@ class IngestMetrics:
             registry=self.registry,
         )
 
+        self.journal_events = Gauge(
+            "ingest_journal_events",
+            "Lifecycle events in the event journal, not yet taken by the broker",
+            registry=self.registry,
+        )
+        self.journal_bytes = Gauge(
+            "ingest_journal_bytes", "Bytes of the event journal on disk", registry=self.registry
+        )
+        self.journal_oldest = Gauge(
+            "ingest_journal_oldest_seconds",
+            "Age of the oldest event in the journal (0 when it is empty)",
+            registry=self.registry,
+        )
+        self.broker_up = Gauge(
+            "ingest_event_bus_up",
+            "1 while the broker takes events, as the journal last saw it",
+            registry=self.registry,
+        )
+        self.journal_flow = Counter(
+            "ingest_journal_outcomes_total",
+            "Events journaled, relayed from the journal, or (progress) dropped",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def observe_journal(self, outcome: str, count: int) -> None:
+        self.journal_flow.labels(outcome).inc(count)
+
     def observe_s3(self, operation: str, seconds: float, ok: bool) -> None:
         self.s3_seconds.labels(operation).observe(seconds)
         if not ok:

@@ -153,7 +153,7 @@ TUS_OVERRIDE = Operation(
 )
 HEALTHZ = Operation(summary="Liveness", responses=((200, "alive", HealthResponse),), public=True)
 READYZ = Operation(
-    summary="Readiness: Kafka, S3 and the quota view reachable",
+    summary="Readiness: S3 and the quota view reachable, Kafka or room in the event journal",
     responses=(
         (200, "ready", ReadinessResponse),
         (503, "not ready or draining", ReadinessResponse),

@@ -1,4 +1,10 @@
-"""Liveness, readiness and Prometheus metrics: the routes an operator's tooling calls."""
+"""Liveness, readiness and Prometheus metrics: the routes an operator's tooling calls.
+
+Readiness with an event journal in front of Kafka: a broker that does not
+answer does not make the instance unready while the journal has room (events
+are journaled meanwhile, and the body says so); a journal that must refuse
+new uploads does.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ingest.errors import IngestError
 from ingest.http.responses import json_response
 from ingest.http.services import SERVICES
+from ingest.ports import EventBacklog
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +39,24 @@ async def readyz(request: web.Request) -> web.Response:
         checks, await asyncio.gather(*(_bounded(c) for c in checks.values())), strict=True
     ):
         results[name] = outcome
-    ready = all(outcome == "ok" for outcome in results.values())
-    return json_response(
-        {"status": "ready" if ready else "not ready", "checks": results},
-        status=200 if ready else 503,
-    )
+    body: dict[str, object] = {"checks": results}
+    if isinstance(svc.sink, EventBacklog):
+        backlog = svc.sink.backlog()
+        results["journal"] = "ok" if backlog.has_room else "full"
+        if results["kafka"] != "ok" and backlog.has_room:
+            results["kafka"] += "; events are journaled until it is back"
+        body["journal"] = {
+            "events": backlog.events,
+            "bytes": backlog.bytes,
+            "oldest_seconds": round(backlog.oldest_seconds or 0.0, 1),
+            "broker_up": backlog.broker_up,
+        }
+        # Uploads never wait on the broker: only a journal without room makes this unready.
+        ready = all(outcome == "ok" for name, outcome in results.items() if name != "kafka")
+    else:
+        ready = all(outcome == "ok" for outcome in results.values())
+    body = {"status": "ready" if ready else "not ready", **body}
+    return json_response(body, status=200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -44,6 +64,12 @@ async def metrics(request: web.Request) -> web.Response:
     svc.metrics.buffer_bytes.set(svc.budget.in_use)
     svc.metrics.buffer_waiters.set(svc.budget.waiting)
     svc.metrics.parts_in_flight.set(svc.budget.holders)
+    if isinstance(svc.sink, EventBacklog):
+        backlog = svc.sink.backlog()
+        svc.metrics.journal_events.set(backlog.events)
+        svc.metrics.journal_bytes.set(backlog.bytes)
+        svc.metrics.journal_oldest.set(backlog.oldest_seconds or 0.0)
+        svc.metrics.broker_up.set(1 if backlog.broker_up else 0)
     return web.Response(
         body=generate_latest(svc.metrics.registry),
         headers={"Content-Type": CONTENT_TYPE_LATEST},

@@ -37,6 +37,7 @@ from ingest.errors import IngestError, InvalidRequest, OffsetMismatch, Unsupport
 from ingest.http import handlers
 from ingest.http.body import raw_body
 from ingest.http.errors import error_response
+from ingest.http.requestlog import note_upload
 from ingest.http.responses import json_response, upload_response
 from ingest.http.services import SERVICES, IngestServices
 from ingest.usecases.tus.protocol import PatchRequest, UploadInfo
@@ -214,6 +215,7 @@ async def _append(
     user = handlers.principal(request)
     patch = PatchRequest(offset=offset, length=length, content_length=request.content_length)
     body = raw_body(request, svc.settings.body_idle_timeout_seconds)
+    note = note_upload(request, session_id, "resumable")
     try:
         info = await tus.patch(session_id, user, patch, body)
     except OffsetMismatch as error:
@@ -229,6 +231,7 @@ async def _append(
             details={"offset": info.offset, "upload_length": info.length},
         )
     if complete:
+        note.completed, note.size = True, info.length
         session, _ = await tus.sessions.load(session_id)
         assert session.result is not None
         response = json_response(upload_response(session, session.result), status=201)

@@ -12,7 +12,9 @@ from ingest.pipeline.budget import MemoryBudget
 from ingest.ports import EventSink, ObjectStore, QuotaView
 from ingest.settings import IngestSettings
 from ingest.usecases.duplicates import DuplicateIndex
+from ingest.usecases.instances import Heartbeats
 from ingest.usecases.sessions import SessionService
+from ingest.usecases.sweep.sweeper import Sweeper
 from ingest.usecases.tus.service import TusService
 from ingest.usecases.uploads import ActiveUploads, UploadService
 
@@ -32,6 +34,10 @@ class IngestServices:
     metrics: IngestMetrics
     tus: TusService | None = None
     """Resumable uploads; None when the object store cannot resume a multipart upload."""
+    heartbeats: Heartbeats | None = None
+    """This instance's heartbeat, written while it serves; None: no heartbeat (tests)."""
+    sweeper: Sweeper | None = None
+    """The clean-up run every `sweep_interval_seconds`; None: none in this process."""
 
 
 SERVICES = web.AppKey("services", IngestServices)

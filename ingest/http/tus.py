@@ -22,6 +22,7 @@ from ingest.errors import (
 from ingest.http import handlers
 from ingest.http.body import raw_body
 from ingest.http.errors import error_response
+from ingest.http.requestlog import note_upload
 from ingest.http.services import SERVICES, IngestServices
 from ingest.usecases.tus.protocol import (
     CHECKSUM_ALGORITHMS,
@@ -105,11 +106,14 @@ async def create(request: web.Request) -> web.StreamResponse:
     headers = {"Location": location, "Upload-Expires": http_date(session.expires_at)}
     if patch is not None and request.can_read_body:
         body = raw_body(request, svc.settings.body_idle_timeout_seconds)
+        note = note_upload(request, session.session_id, "tus")
         try:
             info = await tus.patch(session.session_id, user, patch, body)
         except IngestError as error:
             # The upload exists: the client may resume it from its offset.
             return tus_error(request, error, {"Location": location})
+        if info.length is not None and info.offset >= info.length:
+            note.completed, note.size = True, info.length
         headers.update(_offset_headers(info))
     elif patch is not None:
         headers["Upload-Offset"] = "0"
@@ -141,6 +145,7 @@ async def patch(request: web.Request) -> web.StreamResponse:
     user = handlers.principal(request)
     request_ = _patch_request(request)
     body = raw_body(request, svc.settings.body_idle_timeout_seconds)
+    note = note_upload(request, request.match_info["session_id"], "tus")
     svc.metrics.uploads_in_flight.inc()
     try:
         info = await tus.patch(request.match_info["session_id"], user, request_, body)
@@ -148,6 +153,7 @@ async def patch(request: web.Request) -> web.StreamResponse:
         svc.metrics.uploads_in_flight.dec()
     if info.expires_at is None and info.length is not None:
         # This request completed the upload.
+        note.completed, note.size = True, info.length
         svc.metrics.uploads.labels("completed").inc()
         svc.metrics.upload_bytes.inc(info.length)
         svc.metrics.upload_size.observe(info.length)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+from infra.describe import in_words
 from ingest.errors import (
     ClientDisconnected,
     IncompleteBody,
@@ -143,7 +144,7 @@ class MeteredBody:
         except Exception as exc:
             # Whatever the transport raises (reset, EOF, a payload error), the
             # client is gone as far as this upload is concerned.
-            raise ClientDisconnected(f"the client connection failed: {exc!r}") from exc
+            raise ClientDisconnected(f"the client connection failed: {in_words(exc)}") from exc
         self._received += len(chunk)
         self._limits.check_received(self._received)
         if self._on_chunk is not None:

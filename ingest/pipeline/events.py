@@ -7,14 +7,15 @@ numbering each in the order it is sent, so sequence order and sending order
 are the same.
 
 How it fails: `EventWriter.emit` raises what the sink raises
-(EventDeliveryError) and TimeoutError past the event timeout; the number of an
-event that failed is not used again. Builders never fail.
+(EventDeliveryError), what its `before_send` raises, and TimeoutError past the
+event timeout; the number of an event that failed is not used again. Builders
+never fail.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypedDict
 
@@ -56,6 +57,10 @@ class UploadFields(TypedDict):
 BuildEvent = Callable[[UploadFields], Event]
 """One event, from the fields it shares with every other event of its upload."""
 
+BeforeSend = Callable[[Event], Awaitable[None]]
+"""Work on the event as built, before the sink has it (recording a terminal event where
+`ingest reconcile` finds it); what it raises stops the event."""
+
 
 class EventWriter:
     """Emits one upload's events one at a time, numbering them in the order they are sent."""
@@ -73,11 +78,15 @@ class EventWriter:
         self._lock = asyncio.Lock()
         self.format: str | None = normalize_format(target.declared_format)
 
-    async def emit(self, build: BuildEvent) -> None:
+    async def emit(self, build: BuildEvent, *, before_send: BeforeSend | None = None) -> Event:
+        """Build the next event, hand it to `before_send` (when given), then send it; returns it."""
         async with asyncio.timeout(self._timeout), self._lock:
             event = build(self._fields())
             self._next += 1
+            if before_send is not None:
+                await before_send(event)
             await self._sink.emit(event)
+            return event
 
     def _fields(self) -> UploadFields:
         target = self._target

@@ -12,7 +12,9 @@ quota, which moves while a body streams). It emits
 `upload.started`, throttled `upload.progress` (and one per stored part) and
 `upload.completed` (`events`), after recording the file as the original of its
 bytes for its user, or removing it as a duplicate of the original already
-recorded (`duplicate_of`).
+recorded (`duplicate_of`). `record_completion`, when given, gets the result and
+the completed event as built, before the sink does (the caller records it where `ingest
+reconcile` can find it again, so a completed upload never loses its event).
 
 How it fails: on any error, and on cancellation, it stops the part uploads,
 gives back every reserved byte, aborts the multipart upload (or deletes what a
@@ -29,8 +31,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 from infra import layout
@@ -55,8 +58,13 @@ from ingest.pipeline.hashing import StreamHasher
 from ingest.pipeline.parts import PartReader, plan_part_size
 from ingest.pipeline.progress import ProgressTracker
 from ingest.ports import EventSink, MultipartUpload, ObjectStore, StoredObject, StoredPart
+from schemas import Event
 
 log = logging.getLogger(__name__)
+
+RecordCompletion = Callable[[UploadResult, Event], Awaitable[None]]
+"""Record a stored upload's result and its completed event before the event is sent;
+what it raises fails the upload like a failed send."""
 
 
 @dataclass
@@ -89,6 +97,7 @@ async def stream_upload(
     interrupt: Interrupt,
     claim_original: ClaimOriginal,
     meter: Callable[[int], None] | None = None,
+    record_completion: RecordCompletion | None = None,
     first_sequence: int = 0,
     video_id: str | None = None,
     analysis_id: str | None = None,
@@ -103,6 +112,7 @@ async def stream_upload(
         interrupt=interrupt,
         claim_original=claim_original,
         meter=meter,
+        record_completion=record_completion,
         video_id=video_id or str(uuid.uuid4()),
         analysis_id=analysis_id or str(uuid.uuid4()),
     )
@@ -121,6 +131,7 @@ class _Upload:
         interrupt: Interrupt,
         claim_original: ClaimOriginal,
         meter: Callable[[int], None] | None,
+        record_completion: RecordCompletion | None,
         video_id: str,
         analysis_id: str,
     ) -> None:
@@ -131,6 +142,7 @@ class _Upload:
         self._interrupt = interrupt
         self._claim_original = claim_original
         self._meter = meter
+        self._record_completion = record_completion
         self._video_id = video_id
         self._analysis_id = analysis_id
         self._limits = SizeLimits.of(target)
@@ -217,7 +229,9 @@ class _Upload:
             within=self._config.event_timeout,
             upload_id=target.upload_id,
         )
-        await self._events.emit(completed_event(result))
+        record = self._record_completion
+        before_send = None if record is None else partial(record, result)
+        await self._events.emit(completed_event(result), before_send=before_send)
         return result
 
     async def _store_body(self, reader: PartReader) -> tuple[StoredObject, int]:
@@ -382,4 +396,9 @@ class _Upload:
             return failed_event("CANCELLED", "the upload was stopped", received)
         if isinstance(error, IngestError):
             return failed_event(error.event_code, error.message, received)
-        return failed_event("INTERNAL", f"{type(error).__name__}: {error}", received)
+        # A bug, logged with its stack where it surfaces: the event says so without the internals.
+        return failed_event(
+            "INTERNAL",
+            "an unexpected server error stopped the upload (see the server log)",
+            received,
+        )

@@ -13,11 +13,14 @@ and UnsupportedFormat (415) for a tus Upload-Length, TooLarge for a body over
 what its session allows, QuotaExceeded (429). The quota counts the published
 snapshot plus this instance's uploads in flight (`ingest.usecases.inflight`):
 `admit` holds a new upload's declared size, `charge` stops a streaming body on
-the byte that passes what is left.
+the byte that passes what is left. Every new upload also needs room for its
+events: an event sink with a journal (`EventBacklog`) that must not take on
+more raises JournalFull (503) before anything else is checked.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
@@ -30,7 +33,7 @@ from ingest.errors import (
     TooSmall,
     UnsupportedFormat,
 )
-from ingest.ports import QuotaStatus, QuotaView
+from ingest.ports import EventBacklog, EventSink, QuotaStatus, QuotaView
 from ingest.usecases.inflight import InFlightUploads
 
 RECHECK_BYTES = 8 * 1024 * 1024
@@ -44,6 +47,10 @@ class UploadLimits:
     allowed_formats: tuple[str, ...]
 
 
+def _always_room() -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Admission:
     limits: UploadLimits
@@ -52,6 +59,22 @@ class Admission:
         # One ledger per process, shared by every way in; composition roots pass it.
         default_factory=lambda: InFlightUploads(hold_seconds=3600.0)
     )
+    room: Callable[[], None] = _always_room
+    """Raises JournalFull when the events of one more upload cannot be taken on."""
+
+    @classmethod
+    def over(
+        cls,
+        limits: UploadLimits,
+        quota: QuotaView,
+        sink: EventSink,
+        in_flight: InFlightUploads | None = None,
+    ) -> Admission:
+        """The admission of a service whose uploads emit to `sink`."""
+        room = sink.check_room if isinstance(sink, EventBacklog) else _always_room
+        if in_flight is None:
+            return cls(limits, quota, room=room)
+        return cls(limits, quota, in_flight, room=room)
 
     def requested_format(
         self, file_format: str | None, filename: str | None, *, field: str | None = None
@@ -143,7 +166,9 @@ class Admission:
     ) -> QuotaStatus:
         """The user's quota, counting the snapshot and this instance's uploads in flight
         (but for `upload_id`, the one asking), unless one more upload (`new_upload`) or
-        `size` bytes pass it."""
+        `size` bytes pass it; JournalFull first when a new upload's events have no room."""
+        if new_upload:
+            self.room()
         status = self.usage(user_id, excluding=upload_id)
         if new_upload and status.uploads_remaining <= 0:
             raise QuotaExceeded(

@@ -14,7 +14,8 @@ A marker is deleted once it has stopped its upload. A marker whose upload is
 not (or no longer) here is deleted when a second listing still finds no such
 upload: by then an upload claimed just before the cancel has been registered,
 and one that ended needs no stopping. Markers addressed to an instance that has
-died are never read; they are a few bytes each.
+died are never read here: the sweep carries out the cancels they hold and
+removes them (`ingest.usecases.sweep`).
 """
 
 from __future__ import annotations

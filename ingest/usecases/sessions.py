@@ -2,7 +2,10 @@
 
 A session is created `active`, claimed once (`uploading`) by the instance that
 receives its body, and ends `completed`, `failed` or `cancelled`; an `active`
-session past its expiry reads as `expired`. Every transition is a
+session past its expiry reads as `expired` (and is written so by the sweep).
+Each session also has an entry in the index of open sessions (`layout.open_session_entry`)
+from its creation until the sweep finds it ended and cleaned, so that a sweep
+reads the sessions that may need it, not every session ever made. Every transition is a
 compare-and-swap on the document's version, so two instances can never both
 claim one session and a cancel from any instance is seen by the streamer.
 Raises SessionNotFound / SessionExpired / Forbidden / SessionConflict (the
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,10 +33,13 @@ from ingest.errors import (
     SessionNotFound,
     VersionConflict,
 )
-from ingest.model import TERMINAL_STATUSES, SessionStatus, UploadSession
+from ingest.model import TERMINAL_STATUSES, SessionStatus, UploadResult, UploadSession
 from ingest.ports import DocumentStore
-from schemas import UploadProtocol
+from schemas import Event, UploadCompleted, UploadProtocol
 from schemas.api import CreateUploadRequest
+
+ENDED_STATUSES: frozenset[str] = TERMINAL_STATUSES | {"expired"}
+"""Statuses a session never leaves (an `active` one past its expiry is not written yet)."""
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 _encoder = msgspec.json.Encoder()
@@ -86,13 +92,16 @@ class SessionService:
             expires_at=now + self._ttl,
             updated_at=now,
         )
-        await self._documents.create(session_key(session_id), _encoder.encode(session))
-        await self._documents.create(layout.user_session_entry(principal.user_id, session_id), b"")
+        await self.store_new(session)
         return session
 
     async def store_new(self, session: UploadSession) -> None:
         """Persist a session built elsewhere (an answered duplicate, a tus creation)."""
         await self._documents.create(session_key(session.session_id), _encoder.encode(session))
+        if session.status not in TERMINAL_STATUSES:
+            # Before anyone learns the id, so nothing can be stored under a session the sweep
+            # cannot find; an entry whose session is missing is only removed.
+            await self._documents.create(layout.open_session_entry(session.session_id), b"")
         await self._documents.create(
             layout.user_session_entry(session.user_id, session.session_id), b""
         )
@@ -104,6 +113,23 @@ class SessionService:
         if stored is None:
             raise SessionNotFound(f"no upload session {session_id!r}")
         return _decoder.decode(stored.data), stored.version
+
+    async def find(self, session_id: str) -> UploadSession | None:
+        """The stored session, or None when there is none (any more)."""
+        try:
+            session, _ = await self.load(session_id)
+        except SessionNotFound:
+            return None
+        return session
+
+    async def session_ids(self) -> list[str]:
+        """The id of every stored session, for passes over all of them."""
+        prefix, suffix = layout.SESSIONS_PREFIX, layout.SESSION_SUFFIX
+        keys = await self._documents.list_keys(prefix)
+        return [key[len(prefix) : -len(suffix)] for key in keys if key.endswith(suffix)]
+
+    def completion_recorder(self, session_id: str) -> CompletionRecorder:
+        return CompletionRecorder(self, session_id)
 
     async def get_owned(self, session_id: str, principal: Principal) -> UploadSession:
         session, _ = await self.load(session_id)
@@ -134,6 +160,7 @@ class SessionService:
                 version,
                 status="uploading",
                 instance_id=instance_id,
+                streamer_beats=True,
                 message="upload in progress",
             )
         except VersionConflict:
@@ -165,24 +192,66 @@ class SessionService:
             except VersionConflict:
                 continue
 
-    async def cancel(self, session_id: str, principal: Principal) -> UploadSession:
+    async def cancel(
+        self,
+        session_id: str,
+        principal: Principal,
+        *,
+        reports_here: Callable[[UploadSession], Awaitable[bool]] | None = None,
+    ) -> UploadSession:
+        """Mark the session cancelled. `reports_here(session)` says, of the session about to
+        be cancelled, whether nobody else will report the cancel (never claimed, or its
+        streamer gone): the session is then cancelled `unreported`, for the caller to settle."""
         while True:
             session, version = await self.load(session_id)
             check_owner(session, principal)
             if session.status == "cancelled":
                 return session
-            if session.status in TERMINAL_STATUSES:
+            if session.status in ENDED_STATUSES:
                 raise SessionConflict(
                     f"upload session {session_id} already ended ({session.status})",
                     details={"status": session.status},
                 )
+            unreported = reports_here is not None and await reports_here(session)
             try:
                 updated, _ = await self.update(
-                    session, version, status="cancelled", message="cancelled by the user"
+                    session,
+                    version,
+                    status="cancelled",
+                    message="cancelled by the user",
+                    unreported=unreported,
                 )
                 return updated
             except VersionConflict:
                 continue
+
+    async def mutate(
+        self, session_id: str, change: Callable[[UploadSession], UploadSession | None]
+    ) -> tuple[UploadSession, bool]:
+        """Apply `change` (None: leave it) to the current document until a compare-and-swap
+        takes it; the session, and whether this call changed it. Only for sessions of one
+        request: a tus document carries more than this service decodes (the tus service's)."""
+        while True:
+            session, version = await self.load(session_id)
+            updated = change(session)
+            if updated is None:
+                return session, False
+            try:
+                changed, _ = await self.update(updated, version)
+                return changed, True
+            except VersionConflict:
+                continue
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    async def open_session_ids(self) -> list[str]:
+        prefix = layout.open_sessions_prefix()
+        return [key[len(prefix) :] for key in await self._documents.list_keys(prefix)]
+
+    async def close_entry(self, session_id: str) -> None:
+        """The session has ended and left nothing behind: no sweep needs to look at it again."""
+        await self._documents.delete(layout.open_session_entry(session_id))
 
     async def status_of(self, session_id: str) -> SessionStatus:
         session, _ = await self.load(session_id)
@@ -206,6 +275,36 @@ class SessionService:
                 sessions.append(session)
         sessions.sort(key=lambda s: s.created_at, reverse=True)
         return sessions
+
+
+class CompletionRecorder:
+    """Records one upload completed, with its `upload.completed` as built, before the event is
+    sent (`record` is the pipeline's `record_completion`), so `ingest reconcile` finds every
+    completion whose event was lost and sends that very event again."""
+
+    def __init__(self, sessions: SessionService, session_id: str) -> None:
+        self._sessions = sessions
+        self._session_id = session_id
+        self._session: UploadSession | None = None
+
+    async def record(self, result: UploadResult, event: Event) -> None:
+        if not isinstance(event, UploadCompleted):
+            raise TypeError(f"not a completed event: {type(event).__name__}")
+        self._session = await self._sessions.finish(
+            self._session_id,
+            "completed",
+            message="upload completed",
+            bytes_received=result.size_bytes,
+            result=result,
+            completed_event=event,
+        )
+
+    @property
+    def session(self) -> UploadSession:
+        """The session as recorded completed; RuntimeError before `record` succeeded."""
+        if self._session is None:
+            raise RuntimeError(f"upload session {self._session_id} was not recorded completed")
+        return self._session
 
 
 def new_session_id() -> str:

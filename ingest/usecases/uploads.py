@@ -36,7 +36,9 @@ from ingest.usecases.admission import Admission, UploadLimits
 from ingest.usecases.cancels import CancelRelay
 from ingest.usecases.duplicates import DuplicateIndex, StoredFile
 from ingest.usecases.inflight import InFlightUploads
+from ingest.usecases.instances import Heartbeats
 from ingest.usecases.sessions import SessionService
+from ingest.usecases.sweep.settle import Settler
 
 log = logging.getLogger(__name__)
 
@@ -133,14 +135,16 @@ class UploadService:
         instance_id: str,
         cancels: CancelRelay,
         in_flight: InFlightUploads | None = None,
+        settler: Settler | None = None,
+        instances: Heartbeats | None = None,
     ) -> None:
+        self._settler = settler
+        self._instances = instances
         self._sessions = sessions
         self._duplicates = duplicates
         self._store = store
         self._sink = sink
-        self.admission = (
-            Admission(limits, quota) if in_flight is None else Admission(limits, quota, in_flight)
-        )
+        self.admission = Admission.over(limits, quota, sink, in_flight)
         self._budget = budget
         self._pipeline = pipeline
         self._active = active
@@ -183,9 +187,14 @@ class UploadService:
     ) -> tuple[UploadSession, UploadResult]:
         if self._active.draining:
             raise ServiceUnavailable("the server is shutting down; retry on another instance")
+        # Before the claim: refused for want of room for its events, the session stays usable.
+        self.admission.room()
         session, _ = await self._sessions.claim(
             session_id, principal, instance_id=self._instance_id
         )
+        # Recorded before the completed event is sent: a completed upload whose event is lost
+        # later (a journal's disk) is found by `ingest reconcile`, event and all.
+        completion = self._sessions.completion_recorder(session_id)
         in_flight = self.admission.in_flight
         try:
             size = self.admission.check_body_size(declared_size, session.expected_file_size)
@@ -222,6 +231,7 @@ class UploadService:
                     )
                 ),
                 meter=lambda received: self.admission.charge(session.user_id, session_id, received),
+                record_completion=completion.record,
             ),
             name=f"upload-{session_id}",
         )
@@ -240,14 +250,7 @@ class UploadService:
                 in_flight.settled(session_id, result.size_bytes)
             else:
                 in_flight.release(session_id)
-        completed = await self._sessions.finish(
-            session_id,
-            "completed",
-            message="upload completed",
-            bytes_received=result.size_bytes,
-            result=result,
-        )
-        return completed, result
+        return completion.session, result
 
     async def _await_pipeline(
         self, task: asyncio.Task[UploadResult], interrupt: Interrupt
@@ -270,13 +273,34 @@ class UploadService:
             raise
 
     async def cancel(self, session_id: str, principal: Principal) -> UploadSession:
-        """Cancel the session, and stop its upload wherever it streams."""
-        session = await self._sessions.cancel(session_id, principal)
+        """Cancel the session, and stop its upload wherever it streams.
+
+        A session nobody streams (never claimed, or its streamer is gone) is settled
+        here: what it holds aborted, `upload.cancelled` emitted (or, should that fail,
+        by the next sweep).
+        """
+        session = await self._sessions.cancel(
+            session_id, principal, reports_here=self._nobody_streams
+        )
         self.admission.in_flight.release(session_id)
-        if not self._active.interrupt(session_id, "cancelled"):
+        if session.unreported and self._settler is not None:
+            # Failing, it is left to the sweep, which retries it; the cancel itself holds.
+            await self._settler.settle(session)
+        elif not self._active.interrupt(session_id, "cancelled"):
             # Sent again when a cancel is repeated, in case the first one could not send it.
             await self._cancels.forward(session)
         return session
+
+    async def _nobody_streams(self, session: UploadSession) -> bool:
+        if self._settler is None:
+            return False
+        if session.status == "active":
+            return True
+        streamer = session.instance_id
+        if streamer is None or streamer == self._instance_id or self._instances is None:
+            return False
+        # One that writes no heartbeat (an earlier version) is told by a marker, as before.
+        return session.streamer_beats and not await self._instances.is_alive(streamer)
 
     async def relay_cancels(self) -> None:
         """Stop the uploads of this instance cancelled on another, until cancelled."""

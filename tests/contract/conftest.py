@@ -12,6 +12,9 @@ reached when a test asks for them, so `-m "not integration"` runs the fake and
 local thirds without any service. `feeds` (group consumers and topic readers,
 which have no fake) runs on the in-process bus and on Kafka.
 
+Every event sink also runs behind the event journal (`journaled`), which
+must not change anything a reader of the topics sees.
+
 Each fixture hands the port under test plus what a test needs to look behind
 it (read a stored object back, publish and read raw records), and nothing the
 assertions could tell apart.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -33,6 +37,8 @@ from infra.feeds import TopicReader
 from infra.kafka.reader import KafkaTopicReader
 from infra.kafka.sink import KafkaEventSink
 from infra.s3 import open_s3_client
+from ingest.adapters.journal.sink import JournaledEventSink
+from ingest.adapters.journal.store import Journal, JournalLimits
 from ingest.adapters.local_documents import LocalDocumentStore
 from ingest.adapters.local_store import LocalObjectStore
 from ingest.adapters.s3_documents import S3DocumentStore
@@ -266,10 +272,46 @@ class KafkaReader:
         await self.consumer.stop()
 
 
-@pytest.fixture
+@dataclass
+class DrainingReader:
+    """Reads behind a journaled sink: what the journal holds is sent before anything is read."""
+
+    inner: RecordReader
+    sink: JournaledEventSink
+
+    @property
+    def topics(self) -> Topics:
+        return self.inner.topics
+
+    async def publish_raw(
+        self, topic: str, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]]
+    ) -> None:
+        await self.inner.publish_raw(topic, key, value, headers)
+
+    async def read(self, topic: str, count: int) -> list[Received]:
+        async with asyncio.timeout(10):
+            await self.sink.drained()
+        return await self.inner.read(topic, count)
+
+
+@pytest.fixture(
+    params=[pytest.param(False, id="direct"), pytest.param(True, id="journaled")],
+)
 async def event_sink_and_reader(
-    backend: Backend,
+    request: pytest.FixtureRequest, backend: Backend, tmp_path: Path
 ) -> AsyncIterator[tuple[EventSink, RecordReader]]:
+    """Each backend as it is, and behind the event journal (which must not change a thing)."""
+    async with _sink_and_reader(backend) as (sink, reader):
+        if not request.param:
+            yield sink, reader
+            return
+        journal = Journal(tmp_path / "journal", JournalLimits(max_bytes=1 << 20, max_age=60.0))
+        async with JournaledEventSink(sink, journal, retry_seconds=0.1) as journaled:
+            yield journaled, DrainingReader(reader, journaled)
+
+
+@asynccontextmanager
+async def _sink_and_reader(backend: Backend) -> AsyncIterator[tuple[EventSink, RecordReader]]:
     if backend.kind == "fake":
         recording = RecordingEventSink()
         yield recording, RecordingReader(recording, Topics("contract."))

@@ -10,7 +10,7 @@ import random
 import pytest
 
 from ingest.errors import ChecksumMismatch, MultipartUploadMissing, StorageError
-from ingest.ports import ObjectStore, ResumableObjectStore, StoredPart
+from ingest.ports import ObjectSizes, ObjectStore, ResumableObjectStore, StoredPart
 from tests.contract.conftest import ObjectBackend
 
 MiB = 1024 * 1024
@@ -122,10 +122,14 @@ async def test_a_whole_object_is_put_in_one_request_and_verified(
     assert (stored.key, stored.size, stored.etag) == (key, len(body), quoted_md5(body))
     assert await object_store.read(key) == body
     assert await store.incomplete_uploads(key) == []
+    assert isinstance(store, ObjectSizes)
+    assert await store.stored_size(key) == len(body)
 
     await store.delete(key)
     await store.delete(key)  # gone already: no error
     assert await resumable(store).get_small(key) is None
+    assert await store.stored_size(key) is None
+    assert await store.stored_size("uploads/never-stored") is None
 
 
 async def test_abort_leaves_no_incomplete_upload_and_may_be_repeated(
@@ -268,3 +272,14 @@ async def test_small_objects_are_put_replaced_read_and_deleted(
     await object_store.store.delete(key)
     await object_store.store.delete(key)
     assert await store.get_small(key) is None
+
+
+async def test_an_stored_size_is_read_without_its_bytes(object_store: ObjectBackend) -> None:
+    store = resumable(object_store.store)
+    key = "dashboard-uploads/user-1/u-9/clip.mp4"
+    assert await store.stored_size(key) is None
+    await store.put_small(key, b"x" * 1234)
+    assert await store.stored_size(key) == 1234
+    assert await store.stored_size("dashboard-uploads/user-1/u-9") is None, "a prefix is no object"
+    await object_store.store.delete(key)
+    assert await store.stored_size(key) is None

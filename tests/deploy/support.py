@@ -21,6 +21,7 @@ import pytest
 
 yaml = pytest.importorskip("yaml", reason="add pyyaml to the dev dependencies")
 
+from consumers.detection import detection_settings_from_env  # noqa: E402
 from consumers.fanout.settings import fanout_settings_from_env  # noqa: E402
 from consumers.runtime.settings import consumer_settings_from_env  # noqa: E402
 from infra.env import SettingsError  # noqa: E402
@@ -136,7 +137,12 @@ def _fanout_settings_names(environ: Mapping[str, str]) -> None:
         fanout_settings_from_env(environ)
 
 
-SETTINGS_READERS = (ingest_settings_from_env, consumer_settings_from_env, _fanout_settings_names)
+SETTINGS_READERS = (
+    ingest_settings_from_env,
+    consumer_settings_from_env,
+    detection_settings_from_env,
+    _fanout_settings_names,
+)
 
 # Direct reads elsewhere (the CLI's INGEST_LOG_LEVEL, the local stack's directories).
 _ENVIRON_READ = re.compile(

@@ -11,6 +11,7 @@ import pytest
 
 from cli.consume import CONSUMER_APPS
 from cli.main import main as ingest_cli
+from consumers.detection import detection_settings_from_env
 from consumers.fanout.settings import FanoutSettings, fanout_settings_from_env
 from consumers.runtime.settings import ConsumerSettings, consumer_settings_from_env
 from ingest.settings import IngestSettings, ingest_settings_from_env
@@ -87,12 +88,13 @@ def test_only_the_processes_that_exist_run(compose: dict[str, Any]) -> None:
         "provision",
         "ingest",
         "quota",
+        "detection",
         "fanout",
         "proxy",
     }
 
 
-@pytest.mark.parametrize("service", ["provision", "ingest", "quota", "fanout"])
+@pytest.mark.parametrize("service", ["provision", "ingest", "quota", "detection", "fanout"])
 def test_built_services_run_an_existing_ingest_subcommand(
     compose: dict[str, Any], service: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -110,9 +112,37 @@ def test_the_quota_service_runs_the_quota_consumer(compose: dict[str, Any]) -> N
     assert command[1] in CONSUMER_APPS
 
 
+def test_the_detection_service_runs_the_detection_consumer_on_the_bucket_ingest_fills(
+    compose: dict[str, Any],
+) -> None:
+    service = compose["services"]["detection"]
+    assert service["command"] == ["consume", "detection"]
+    assert service["command"][1] in CONSUMER_APPS
+    env = service_environment(service, OPERATOR_VARIABLES)
+    detection = detection_settings_from_env(env)
+    consumer = consumer_settings_from_env(env)
+    ingest = ingest_settings(compose)
+    assert (detection.s3_endpoint_url, detection.s3_bucket) == (
+        ingest.s3_endpoint_url,
+        ingest.s3_bucket,
+    )
+    assert (consumer.kafka_bootstrap_servers, consumer.topic_prefix) == (
+        ingest.kafka_bootstrap_servers,
+        ingest.topic_prefix,
+    )
+    assert detection.model is None
+    assert "INGEST_JWT_SECRET" not in env, "it serves no request"
+    # Ready once in its group; stopped only after its drain.
+    urls = re.findall(r"http://[^']+", " ".join(service["healthcheck"]["test"]))
+    assert urls == [f"http://127.0.0.1:{consumer.metrics_port}/readyz"]
+    assert compose_duration(service["stop_grace_period"]) > consumer.drain_seconds + 15
+    depends = {dep: spec["condition"] for dep, spec in service["depends_on"].items()}
+    assert depends["minio"] == depends["kafka"] == "service_healthy"
+
+
 def test_built_services_use_the_dockerfile(compose: dict[str, Any]) -> None:
     services = built_services(compose)
-    assert set(services) == {"provision", "ingest", "quota", "fanout"}
+    assert set(services) == {"provision", "ingest", "quota", "detection", "fanout"}
     for service in services.values():
         build = service["build"]
         assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE

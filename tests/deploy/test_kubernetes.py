@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from cli.consume import CONSUMER_APPS
+from consumers.detection import detection_settings_from_env
 from consumers.fanout.settings import fanout_settings_from_env
 from consumers.runtime.settings import ConsumerSettings, consumer_settings_from_env
 from ingest.settings import IngestSettings, ingest_settings_from_env
@@ -43,7 +44,7 @@ def _kustomization() -> dict[str, Any]:
 
 
 # Every Deployment, by name: `ingest serve`, and each consumer.
-DEPLOYMENTS = ("ingest", "quota", "fanout")
+DEPLOYMENTS = ("ingest", "quota", "detection", "fanout")
 
 
 def _deployment(name: str = "ingest") -> dict[str, Any]:
@@ -245,6 +246,35 @@ def test_the_quota_deployment_runs_the_quota_consumer() -> None:
     assert annotations["prometheus.io/port"] == str(_quota_settings().metrics_port)
 
 
+def test_the_detection_deployment_runs_the_detection_consumer_with_s3_access_only() -> None:
+    args = _container("detection")["args"]
+    assert args == ["consume", "detection"]
+    assert args[1] in CONSUMER_APPS
+    container = _container("detection")
+    env = dict(one_object("ConfigMap", "ingest-config")["data"])
+    env.update(one_object("Secret", "ingest-secrets")["stringData"])
+    secrets = set()
+    for item in container["env"]:
+        if "secretKeyRef" in item.get("valueFrom", {}):
+            secrets.add(item["name"])
+        elif "value" in item:
+            env[item["name"]] = item["value"]
+    assert secrets == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, "no JWT secret"
+    settings = detection_settings_from_env(env)
+    ingest = _settings()
+    assert (settings.s3_endpoint_url, settings.s3_bucket) == (None, ingest.s3_bucket)
+    # One worker per CPU it may use; the scratch directory is the pod's writable volume.
+    cpus = k8s_quantity(container["resources"]["limits"]["cpu"])
+    assert settings.workers == cpus
+    assert str(settings.scratch_dir) == "/tmp"
+    pod = _deployment("detection")["spec"]["template"]["spec"]
+    (tmp,) = [v for v in pod["volumes"] if v["name"] == "tmp"]
+    scratch = k8s_quantity(tmp["emptyDir"]["sizeLimit"])
+    assert scratch >= 2 * settings.workers * ingest.max_file_size, "files downloaded ahead fit"
+    drain = consumer_settings_from_env(env).drain_seconds
+    assert pod["terminationGracePeriodSeconds"] > drain + 15
+
+
 def test_quota_probes_ask_the_metrics_port() -> None:
     container = _container("quota")
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -357,6 +387,7 @@ def test_services_select_pods_and_name_their_ports() -> None:
         )
         # Consumers serve no requests: a Service selecting them would send traffic there.
         assert not _selects(selector, _pod_labels("quota"))
+        assert not _selects(selector, _pod_labels("detection"))
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in container_ports
 

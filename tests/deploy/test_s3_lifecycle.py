@@ -11,7 +11,11 @@ from typing import Any
 import botocore.session
 from botocore.validate import ParamValidator
 
-from infra.provisioning import ABANDONED_MULTIPART_DAYS
+from infra.provisioning import (
+    ABANDONED_MULTIPART_DAYS,
+    ABANDONED_UPLOAD_RULE,
+    with_abandoned_upload_rule,
+)
 from tests.deploy.support import S3_LIFECYCLE
 
 
@@ -47,3 +51,45 @@ def test_incomplete_uploads_are_aborted_after_the_provisioned_delay() -> None:
     # The whole bucket: sessions and uploads live under several prefixes.
     assert rule["Filter"] in ({"Prefix": ""}, {})
     assert "Expiration" not in rule, "the rule must never delete stored objects"
+
+
+def test_provisioning_puts_the_rule_of_the_file() -> None:
+    (rule,) = _lifecycle()["Rules"]
+    assert rule == ABANDONED_UPLOAD_RULE
+    assert _model_errors({"Rules": with_abandoned_upload_rule([]) or []}) == ""
+
+
+def test_an_existing_bucket_gets_the_rule_beside_its_own() -> None:
+    theirs = {
+        "ID": "logs",
+        "Status": "Enabled",
+        "Filter": {"Prefix": "logs/"},
+        "Expiration": {"Days": 7},
+    }
+    merged = with_abandoned_upload_rule([theirs])
+    assert merged == [theirs, ABANDONED_UPLOAD_RULE]
+    assert _model_errors({"Rules": merged}) == ""
+
+
+def test_a_bucket_that_aborts_abandoned_uploads_already_is_left_alone() -> None:
+    sooner = {
+        "ID": "site-policy",
+        "Status": "Enabled",
+        "Filter": {},
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+    }
+    assert with_abandoned_upload_rule([sooner]) is None
+    assert with_abandoned_upload_rule([ABANDONED_UPLOAD_RULE]) is None
+
+
+def test_a_weaker_rule_does_not_count() -> None:
+    later = {
+        "ID": "abort-abandoned-multipart-uploads",
+        "Status": "Enabled",
+        "Filter": {"Prefix": ""},
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 30},
+    }
+    disabled = {**ABANDONED_UPLOAD_RULE, "ID": "off", "Status": "Disabled"}
+    partial = {**ABANDONED_UPLOAD_RULE, "ID": "part", "Filter": {"Prefix": "dashboard-uploads/"}}
+    merged = with_abandoned_upload_rule([later, disabled, partial])
+    assert merged == [disabled, partial, ABANDONED_UPLOAD_RULE]

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 
@@ -51,6 +55,18 @@ class RunningIngest:
 
 @asynccontextmanager
 async def running_ingest(settings: IngestSettings) -> AsyncIterator[RunningIngest]:
+    """Serve `settings`; unless they name a journal directory, with an event journal of its own
+    (two servers of one test must not share one, and a test leaves none behind)."""
+    if settings.journal_dir is None:
+        journal = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="ingest-journal-"))
+        try:
+            async with running_ingest(
+                msgspec.structs.replace(settings, journal_dir=journal)
+            ) as server:
+                yield server
+        finally:
+            await asyncio.to_thread(shutil.rmtree, journal, True)
+        return
     async with ingest_services(settings) as services:
         runner = await start_serving(build_app(services), "127.0.0.1", 0, shutdown_timeout=5)
         port = runner.addresses[0][1]

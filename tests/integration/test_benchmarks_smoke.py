@@ -111,7 +111,7 @@ async def test_latency(ctx: Context) -> None:
 
 
 async def test_consumers(ctx: Context) -> None:
-    await consumers.run(ctx, events=40, users=4, rate=20, seconds=1, runs=1)
+    await consumers.run(ctx, events=40, users=4, rate=20, seconds=1, runs=1, video_seconds=2)
     text = await asyncio.to_thread((ctx.out / "consumers.json").read_text)
     document = json.loads(text)
     assert document["benchmark"] == "consumers"
@@ -122,6 +122,13 @@ async def test_consumers(ctx: Context) -> None:
     [run] = document["runs"]
     assert run["events"] == 40
     assert run["steady_events"] == 20
+    analysed = document["detection"]
+    assert analysed["video"] == {"width": 1280, "height": 720, "fps": 30, "seconds": 2}
+    positive(analysed["seconds_per_video_minute"])
+    positive(analysed["decode_seconds_per_video_minute"])
+    positive(analysed["cpu_seconds_per_video_minute"])
+    positive(analysed["videos_per_minute"])
+    assert analysed["workers"] >= 1
 
 
 async def test_peer(ctx: Context) -> None:

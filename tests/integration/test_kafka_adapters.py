@@ -213,7 +213,15 @@ async def test_emit_and_stop_stay_bounded_when_the_broker_dies_after_start(
     await ensure_topics(bootstrap, topics)
     sink = KafkaEventSink(bootstrap, topics, source=SOURCE, timeout=2, check_timeout=2)
     await sink.start()
-    await sink.emit(SAMPLES["ingest.upload.started"])
+    # The new topics' leaders may take a moment on a busy machine; a send that gives up
+    # leaves the sink usable (it builds a fresh producer), so try until one is taken.
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                await sink.emit(SAMPLES["ingest.upload.started"])
+                break
+            except EventDeliveryError:
+                await asyncio.sleep(0.5)
 
     os.killpg(pid, signal.SIGKILL)
     await asyncio.to_thread(wait_until_dead, pid, marker)

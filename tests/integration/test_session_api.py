@@ -126,7 +126,14 @@ async def test_health_readiness_and_metrics(
         assert r.status == 200
     async with http.get(f"{ingest.url}/readyz") as r:
         assert r.status == 200, await r.text()
-        assert (await r.json())["checks"] == {"s3": "ok", "kafka": "ok", "quota": "ok"}
+        ready = await r.json()
+        assert ready["checks"] == {"s3": "ok", "kafka": "ok", "quota": "ok", "journal": "ok"}
+        assert ready["journal"] == {
+            "events": 0,
+            "bytes": 0,
+            "oldest_seconds": 0.0,
+            "broker_up": True,
+        }
     auth = ingest.auth("metered")
     async with http.post(f"{ingest.url}/v1/uploads", json={}, headers=auth) as r:
         session = await r.json()

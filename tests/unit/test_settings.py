@@ -55,11 +55,32 @@ def test_sizes_durations_and_lists_parse() -> None:
         ("INGEST_MAX_CONNECTIONS", "0", "INGEST_MAX_CONNECTIONS"),
         ("INGEST_HEADER_TIMEOUT", "0", "INGEST_HEADER_TIMEOUT"),
         ("INGEST_KEEPALIVE_TIMEOUT", "later", "INGEST_KEEPALIVE_TIMEOUT"),
+        ("INGEST_JOURNAL_MAX_BYTES", "100KiB", "INGEST_JOURNAL_MAX_BYTES"),
+        ("INGEST_JOURNAL_MAX_AGE", "0", "INGEST_JOURNAL_MAX_AGE"),
+        ("INGEST_KAFKA_SEND_TIMEOUT", "20s", "INGEST_KAFKA_SEND_TIMEOUT"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         ingest_settings_from_env({name: value})
+
+
+def test_the_journal_lives_under_the_data_dir_unless_told_otherwise() -> None:
+    settings = ingest_settings_from_env({"INGEST_DATA_DIR": "/var/lib/ingest"})
+    assert str(settings.journal_path) == "/var/lib/ingest/journal"
+    assert settings.journal_max_bytes == GiB
+    assert settings.journal_max_age_seconds == 24 * 3600
+    settings = ingest_settings_from_env(
+        {
+            "INGEST_JOURNAL_DIR": "/mnt/journal",
+            "INGEST_JOURNAL_MAX_BYTES": "64MiB",
+            "INGEST_JOURNAL_MAX_AGE": "2h",
+            "INGEST_KAFKA_SEND_TIMEOUT": "500ms",
+        }
+    )
+    assert str(settings.journal_path) == "/mnt/journal"
+    assert (settings.journal_max_bytes, settings.journal_max_age_seconds) == (64 * MiB, 7200)
+    assert settings.kafka_send_timeout_seconds == 0.5
 
 
 def test_local_credentials_are_assumed_only_for_the_local_endpoint() -> None:

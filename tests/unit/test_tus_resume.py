@@ -14,11 +14,14 @@ import random
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 
 from ingest.auth import Principal
 from ingest.errors import ChecksumMismatch, ClientDisconnected, StorageError, TooLarge
+from ingest.usecases.tus.lease import LeaseTimes
 from ingest.usecases.tus.protocol import Checksum, PatchRequest
+from ingest.usecases.tus.state import TusSession, with_state
 from schemas import UploadCancelled, UploadCompleted, UploadProgress, UploadStarted
 from tests.fakes import ScriptedBody, video_bytes
 from tests.unit.test_tus_support import (
@@ -273,18 +276,48 @@ async def test_a_lease_left_by_a_dead_instance_is_taken_over_once_it_lapses(
     assert events[0].sequence >= held + 100_000 - 1
 
 
-async def test_a_lease_that_is_not_given_back_in_time_gets_423(
+async def test_a_writer_that_does_not_answer_is_taken_over_long_before_its_lease_lapses(
     rig: TusRig, aiohttp_client: ClientFactory
 ) -> None:
-    rig.lease = type(rig.lease)(lease_seconds=30.0, poll_seconds=0.02, wait_seconds=0.2)
+    rig.lease = LeaseTimes(
+        lease_seconds=30.0, poll_seconds=0.02, wait_seconds=5.0, takeover_seconds=0.3
+    )
+    a, b = await rig.instance(aiohttp_client, "a"), await rig.instance(aiohttp_client, "b")
+    data = video_bytes(3 * PART, seed=4)
+    upload_id = await create(a.client, len(data))
+    held = await _hold_lease(rig, a, upload_id)  # a request on an instance killed since
+
+    started = asyncio.get_running_loop().time()
+    assert await send(b.client, upload_id, 0, data) == len(data)
+    took = asyncio.get_running_loop().time() - started
+    assert took < 3.0, "taken over within seconds, not when the 30 s lease lapses"
+    assert (await rig.session(upload_id)).status == "completed"
+    assert rig.events(upload_id)[0].sequence >= held + 100_000 - 1
+
+
+async def test_a_writer_that_acknowledged_but_does_not_let_go_gets_409_never_423(
+    rig: TusRig, aiohttp_client: ClientFactory
+) -> None:
+    rig.lease = LeaseTimes(
+        lease_seconds=30.0, poll_seconds=0.02, wait_seconds=0.3, takeover_seconds=0.05
+    )
     node = await rig.instance(aiohttp_client)
     upload_id = await create(node.client, 3 * PART)
     await _hold_lease(rig, node, upload_id)
+
+    def saving(session: TusSession) -> TusSession:
+        lease = session.state.lease
+        assert lease is not None
+        acked = msgspec.structs.replace(lease, release_requested=True, release_acknowledged=True)
+        return with_state(session, lease=acked)
+
+    await node.tus.sessions.mutate(upload_id, saving)
     response = await node.client.patch(
         f"/v1/tus/{upload_id}", data=video_bytes(100), headers=patch_headers(0)
     )
-    assert response.status == 423
+    assert response.status == 409
     assert response.headers["Tus-Resumable"] == "1.0.0"
+    assert (await response.json())["error_code"] == "UPLOAD_LOCKED"
 
 
 async def _hold_lease(rig: TusRig, node: Instance, upload_id: str) -> int:

@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from infra.cors import CorsPolicy
+from ingest.adapters.journal.sink import JournaledEventSink
 from ingest.auth import TokenVerifier, issue_token
 from ingest.http.app import build_app
 from ingest.http.metrics import IngestMetrics
@@ -28,7 +29,9 @@ from ingest.settings import IngestSettings
 from ingest.usecases.admission import UploadLimits
 from ingest.usecases.cancels import CancelRelay
 from ingest.usecases.duplicates import DuplicateIndex
+from ingest.usecases.instances import Heartbeats
 from ingest.usecases.sessions import SessionService
+from ingest.usecases.sweep.settle import Settler
 from ingest.usecases.tus.lease import LeaseTimes
 from ingest.usecases.tus.service import TusConfig, TusService
 from ingest.usecases.tus.state import TusSession, TusSessions
@@ -40,6 +43,7 @@ SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
 PART = 1024
 MAX = 1024 * 1024
 TTL = 3600.0
+DEAD_AFTER = 30.0
 
 ClientFactory = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
@@ -73,6 +77,8 @@ class TusRig:
     store: MemoryObjectStore = field(default_factory=MemoryObjectStore)
     documents: MemoryDocumentStore = field(default_factory=MemoryDocumentStore)
     sink: RecordingEventSink = field(default_factory=RecordingEventSink)
+    journal: JournaledEventSink | None = None
+    """When set, the services emit through it (it decorates `sink`)."""
     quota: FixedQuotaView = field(default_factory=FixedQuotaView)
     clock: Clock = field(default_factory=Clock)
     max_size: int = MAX
@@ -109,7 +115,7 @@ class TusRig:
             "sessions": sessions,
             "duplicates": duplicates,
             "store": self.store,
-            "sink": self.sink,
+            "sink": self.journal or self.sink,
             "quota": self.quota,
             "budget": budget,
             "pipeline": pipeline,
@@ -131,12 +137,22 @@ class TusRig:
                 cancels=CancelRelay(
                     self.documents, instance_id=instance_id, poll_seconds=self.lease.poll_seconds
                 ),
+                settler=Settler(
+                    sessions=sessions, store=self.store, sink=self.sink, pipeline=pipeline
+                ),
+                instances=self.heartbeats(instance_id),
             ),
             metrics=IngestMetrics(),
             tus=tus,
             **{k: common[k] for k in ("sessions", "duplicates", "quota", "store", "sink")},
             budget=budget,
             active=active,
+        )
+
+    def heartbeats(self, instance_id: str) -> Heartbeats:
+        """The heartbeat of an instance of this rig (the rig's apps do not beat by themselves)."""
+        return Heartbeats(
+            self.documents, instance_id=instance_id, dead_after_seconds=DEAD_AFTER, clock=self.clock
         )
 
     async def instance(self, client_factory: ClientFactory, name: str = "a") -> Instance:

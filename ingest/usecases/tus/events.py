@@ -22,6 +22,7 @@ from datetime import datetime
 from ingest.model import UploadResult, UploadTarget
 from ingest.pipeline.config import PipelineConfig
 from ingest.pipeline.events import (
+    BeforeSend,
     BuildEvent,
     EventWriter,
     cancelled_event,
@@ -91,9 +92,9 @@ class TusEvents:
         """Report progress for the whole file, from the committed offset on."""
         self._tracker = self._new_tracker(committed)
 
-    async def emit(self, build: BuildEvent) -> None:
+    async def emit(self, build: BuildEvent, *, before_send: BeforeSend | None = None) -> None:
         self._tried += 1
-        await self._writer.emit(build)
+        await self._writer.emit(build, before_send=before_send)
 
     async def upload_started(self, started_at: datetime) -> None:
         await self.emit(started_event(started_at))
@@ -117,8 +118,10 @@ class TusEvents:
             # A lost progress tick is harmless; failing the request for it is not.
             log.warning("could not emit progress of a tus upload", exc_info=True)
 
-    async def completed(self, result: UploadResult) -> None:
-        await self.emit(completed_event(result))
+    async def completed(self, result: UploadResult, *, before_send: BeforeSend) -> None:
+        """Report the upload complete; `before_send` records the event as built (it counts in
+        `next_sequence` by then)."""
+        await self.emit(completed_event(result), before_send=before_send)
 
     async def failed(self, code: ErrorCode, message: str, received: int) -> None:
         await self.emit(failed_event(code, message, received))

@@ -4,8 +4,13 @@ Only one request at a time may write to an upload, since its parts follow its
 offset and its events one sequence. That request holds a lease in the session
 document, taken by compare-and-swap. A second request (a client that
 reconnected to another instance while the first still reads its dead
-connection) asks the holder to let go and waits: the holder saves what it has,
-commits, and clears the lease; the newcomer then sees the new offset.
+connection) asks the holder to let go and waits: the holder acknowledges,
+saves what it has, commits, and clears the lease; the newcomer then sees the
+new offset. A holder that does not acknowledge within `takeover_seconds` (a
+few of its polls) is gone, its instance killed, and the newcomer takes the
+lease over at once instead of waiting for it to lapse: a holder still alive
+but stuck finds its lease taken and commits nothing, so nothing is written
+twice.
 
 While its request runs, the keeper polls the document: a cancel stops the
 request; a release request, or a lease found taken over, closes the body so the
@@ -13,10 +18,11 @@ request saves what arrived. Every third of the lease time it renews the lease
 and reserves a block of sequence numbers ahead of the request's events, so
 that the events of a request whose instance dies are never numbered again.
 
-How it fails: `acquire` raises UploadLocked (423) when the holder does not let
-go in time, and whatever `check` raises; the keeper never raises: a poll or
-renewal that fails is retried, and a lease that runs out unrenewed closes the
-body ("lease lost").
+How it fails: `acquire` raises UploadLocked (409, a status tus clients resume
+from: they ask for the offset again) when an acknowledged holder does not let
+go within `wait_seconds`, and whatever `check` raises; the keeper never raises:
+a poll or renewal that fails is retried, and a lease that runs out unrenewed
+closes the body ("lease lost").
 """
 
 from __future__ import annotations
@@ -48,7 +54,9 @@ class LeaseTimes:
     poll_seconds: float
     """How often the holder looks at the document (cancel, release requests)."""
     wait_seconds: float
-    """How long a request waits for the holder to let go before answering 423."""
+    """How long a request waits for a holder that acknowledged to let go before giving up."""
+    takeover_seconds: float = 2.0
+    """How long a request waits for the holder to acknowledge before taking the lease over."""
 
 
 @dataclass(frozen=True)
@@ -75,17 +83,32 @@ async def acquire(
     """
     owner = uuid.uuid4().hex
     first: list[int] = []
+    loop = asyncio.get_running_loop()
+    # When this request first saw the holder asked to let go, by holder: its own clock,
+    # so no two machines' clocks are compared.
+    asked_at: dict[str, float] = {}
 
     def take(session: TusSession) -> TusSession | None:
         check_owner(session, principal)
         admitted = admit(session)
         state = session.state
         now = clock()
-        if state.lease_alive(now) and state.lease is not None:
-            if state.lease.owner == owner or state.lease.release_requested:
+        lease = state.lease
+        if state.lease_alive(now) and lease is not None:
+            if lease.owner == owner:
                 return None
-            return with_state(
-                session, lease=msgspec.structs.replace(state.lease, release_requested=True)
+            if not lease.release_requested:
+                return with_state(
+                    session, lease=msgspec.structs.replace(lease, release_requested=True)
+                )
+            asked = asked_at.setdefault(lease.owner, loop.time())
+            if lease.release_acknowledged or loop.time() - asked < times.takeover_seconds:
+                return None
+            log.warning(
+                "taking over tus upload %s: the request on %s did not answer for %.1fs",
+                session.session_id,
+                lease.instance_id,
+                loop.time() - asked,
             )
         first[:] = [state.next_sequence]
         lease = TusLease(
@@ -95,7 +118,6 @@ async def acquire(
         )
         return with_state(admitted, lease=lease, next_sequence=state.next_sequence + SEQUENCE_BLOCK)
 
-    loop = asyncio.get_running_loop()
     deadline = loop.time() + times.wait_seconds
     while True:
         session = await sessions.mutate(session_id, take)
@@ -132,6 +154,7 @@ class LeaseKeeper:
         self._next_sequence = next_sequence
         self._on_cancelled = on_cancelled
         self._on_release = on_release
+        self._acknowledge_release = False
 
     async def run(self) -> None:
         renew_every = timedelta(seconds=self._times.lease_seconds / 3)
@@ -151,6 +174,8 @@ class LeaseKeeper:
                     return
                 continue
             if self._judge(session):
+                if self._acknowledge_release:
+                    await self._acknowledge()
                 return
 
     def _renew(self, session: TusSession) -> TusSession | None:
@@ -176,6 +201,24 @@ class LeaseKeeper:
             return True
         self._expires_at = lease.expires_at
         if lease.release_requested:
+            self._acknowledge_release = not lease.release_acknowledged
             self._on_release("released")
             return True
         return False
+
+    async def _acknowledge(self) -> None:
+        """Tell the waiting request this one is alive and saving, so it is not taken over."""
+
+        def acknowledge(session: TusSession) -> TusSession | None:
+            lease = session.tus.lease if session.tus is not None else None
+            if lease is None or lease.owner != self._owner or lease.release_acknowledged:
+                return None
+            return with_state(
+                session, lease=msgspec.structs.replace(lease, release_acknowledged=True)
+            )
+
+        try:
+            await self._sessions.mutate(self._session_id, acknowledge)
+        except IngestError as error:
+            # The waiting request then takes over, and this one commits nothing.
+            log.warning("cannot acknowledge the release of %s: %s", self._session_id, error)

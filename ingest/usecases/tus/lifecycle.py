@@ -8,7 +8,9 @@ ends without completing has its multipart upload aborted and its tail removed
 finds it ended and not yet cleaned.
 
 How it fails: completion raises StorageError and gives the lease back (the
-upload stays complete-but-unrecorded and is completed again later); events
+upload stays complete-but-unrecorded and is completed again later); the
+completed event is recorded in the session document before it is sent, so
+one the sink did not take is left to `ingest reconcile`; events
 that cannot be sent and clean-ups that fail are logged, never raised, since
 the ending itself is recorded either way.
 """
@@ -23,18 +25,26 @@ from datetime import datetime
 import msgspec
 
 from infra import layout
-from ingest.errors import IngestError, UploadGone
+from ingest.errors import IngestError, StorageError, UploadGone
 from ingest.pipeline.config import PipelineConfig
 from ingest.ports import EventSink
 from ingest.usecases.admission import UploadLimits
 from ingest.usecases.duplicates import DuplicateIndex, StoredFile
 from ingest.usecases.tus.completion import complete_upload
 from ingest.usecases.tus.events import TusEvents, upload_target
-from ingest.usecases.tus.state import TusSession, TusSessions, with_state
+from ingest.usecases.tus.state import TusSession, TusSessions, TusState, with_state
 from ingest.usecases.tus.store import TusStore
 from ingest.usecases.tus.tail import segments_of
+from schemas import Event, UploadCompleted
 
 log = logging.getLogger(__name__)
+
+Gone = Callable[[str], bool]
+"""Whether the instance of this id is gone (its heartbeat stopped): its leases hold nothing."""
+
+
+def _nobody(instance_id: str) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -92,19 +102,36 @@ class Lifecycle:
             await self.release(session.session_id, owner, events.next_sequence)
             raise
 
-        def finish(current: TusSession) -> TusSession:
-            completed = msgspec.structs.replace(
-                current,
-                status="completed",
-                message="upload completed",
-                bytes_received=result.size_bytes,
-                result=result,
-            )
-            return with_state(completed, lease=None, next_sequence=events.next_sequence + 1)
+        recorded: list[TusSession] = []
 
-        session = await self.sessions.mutate(session.session_id, finish)
-        await quietly(events.completed(result))
-        return session
+        async def record(event: Event) -> None:
+            # Recorded before it is sent, event and all, so `ingest reconcile` can send it again.
+            if not isinstance(event, UploadCompleted):
+                raise TypeError(f"not a completed event: {type(event).__name__}")
+
+            def finish(current: TusSession) -> TusSession:
+                completed = msgspec.structs.replace(
+                    current,
+                    status="completed",
+                    message="upload completed",
+                    bytes_received=result.size_bytes,
+                    result=result,
+                    completed_event=event,
+                )
+                return with_state(completed, lease=None, next_sequence=events.next_sequence)
+
+            recorded.append(await self.sessions.mutate(session.session_id, finish))
+
+        try:
+            await events.completed(result, before_send=record)
+        except Exception as error:
+            if isinstance(error, TimeoutError) and not recorded:
+                raise StorageError("recording the completed upload timed out") from None
+            if not recorded:
+                raise
+            # The completion is recorded either way; reconcile sends what the sink did not take.
+            log.warning("could not emit the completion of tus upload %s", session.session_id)
+        return recorded[-1]
 
     async def fail(self, session: TusSession, events: TusEvents, error: IngestError) -> None:
         """End the upload for good on `error` (a body that is not a video)."""
@@ -119,10 +146,11 @@ class Lifecycle:
         await quietly(events.failed(error.event_code, error.message, session.bytes_received))
         await self.clean_up(session)
 
-    async def cancel(self, session_id: str, reason: str) -> None:
+    async def cancel(self, session_id: str, reason: str, *, gone: Gone = _nobody) -> None:
         """Mark the upload cancelled; report and clean up unless a request still writes to it.
 
-        That request's lease keeper sees the cancel and does both (`after_cancel`).
+        That request's lease keeper sees the cancel and does both (`after_cancel`); a
+        request on an instance that is `gone` never will, so it is done here.
         """
         first: list[int] = []
 
@@ -134,17 +162,44 @@ class Lifecycle:
                 current, status="cancelled", message=reason, error_code="UPLOAD_CANCELLED"
             )
             state = current.state
-            if state.lease_alive(self.clock()):
+            if self._writer_alive(state, gone):
                 return cancelled
             first.append(state.next_sequence)
-            return with_state(cancelled, next_sequence=state.next_sequence + 1)
+            return with_state(cancelled, lease=None, next_sequence=state.next_sequence + 1)
 
         session = await self.sessions.mutate(session_id, cancel)
         if first:
-            await quietly(
-                self.events_for(session, first[0]).cancelled(reason, session.bytes_received)
-            )
-            await self.clean_up(session)
+            await self._report_cancel(session, first[0])
+
+    async def report_abandoned_cancel(self, session_id: str, *, gone: Gone) -> bool:
+        """A cancel the writing request never reported (its instance died, its lease lapsed):
+        report it and clean up here. True when this call reported it."""
+        first: list[int] = []
+
+        def take(current: TusSession) -> TusSession | None:
+            first.clear()
+            state = current.tus
+            if current.status != "cancelled" or state is None or state.lease is None:
+                return None
+            if self._writer_alive(state, gone):
+                return None
+            first.append(state.next_sequence)
+            return with_state(current, lease=None, next_sequence=state.next_sequence + 1)
+
+        session = await self.sessions.mutate(session_id, take)
+        if first:
+            await self._report_cancel(session, first[0])
+        return bool(first)
+
+    async def _report_cancel(self, session: TusSession, sequence: int) -> None:
+        reason = session.message or "cancelled"
+        await quietly(self.events_for(session, sequence).cancelled(reason, session.bytes_received))
+        await self.clean_up(session)
+
+    def _writer_alive(self, state: TusState, gone: Gone) -> bool:
+        """Whether a request holds the lease and can still act on what the document says."""
+        lease = state.lease
+        return lease is not None and state.lease_alive(self.clock()) and not gone(lease.instance_id)
 
     async def after_cancel(
         self, session: TusSession, owner: str, events: TusEvents, new_tail: str | None
@@ -160,17 +215,22 @@ class Lifecycle:
         if current.status == "cancelled":
             await self.clean_up(current)
 
-    async def expire(self, session_id: str) -> TusSession:
-        """Expire the upload if its time is up and nobody writes to it."""
+    async def expire(self, session_id: str, *, gone: Gone = _nobody) -> TusSession:
+        """Expire the upload if its time is up and nobody writes to it (a request on an
+        instance that is `gone` does not)."""
+        session, _ = await self.expire_now(session_id, gone=gone)
+        return session
+
+    async def expire_now(self, session_id: str, *, gone: Gone) -> tuple[TusSession, bool]:
+        """`expire`, saying whether this call expired it (of two at once, one did)."""
         first: list[int] = []
 
         def expire(current: TusSession) -> TusSession | None:
             first.clear()
             state = current.tus
-            now = self.clock()
-            if current.status != "uploading" or state is None or state.lease_alive(now):
+            if current.status != "uploading" or state is None or self._writer_alive(state, gone):
                 return None
-            if now < current.expires_at:
+            if self.clock() < current.expires_at:
                 return None
             first.append(state.next_sequence)
             expired = msgspec.structs.replace(
@@ -179,14 +239,14 @@ class Lifecycle:
                 message="the upload expired before it was complete",
                 error_code="SESSION_EXPIRED",
             )
-            return with_state(expired, next_sequence=state.next_sequence + 1)
+            return with_state(expired, lease=None, next_sequence=state.next_sequence + 1)
 
         session = await self.sessions.mutate(session_id, expire)
         if first and session.state.started_at is not None:
             events = self.events_for(session, first[0])
             message = "the upload expired before it was complete"
             await quietly(events.failed("TIMEOUT", message, session.bytes_received))
-        return session
+        return session, bool(first)
 
     async def release(self, session_id: str, owner: str, next_sequence: int) -> None:
         """Give the lease back, keeping the sequence numbers used so far."""

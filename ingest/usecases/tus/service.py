@@ -14,7 +14,7 @@ but which was never recorded as complete is completed.
 How it fails: domain errors only. UploadGone (410) for an upload terminated,
 failed or expired; SessionNotFound (404) for an unknown one; Forbidden (403)
 for another user's; the refusals of the admission rules (FormatNotAllowed,
-400, for a file name or media type no session may have); UploadLocked (423)
+400, for a file name or media type no session may have); UploadLocked (409)
 when another request does not let go in time; ServiceUnavailable (503) while
 the server shuts down.
 """
@@ -104,9 +104,7 @@ class TusService:
         self.budget = budget
         self.pipeline = pipeline
         self.limits = limits
-        self.rules = (
-            Admission(limits, quota) if in_flight is None else Admission(limits, quota, in_flight)
-        )
+        self.rules = Admission.over(limits, quota, sink, in_flight)
         self.admission = PatchAdmission(self.rules, clock)
         self.lifecycle = Lifecycle(self.sessions, store, sink, duplicates, pipeline, limits, clock)
         self.running = RunningHashes()

@@ -39,6 +39,9 @@ class TusLease(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: datetime
     release_requested: bool = False
     """Another request is waiting: the holder should save what it has and let go."""
+    release_acknowledged: bool = False
+    """The holder saw the request and is saving: the waiting request gives it time. A holder
+    that does not acknowledge within seconds is gone (killed) and is taken over."""
 
 
 class TusState(msgspec.Struct, frozen=True, kw_only=True):
