@@ -12,6 +12,7 @@ from infra.errors import EventDeliveryError as EventDeliveryError
 from infra.errors import JournalFull as JournalFull
 from infra.errors import ServiceError
 from infra.errors import ServiceUnavailable as ServiceUnavailable
+from infra.errors import Unauthenticated as Unauthenticated
 
 IngestError = ServiceError
 """The write path's name for the base of every error raised on purpose (its own or plumbing's)."""
@@ -20,10 +21,6 @@ IngestError = ServiceError
 # Requests the service refuses before or while reading a body.
 class InvalidRequest(IngestError):
     error_code = "INVALID_REQUEST"
-
-
-class Unauthenticated(IngestError):
-    error_code = "UNAUTHORIZED"
 
 
 class Forbidden(IngestError):
