@@ -1,0 +1,206 @@
+"""The dashboard in a real (headless) Chromium against a real `ingest dev`: sign in, upload
+through tus, lose the network or reload mid-upload, and read the video's results page.
+
+Uploads are sent in 4 MiB PATCHes (the page's `ingest.chunkSize` setting) through an
+emulated 3 MiB/s uplink, so each file takes several seconds and several requests:
+long enough to be interrupted between requests by an emulated network drop, or
+inside one by a page reload.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.browser import Browser
+from tests.e2e.conftest import DevServer
+from tests.media import MiB, fake_video_chunks, sha256_of
+
+UPLINK = 3 * MiB
+CHUNK = 4 * MiB
+
+
+def _video(directory: Path, name: str, size: int, seed: int) -> tuple[Path, str]:
+    path = directory / name
+    with path.open("wb") as out:
+        for chunk in fake_video_chunks(size, seed=seed):
+            out.write(chunk)
+    return path, sha256_of(size, seed=seed)
+
+
+def _api(dev_server: DevServer, path: str) -> Any:
+    request = urllib.request.Request(
+        f"{dev_server.url}{path}", headers={"Authorization": f"Bearer {dev_server.token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _sign_in_by_link(browser: Browser, dev_server: DevServer) -> None:
+    browser.driver.get(f"{dev_server.url}/dashboard?token={dev_server.token}")
+    browser.wait("the signed-in user", lambda: browser.text("#signed-in-as") == "dev")
+    assert "token" not in browser.driver.current_url
+    # Small PATCHes, so that an interruption falls between two of them.
+    browser.local_storage("ingest.chunkSize", str(CHUNK))
+    browser.driver.refresh()
+    browser.wait("the upload form", lambda: browser.driver.find_element("id", "file-input"))
+
+
+def _row(browser: Browser, filename: str) -> dict[str, str] | None:
+    for row in browser.rows():
+        if row.find_element("css selector", ".filename").text != filename:
+            continue
+        return {
+            "status": row.find_element("css selector", ".pill").text,
+            "percent": row.find_element("css selector", ".bar").get_attribute("data-percent")
+            or "0",
+            "meta": row.find_element("css selector", ".upload-meta").text,
+            "session_id": row.get_attribute("data-session-id") or "",
+        }
+    return None
+
+
+def _percent(browser: Browser, filename: str) -> float:
+    row = _row(browser, filename)
+    return float(row["percent"]) if row else 0.0
+
+
+def _status(browser: Browser, filename: str) -> str:
+    row = _row(browser, filename)
+    return row["status"] if row else ""
+
+
+def test_signed_out_pages_say_so_and_how_to_sign_in(
+    dev_server: DevServer, browser: Browser
+) -> None:
+    browser.driver.get(f"{dev_server.url}/dashboard")
+    heading = browser.wait("the signed-out page", lambda: browser.text("#signed-out h1"))
+    assert heading == "Nobody is signed in"
+    assert "ingest dev" in browser.text("#signed-out")
+    browser.screenshot("01-signed-out")
+
+    browser.driver.get(f"{dev_server.url}/dashboard/videos/{uuid.uuid4()}/results")
+    heading = browser.wait("the signed-out results page", lambda: browser.text("#signed-out h1"))
+    assert heading == "Nobody is signed in"
+    assert "No upload" not in browser.text("body")
+    browser.screenshot("02-results-signed-out")
+
+    browser.driver.find_element("id", "token-input").send_keys("not-a-token")
+    browser.driver.find_element("id", "sign-in").click()
+    problem = browser.wait("the refusal", lambda: browser.text("#sign-in-problem"))
+    assert "refused" in problem
+    browser.screenshot("03-token-refused")
+
+    browser.driver.get(f"{dev_server.url}/dashboard")
+    field = browser.wait(
+        "the token field", lambda: browser.driver.find_element("id", "token-input")
+    )
+    field.clear()
+    field.send_keys(dev_server.token)
+    browser.driver.find_element("id", "sign-in").click()
+    browser.wait("the signed-in user", lambda: browser.text("#signed-in-as") == "dev")
+    browser.driver.find_element("id", "sign-out").click()
+    browser.wait("the signed-out page again", lambda: browser.text("#signed-out h1"))
+
+
+def test_an_upload_survives_a_network_drop_and_opens_its_results(
+    dev_server: DevServer, browser: Browser, tmp_path: Path
+) -> None:
+    size = 20 * MiB
+    video, digest = _video(tmp_path, "network-drop.mp4", size, seed=11)
+    _sign_in_by_link(browser, dev_server)
+    used_before = _api(dev_server, "/v1/quota")["quota_used"]
+
+    browser.network(upload_bps=UPLINK)
+    browser.driver.find_element("id", "file-input").send_keys(str(video))
+    browser.wait("a quarter of the file sent", lambda: _percent(browser, video.name) > 25)
+    moving = _row(browser, video.name)
+    assert moving is not None
+    assert moving["status"] == "Uploading"
+    assert "/s" in moving["meta"]
+    assert "left" in moving["meta"]
+    browser.screenshot("01-uploading")
+
+    browser.network(offline=True)
+    browser.wait("the drop noticed", lambda: _status(browser, video.name) == "Reconnecting")
+    offline = _row(browser, video.name)
+    assert offline is not None
+    assert "Offline" in offline["meta"]
+    stalled_at = _percent(browser, video.name)
+    assert stalled_at < 100
+    browser.screenshot("02-offline")
+
+    browser.network(upload_bps=UPLINK)
+    browser.wait(
+        "the upload completed", lambda: _status(browser, video.name) == "Completed", timeout=60
+    )
+    assert _percent(browser, video.name) == 100.0
+    browser.screenshot("03-completed")
+
+    row = _row(browser, video.name)
+    assert row is not None
+    session = _api(dev_server, f"/v1/uploads/{row['session_id']}")
+    assert session["status"] == "completed"
+    assert session["result"]["file_hash"] == digest
+    assert session["result"]["file_size"] == size
+
+    browser.wait(
+        "the quota moved",
+        lambda: (
+            _api(dev_server, "/v1/quota")["quota_used"] >= used_before + size
+            and browser.text("#quota-used") != "0 B"
+        ),
+    )
+    browser.screenshot("04-quota")
+
+    browser.driver.find_element(
+        "css selector", f'[data-session-id="{row["session_id"]}"] a.results-link'
+    ).click()
+    title = browser.wait("the results page", lambda: browser.text("#title") == video.name)
+    assert title
+    facts = browser.wait("the upload's facts", lambda: browser.text("#facts"))
+    assert digest in facts
+    assert "20.0 MiB" in facts
+    assert session["result"]["video_id"] in facts
+    state = browser.wait("the analysis state", lambda: browser.text("#analysis-state"))
+    assert state != "Unavailable"
+    browser.screenshot("05-results")
+
+
+def test_a_reload_mid_upload_resumes_when_the_file_is_chosen_again(
+    dev_server: DevServer, browser: Browser, tmp_path: Path
+) -> None:
+    size = 24 * MiB
+    video, digest = _video(tmp_path, "reloaded.mov", size, seed=12)
+    _sign_in_by_link(browser, dev_server)
+
+    browser.network(upload_bps=UPLINK)
+    browser.driver.find_element("id", "file-input").send_keys(str(video))
+    browser.wait("a third of the file sent", lambda: _percent(browser, video.name) > 33)
+    browser.driver.refresh()  # aborts the PATCH in flight, as closing the tab would
+
+    browser.wait("the interrupted upload", lambda: _status(browser, video.name) == "Interrupted")
+    interrupted = _row(browser, video.name)
+    assert interrupted is not None
+    assert "Choose the same file again" in interrupted["meta"]
+    kept = _api(dev_server, f"/v1/uploads/{interrupted['session_id']}")["bytes_received"]
+    assert 0 < kept < size
+    browser.screenshot("01-interrupted")
+
+    browser.driver.find_element("id", "file-input").send_keys(str(video))
+    browser.wait(
+        "the upload completed", lambda: _status(browser, video.name) == "Completed", timeout=60
+    )
+    done = _row(browser, video.name)
+    assert done is not None
+    assert done["session_id"] == interrupted["session_id"]
+    assert "Resumed at" in done["meta"]
+    assert len(browser.rows()) == len({r.get_attribute("data-session-id") for r in browser.rows()})
+    browser.screenshot("02-resumed-and-completed")
+
+    session = _api(dev_server, f"/v1/uploads/{done['session_id']}")
+    assert session["result"]["file_hash"] == digest
+    assert session["result"]["file_size"] == size
