@@ -5,8 +5,9 @@ Served at `/dashboard` (uploads, quota, the live feed) and
 outcome); their scripts and style sheet under `/dashboard/static/`. The pages
 hold no state on the server: the token stays in the browser.
 
-Every file is read once when the routes are added (they are small), so a
-request never touches the disk; a missing file stops the process at start
+Every file is read once, when this module is imported (they are small, and
+imports happen before any event loop runs), so neither adding the routes nor
+a request touches the disk; a missing page stops the process at start
 instead of answering 500 later. Each answer carries its content type, a strong
 ETag of its bytes and `Cache-Control: no-cache`, so a browser revalidates on
 every load (304 when nothing changed) and never runs a stale script after an
@@ -95,8 +96,10 @@ def load_static(directory: Path = STATIC) -> dict[str, StaticFile]:
     }
 
 
-def add_dashboard_routes(app: web.Application, directory: Path = STATIC) -> None:
-    files = load_static(directory)
+FILES = load_static()
+
+
+def add_dashboard_routes(app: web.Application, files: dict[str, StaticFile] = FILES) -> None:
     dashboard_page = files["dashboard.html"]
     results_page = files["results.html"]
 
