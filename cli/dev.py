@@ -3,7 +3,9 @@
 On the embedded default it needs nothing else: uploads and session documents go
 to a directory on local disk and events to an in-process bus. When
 KAFKA_BOOTSTRAP_SERVERS and S3_ENDPOINT_URL are both set, it runs on them
-instead. It prints the URL, the dashboard link and a ready-to-use token.
+instead. Either way the live service (WebSocket feed, live progress) runs in
+the same process on the same port, reading the same events. It prints the
+URL, the dashboard link and a ready-to-use token.
 """
 
 from __future__ import annotations
@@ -21,11 +23,16 @@ import msgspec
 from aiohttp import web
 
 from cli.composition import ingest_services, quota_view, wire_services
+from cli.fanout import live_on_kafka
+from consumers.fanout.app import add_live_routes
 from consumers.fanout.dashboard import add_dashboard_routes
+from consumers.fanout.service import LiveService, running_live
+from consumers.fanout.settings import FanoutSettings, fanout_settings_from_env
 from consumers.quota import quota_app
 from consumers.runtime import ConsumerApp
 from consumers.runtime.inprocess import consumers_on_bus
 from infra.bus import BusTopicReader, InProcessEventBus
+from infra.bus.ranges import BusRangeReader
 from infra.env import SettingsError
 from infra.feeds import RecordHandler, TopicReader
 from ingest.adapters.local_documents import LocalDocumentStore
@@ -70,16 +77,56 @@ def dev_settings(settings: IngestSettings, environ: Mapping[str, str]) -> Ingest
     return msgspec.structs.replace(settings, jwt_secret=secret)
 
 
+def dev_fanout_settings(settings: IngestSettings, environ: Mapping[str, str]) -> FanoutSettings:
+    """The live service's settings from the environment, on dev's key, host and port."""
+    keys = {
+        "INGEST_JWT_SECRET": settings.jwt_secret or "",
+        "INGEST_JWT_PUBLIC_KEY": settings.jwt_public_key or "",
+    }
+    return msgspec.structs.replace(
+        fanout_settings_from_env({**environ, **keys}),
+        kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
+        topic_prefix=settings.topic_prefix,
+        host=settings.host,
+        port=settings.port,
+    )
+
+
 @asynccontextmanager
-async def embedded_services(settings: IngestSettings) -> AsyncIterator[IngestServices]:
+async def dev_services(
+    settings: IngestSettings, real: bool, environ: Mapping[str, str]
+) -> AsyncIterator[tuple[IngestServices, LiveService]]:
+    """The write path and the live service, on Kafka and S3 or embedded on one bus."""
+    fanout = dev_fanout_settings(settings, environ)
+    if real:
+        async with (
+            ingest_services(settings) as services,
+            live_on_kafka(fanout, f"fanout-dev-{settings.instance_id}") as live,
+        ):
+            yield services, live
+        return
+    bus = InProcessEventBus(
+        Topics(settings.topic_prefix), source=f"/ingest-dev/{settings.instance_id}"
+    )
+
+    def open_reader(topic: str, handler: RecordHandler, since: float) -> TopicReader:
+        return BusTopicReader(bus, topic, handler, since=since)
+
+    async with (
+        bus,
+        embedded_services(settings, bus) as services,
+        running_live(fanout, bus.topics, open_reader, BusRangeReader(bus)) as live,
+    ):
+        yield services, live
+
+
+@asynccontextmanager
+async def embedded_services(
+    settings: IngestSettings, bus: InProcessEventBus
+) -> AsyncIterator[IngestServices]:
     metrics = IngestMetrics()
     data = settings.data_dir
     async with AsyncExitStack() as stack:
-        bus = await stack.enter_async_context(
-            InProcessEventBus(
-                Topics(settings.topic_prefix), source=f"/ingest-dev/{settings.instance_id}"
-            )
-        )
         snapshots = QuotaSnapshots()
         quota_feed = await stack.enter_async_context(
             BusTopicReader(bus, bus.topics.quota, snapshots.apply)
@@ -101,10 +148,11 @@ async def run_dev(settings: IngestSettings, *, environ: Mapping[str, str] = os.e
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    services_cm = ingest_services(settings) if real else embedded_services(settings)
-    async with services_cm as services:
+    async with dev_services(settings, real, environ) as (services, live):
+        app = with_dashboard(build_app(services))
+        add_live_routes(app, live)
         runner = await start_serving(
-            with_dashboard(build_app(services)),
+            app,
             settings.host,
             settings.port,
             shutdown_timeout=settings.shutdown_grace_seconds + 5,
@@ -137,6 +185,7 @@ ingest dev is running ({where})
 
   API        {url}/v1/uploads
   dashboard  {url}/dashboard?token={token}
+  live feed  ws://{settings.host}:{settings.port}/ws/upload-progress?token=...
 
   token for user "{DEV_USER}" (7 days):
     export INGEST_URL={url} INGEST_TOKEN={token}

@@ -100,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     consume.add_argument(
         "--metrics-host", default=None, help="address of that port (CONSUMER_METRICS_HOST)"
     )
+    consume.add_argument(
+        "--host", default=None, help="fanout: address to listen on (FANOUT_HOST, 127.0.0.1)"
+    )
+    consume.add_argument("--port", type=int, default=None, help="fanout: port (FANOUT_PORT, 8081)")
     consume.set_defaults(run=_consume)
 
     token = commands.add_parser(
@@ -191,9 +195,11 @@ def _consume(args: argparse.Namespace) -> int:
     from cli.consume import CONSUMER_APPS
     from consumers.runtime.settings import consumer_settings_from_env
 
+    if args.name == "fanout":
+        return _fanout(args)
     factory = CONSUMER_APPS.get(args.name)
     if factory is None:
-        known = ", ".join(sorted(CONSUMER_APPS)) or "none yet"
+        known = ", ".join(sorted([*CONSUMER_APPS, "fanout"]))
         print(f"ingest: no consumer named {args.name!r} (known: {known})", file=sys.stderr)
         return 2
     _configure_logging()
@@ -205,6 +211,17 @@ def _consume(args: argparse.Namespace) -> int:
     }
     settings = msgspec.structs.replace(settings, **overrides)
     asyncio.run(_run_registered(factory, settings))
+    return 0
+
+
+def _fanout(args: argparse.Namespace) -> int:
+    from cli.fanout import run_fanout
+    from consumers.fanout.settings import fanout_settings_from_env
+
+    _configure_logging()
+    settings = fanout_settings_from_env()
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    asyncio.run(run_fanout(msgspec.structs.replace(settings, **overrides)))
     return 0
 
 

@@ -35,6 +35,12 @@ class ServiceError(Exception):
         self.retriable = self.retriable_by_default if retriable is None else retriable
 
 
+class Unauthenticated(ServiceError):
+    """A request without a valid bearer token (missing, malformed, expired, badly signed)."""
+
+    error_code = "UNAUTHORIZED"
+
+
 class ServiceUnavailable(ServiceError):
     """A dependency (Kafka, S3, the bus) cannot take work now."""
 

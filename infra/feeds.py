@@ -15,15 +15,21 @@ and `infra.bus`), so that code written against them runs the same on both:
   committed offset, so records not committed are delivered again. A
   `RebalanceListener` hears which partitions the member gains and loses.
 
-Two small capabilities stand beside them, each its own Protocol: `EndOffsets`
-(where each partition ends now, for consumer lag) and `RecordPublisher`
-(append one raw record, e.g. a dead letter, keeping its key and headers).
+Three small capabilities stand beside them, each its own Protocol: `EndOffsets`
+(where each partition ends now, for consumer lag), `RecordPublisher`
+(append one raw record, e.g. a dead letter, keeping its key and headers) and
+`RangeReader` (read given offset ranges of partitions once, e.g. to replay
+what a reconnecting WebSocket client missed).
+
+A topic reader may also start later than the beginning (its constructor's
+`since`: the first record appended at or after a time) and tells where it
+is (`positions`), so that a reader of offsets can pick up exactly there.
 
 How it fails: these are interfaces; each implementation documents its errors.
 Both raise the errors of `infra.errors`: ServiceUnavailable when the backend
 cannot be reached or is closed, PartitionNotAssigned when a member commits or
 seeks a partition it does not own (any more), RecordsExpired when a member's
-position fell behind what retention keeps. `hand_over` keeps a failing
+position (or a range to read) fell behind what retention keeps. `hand_over` keeps a failing
 handler from stopping a reader: the failure is logged and the record skipped.
 """
 
@@ -68,6 +74,11 @@ class Record(Protocol):
     @property
     def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
+    @property
+    def timestamp(self) -> int:
+        """When the record was appended (Kafka: the producer's create time), Unix milliseconds."""
+        ...
+
 
 RecordHandler = Callable[[Record], None]
 """Takes one record a reader has read. Synchronous: it updates state in memory."""
@@ -109,6 +120,15 @@ class TopicReader(Protocol):
     @property
     def last_error(self) -> str | None:
         """What went wrong last, while not healthy."""
+        ...
+
+    def positions(self) -> Mapping[TopicPartition, int]:
+        """Per partition, the offset of the next record the handler may get.
+
+        One past the last record handed over (already moved when the handler
+        is called, so a handler reading it sees its own record as read), or
+        where reading started. Empty before `start`.
+        """
         ...
 
     async def start(self) -> None:
@@ -216,6 +236,34 @@ class EndOffsets(Protocol):
     async def end_offsets(
         self, partitions: frozenset[TopicPartition]
     ) -> Mapping[TopicPartition, int]: ...
+
+
+class OffsetRange(NamedTuple):
+    """The records of a partition from `start` (included) to `end` (excluded)."""
+
+    start: int
+    end: int
+
+
+class RangeReader(Protocol):
+    """Reads given offset ranges of partitions once, without a consumer group (a replay).
+
+    `read` hands each record of each range to `handler`, in offset order
+    within a partition, one partition after another in the order of
+    `ranges`. Records compaction removed are skipped, as in Kafka. Before
+    reading anything it checks every range: RecordsExpired when a range
+    starts before the oldest record its partition still keeps (retention
+    removed records in it), naming the partitions. ServiceUnavailable when
+    the backend cannot be reached or does not deliver the range in time.
+    """
+
+    async def read(
+        self, ranges: Mapping[TopicPartition, OffsetRange], handler: RecordHandler
+    ) -> None: ...
+
+    async def close(self) -> None:
+        """Release what it holds; later reads raise ServiceUnavailable. Never hangs."""
+        ...
 
 
 class RecordPublisher(Protocol):

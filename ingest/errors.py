@@ -11,6 +11,7 @@ from __future__ import annotations
 from infra.errors import EventDeliveryError as EventDeliveryError
 from infra.errors import ServiceError
 from infra.errors import ServiceUnavailable as ServiceUnavailable
+from infra.errors import Unauthenticated as Unauthenticated
 
 IngestError = ServiceError
 """The write path's name for the base of every error raised on purpose (its own or plumbing's)."""
@@ -19,10 +20,6 @@ IngestError = ServiceError
 # Requests the service refuses before or while reading a body.
 class InvalidRequest(IngestError):
     error_code = "INVALID_REQUEST"
-
-
-class Unauthenticated(IngestError):
-    error_code = "UNAUTHORIZED"
 
 
 class Forbidden(IngestError):

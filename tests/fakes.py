@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
 
+from infra.feeds import TopicPartition
 from ingest.adapters.local_failures import LocalFailures
 from ingest.errors import (
     ServiceUnavailable,
@@ -588,6 +589,9 @@ class StaticFeed:
 
     async def stop(self) -> None:
         self.healthy = False
+
+    def positions(self) -> dict[TopicPartition, int]:
+        return {}
 
 
 # Request bodies and targets.

@@ -200,6 +200,10 @@ class InProcessEventBus:
         """What the topic retains now, in offset order (for the dev dashboard and tests)."""
         return [record for _, record in self._log(topic).retained()]
 
+    def read(self, topic: str, from_offset: int, limit: int) -> list[BusRecord]:
+        """Up to `limit` retained records of `topic` at or after `from_offset`, in offset order."""
+        return self._log(topic).read(from_offset, limit)
+
     def end_offset(self, topic: str) -> int:
         """The offset the next record of `topic` will get."""
         return self._log(topic).next_offset

@@ -15,6 +15,7 @@ caller's to detect (the group consumers raise RecordsExpired).
 from __future__ import annotations
 
 import itertools
+import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -28,6 +29,8 @@ class BusRecord(NamedTuple):
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
     offset: int
+    timestamp: int = 0
+    """When it was appended, Unix milliseconds."""
 
     @property
     def partition(self) -> int:
@@ -66,7 +69,9 @@ class TopicLog:
         value: bytes,
         headers: tuple[tuple[str, bytes], ...],
     ) -> BusRecord:
-        record = BusRecord(self.topic, key, value, headers, self._next_offset)
+        record = BusRecord(
+            self.topic, key, value, headers, self._next_offset, int(time.time() * 1000)
+        )
         self._next_offset += 1
         if self.compacted:
             # Moving the key to the end keeps the survivors in offset order.

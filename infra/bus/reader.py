@@ -3,7 +3,8 @@
 The in-process twin of `infra.kafka.reader.KafkaTopicReader`: an owned
 background task subscribes to the topic from the beginning, hands each record
 to the handler (`infra.feeds.hand_over`) and sets `ready` once it has handed
-over what the topic retained when it subscribed.
+over what the topic retained when it subscribed. With `since` (Unix seconds)
+records appended before that time are passed over, not handed.
 
 How it fails: a handler that raises is logged and its record skipped. When the
 bus drops the subscription (the reader fell behind), the reader is unhealthy
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Final, Self
 
 from infra.bus.eventbus import InProcessEventBus
 from infra.bus.subscription import SubscriberDropped, Subscription
-from infra.feeds import RecordHandler, TopicReader, hand_over
+from infra.feeds import RecordHandler, TopicPartition, TopicReader, hand_over
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,15 @@ class BusTopicReader:
         handler: RecordHandler,
         *,
         ready_timeout: float = 5.0,
+        since: float | None = None,
     ) -> None:
         bus.end_offset(topic)  # an unknown topic fails here, not in the task
         self._bus = bus
         self._topic = topic
         self._handler = handler
         self._ready_timeout = ready_timeout
+        self._since_ms = None if since is None else int(since * 1000)
+        self._positions: dict[TopicPartition, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._healthy = False
@@ -68,6 +72,9 @@ class BusTopicReader:
     def last_error(self) -> str | None:
         return self._last_error
 
+    def positions(self) -> dict[TopicPartition, int]:
+        return self._positions
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self
@@ -87,6 +94,7 @@ class BusTopicReader:
         self._ready.clear()
         self._healthy = True
         self._last_error = None
+        self._positions[TopicPartition(self._topic, 0)] = self._bus.start_offset(self._topic)
         task = asyncio.create_task(self._read(), name=f"bus-reader-{self._topic}")
         task.add_done_callback(self._on_task_done)
         self._task = task
@@ -133,8 +141,11 @@ class BusTopicReader:
         self._last_error = None
         if subscription.caught_up:
             self._mark_ready()
+        partition = TopicPartition(self._topic, 0)
         async for record in subscription:
-            hand_over(self._handler, record)
+            self._positions[partition] = record.offset + 1
+            if self._since_ms is None or record.timestamp >= self._since_ms:
+                hand_over(self._handler, record)
             if subscription.caught_up:
                 self._mark_ready()
 

@@ -6,7 +6,9 @@ needs every user's snapshot), reading only committed records
 (`read_committed`: a transactional producer's aborted records never count),
 and hands each record to the handler (`infra.feeds.hand_over`). It is
 `ready` once its position in every partition has reached the end the
-partition had when it started.
+partition had when it started. With `since` (Unix seconds) each partition
+starts at its first record appended at or after that time (Kafka's
+offsets-for-times), or at its end when it has none.
 
 How it fails: `start` keeps trying to reach Kafka and the topic, and raises
 ServiceUnavailable when it cannot within `start_timeout`; not catching up
@@ -28,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from infra.feeds import RecordHandler, TopicReader, hand_over
+from infra.feeds import TopicPartition as FeedPartition
 from infra.kafka import internals
 from infra.kafka.reaching import until_reachable
 
@@ -50,10 +53,15 @@ class KafkaTopicReader:
         start_timeout: float = 30.0,
         ready_timeout: float = 30.0,
         client_id: str | None = None,
+        since: float | None = None,
+        fetch_max_wait_ms: int = 500,
     ) -> None:
         self._bootstrap_servers = bootstrap_servers
         self._topic = topic
         self._handler = handler
+        self._since = since
+        self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._positions: dict[FeedPartition, int] = {}
         self._start_timeout = start_timeout
         self._ready_timeout = ready_timeout
         self._client_id = client_id
@@ -79,6 +87,9 @@ class KafkaTopicReader:
     def last_error(self) -> str | None:
         return self._last_error
 
+    def positions(self) -> dict[FeedPartition, int]:
+        return self._positions
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self
@@ -97,13 +108,16 @@ class KafkaTopicReader:
             return
         self._ready.clear()
         # Topics not provisioned yet fail like a broker still starting: both are retried.
-        consumer, end_offsets = await until_reachable(
+        consumer, starts, end_offsets = await until_reachable(
             self._connect,
             within=self._start_timeout,
             what=f"reading topic {self._topic!r} at {self._bootstrap_servers}",
             details={"topic": self._topic},
         )
         self._consumer = consumer
+        self._positions.update(
+            {FeedPartition(tp.topic, tp.partition): o for tp, o in starts.items()}
+        )
         self._healthy = True
         self._last_error = None
         self._task = asyncio.create_task(
@@ -132,8 +146,10 @@ class KafkaTopicReader:
         if consumer is not None:
             await internals.stop_consumer(consumer, _STOP_SECONDS)
 
-    async def _connect(self) -> tuple[Any, dict[TopicPartition, int]]:
-        """A consumer assigned every partition from the beginning, and the end offsets now."""
+    async def _connect(
+        self,
+    ) -> tuple[Any, dict[TopicPartition, int], dict[TopicPartition, int]]:
+        """A consumer assigned every partition at its start, the starts, and the ends now."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap_servers,
             client_id=self._client_id,
@@ -142,16 +158,27 @@ class KafkaTopicReader:
             auto_offset_reset="earliest",
             # A transactional producer's aborted records must never count.
             isolation_level="read_committed",
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
         )
         try:
             await consumer.start()
             partitions = await self._assign_all(consumer)
-            await consumer.seek_to_beginning(*partitions)
             end_offsets: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+            starts: dict[TopicPartition, int] = await consumer.beginning_offsets(partitions)
+            if self._since is not None:
+                found = await consumer.offsets_for_times(
+                    {tp: int(self._since * 1000) for tp in partitions}
+                )
+                starts = {
+                    tp: found[tp].offset if found.get(tp) is not None else end_offsets[tp]
+                    for tp in partitions
+                }
+            for tp in partitions:
+                consumer.seek(tp, starts[tp])
         except BaseException:
             await internals.stop_consumer(consumer, _STOP_SECONDS)
             raise
-        return consumer, end_offsets
+        return consumer, starts, end_offsets
 
     async def _assign_all(self, consumer: Any) -> list[TopicPartition]:
         cluster = await internals.cluster_metadata(consumer)
@@ -163,7 +190,7 @@ class KafkaTopicReader:
         return partitions
 
     async def _read(self, consumer: Any, end_offsets: dict[TopicPartition, int]) -> None:
-        behind = {tp: end for tp, end in end_offsets.items() if end > 0}
+        behind = {tp: end for tp, end in end_offsets.items() if end > self._positions[tp]}
         failures = 0
         while True:
             try:
@@ -173,8 +200,9 @@ class KafkaTopicReader:
                 if not behind:
                     self._mark_ready()
                 batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
-                for records in batches.values():
+                for partition, records in batches.items():
                     for record in records:
+                        self._positions[partition] = record.offset + 1
                         hand_over(self._handler, record)
             except Exception as error:
                 # Kafka errors and bugs alike: keep reading, but visibly unhealthy.

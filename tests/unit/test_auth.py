@@ -128,22 +128,22 @@ def test_a_list_of_strings_holding_admin_grants_admin(roles: list[str]) -> None:
 def test_roles_of_any_other_shape_grant_nothing_and_the_token_still_counts(
     roles: object, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="ingest.auth"):
+    with caplog.at_level(logging.WARNING, logger="infra.tokens"):
         principal = TokenVerifier(secret=SECRET).verify(token_with_roles(roles))
 
     assert principal.user_id == "ann"
     assert principal.roles == frozenset()
     assert not principal.is_admin
-    [warning] = [r for r in caplog.records if r.name == "ingest.auth"]
+    [warning] = [r for r in caplog.records if r.name == "infra.tokens"]
     assert "not a list of strings" in warning.getMessage()
 
 
 @pytest.mark.parametrize("roles", [None, []])
 def test_no_roles_grant_nothing_quietly(roles: object, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="ingest.auth"):
+    with caplog.at_level(logging.WARNING, logger="infra.tokens"):
         principal = TokenVerifier(secret=SECRET).verify(token_with_roles(roles))
     assert principal.roles == frozenset()
-    assert not [r for r in caplog.records if r.name == "ingest.auth"]
+    assert not [r for r in caplog.records if r.name == "infra.tokens"]
 
 
 # --- keys refused when the verifier is built ------------------------------------------

@@ -32,6 +32,7 @@ class Record:
     topic: str = "ingest.quota"
     partition: int = 0
     offset: int = 0
+    timestamp: int = 0
 
 
 class View:

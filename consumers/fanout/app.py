@@ -1,0 +1,36 @@
+"""The live service's aiohttp application, and the routes it adds to another (`ingest dev`).
+
+`add_live_routes` mounts the WebSocket feed and the live progress routes of
+a running replica on any application, and closes its clients when that
+application shuts down; `fanout_app` is the stand-alone application of
+`ingest consume fanout`: those routes, `/healthz`, `/readyz`, `/metrics` and
+the dashboard pages.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from consumers.fanout.dashboard import add_dashboard_routes
+from consumers.fanout.http import add_health_routes, add_progress_routes
+from consumers.fanout.service import LIVE, LiveService
+from consumers.fanout.websocket import add_feed_routes
+
+
+def add_live_routes(app: web.Application, live: LiveService) -> None:
+    app[LIVE] = live
+    add_feed_routes(app)
+    add_progress_routes(app)
+
+    async def close_clients(_: web.Application) -> None:
+        await live.close_clients()
+
+    app.on_shutdown.append(close_clients)
+
+
+def fanout_app(live: LiveService) -> web.Application:
+    app = web.Application()
+    add_live_routes(app, live)
+    add_health_routes(app)
+    add_dashboard_routes(app)
+    return app
