@@ -9,10 +9,12 @@ $INGEST_TEST_ARTIFACTS/dashboard when that is set.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,6 +41,12 @@ def _chromium() -> tuple[str, str]:
             "(scripts/system-deps installs the chromium and chromium-driver packages)"
         )
     return browser, driver
+
+
+@dataclass(frozen=True)
+class WebSocketEvent:
+    kind: str  # "opened" (text: the URL) or "received" (text: the frame)
+    text: str
 
 
 class Browser:
@@ -85,6 +93,18 @@ class Browser:
             upload_throughput=upload_bps or -1,
         )
 
+    def websocket_events(self) -> list[WebSocketEvent]:
+        """WebSocket openings (their URL) and frames received since the last call."""
+        events = []
+        for entry in self.driver.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            params = message.get("params", {})
+            if message["method"] == "Network.webSocketCreated":
+                events.append(WebSocketEvent("opened", params["url"]))
+            elif message["method"] == "Network.webSocketFrameReceived":
+                events.append(WebSocketEvent("received", params["response"]["payloadData"]))
+        return events
+
     def local_storage(self, key: str, value: str) -> None:
         self.driver.execute_script("localStorage.setItem(arguments[0], arguments[1])", key, value)
 
@@ -107,7 +127,8 @@ def browser(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Browser]
         f"--user-data-dir={tmp_path / 'profile'}",
     ):
         options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # The performance log carries the DevTools network events, WebSocket frames included.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     driver.set_page_load_timeout(30)
     shots = ARTIFACTS / "dashboard" / request.node.name

@@ -14,6 +14,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 from tests.e2e.browser import Browser
 from tests.e2e.conftest import DevServer
@@ -47,6 +48,16 @@ def _sign_in_by_link(browser: Browser, dev_server: DevServer) -> None:
     browser.local_storage("ingest.chunkSize", str(CHUNK))
     browser.driver.refresh()
     browser.wait("the upload form", lambda: browser.driver.find_element("id", "file-input"))
+    _wait_live(browser)
+
+
+def _wait_live(browser: Browser) -> None:
+    browser.wait(
+        "the live feed",
+        lambda: (
+            browser.driver.find_element("id", "feed-state").get_attribute("data-state") == "live"
+        ),
+    )
 
 
 def _row(browser: Browser, filename: str) -> dict[str, str] | None:
@@ -204,3 +215,47 @@ def test_a_reload_mid_upload_resumes_when_the_file_is_chosen_again(
     session = _api(dev_server, f"/v1/uploads/{done['session_id']}")
     assert session["result"]["file_hash"] == digest
     assert session["result"]["file_size"] == size
+
+
+def test_the_feed_shows_uploads_from_elsewhere_and_resumes_from_its_cursor(
+    dev_server: DevServer, browser: Browser, tmp_path: Path
+) -> None:
+    _sign_in_by_link(browser, dev_server)
+    first, _ = _video(tmp_path, "from-the-cli.mp4", 3 * MiB, seed=21)
+    done = dev_server.cli("upload", str(first), "--json")
+    assert done.returncode == 0, done.stderr
+    # With the feed live the page does not poll: the feed brought this row.
+    browser.wait("the CLI upload, live", lambda: _status(browser, first.name) == "Completed")
+    _wait_live(browser)
+    browser.screenshot("01-live-from-the-cli")
+
+    # A dropped socket reconnects by itself, from the last cursor it was given.
+    browser.websocket_events()
+    cursor = browser.driver.execute_script(
+        "const c = window.ingestFeed.cursor; window.ingestFeed.socket.close(4000); return c;"
+    )
+    assert cursor
+    _wait_live(browser)
+    reopened = [e.text for e in browser.websocket_events() if e.kind == "opened"]
+    assert reopened
+    assert parse_qs(urlparse(reopened[-1]).query)["since"] == [cursor]
+
+    # Events published while the page had no socket are replayed when it reconnects.
+    browser.driver.execute_script("window.ingestFeed.stop()")
+    second, _ = _video(tmp_path, "while-away.mp4", 2 * MiB, seed=22)
+    done = dev_server.cli("upload", str(second), "--json")
+    assert done.returncode == 0, done.stderr
+    video_id = json.loads(done.stdout)[0]["video_id"]
+    browser.driver.execute_script("window.ingestFeed.start()")
+    _wait_live(browser)
+    browser.wait("the missed upload", lambda: _status(browser, second.name) == "Completed")
+
+    def replayed() -> bool:
+        frames = [json.loads(e.text) for e in browser.websocket_events() if e.kind == "received"]
+        return any(
+            f["event_type"] == "upload_complete" and f["data"].get("video_id") == video_id
+            for f in frames
+        )
+
+    browser.wait("the replayed completion", replayed)
+    browser.screenshot("02-replayed")

@@ -67,6 +67,7 @@ async function start() {
   await loadSessions();
   adoptRemembered();
   feed = new LiveFeed({ token, onMessage: onFeedMessage, onState: onFeedState });
+  window.ingestFeed = feed; // for a look from the browser's console (and the browser tests)
   document.getElementById("feed-state").hidden = false;
   feed.start();
   setInterval(() => {
@@ -125,15 +126,22 @@ function rowFor(id, fields = {}) {
     row = { id, filename: null, total: null, sent: 0, status: "active", createdAt: null, ...fields };
     uploads.set(id, row);
     row.el = buildRow(row);
-    const list = document.getElementById("uploads");
-    const newer = [...uploads.values()].find((other) => other !== row && other.el.isConnected && isOlder(other, row));
-    list.insertBefore(row.el, newer ? newer.el : null);
+    place(row);
   }
   return row;
 }
 
-function isOlder(a, b) {
-  return new Date(a.createdAt || Date.now()).getTime() < new Date(b.createdAt || Date.now()).getTime();
+/** Newest first: puts the row before the first one created before it. */
+function place(row) {
+  const created = new Date(row.createdAt || Date.now()).getTime();
+  row.el.dataset.created = String(created);
+  const list = document.getElementById("uploads");
+  const older = [...list.children].find((node) => node !== row.el && Number(node.dataset.created) < created);
+  if (older) {
+    if (row.el.nextElementSibling !== older) list.insertBefore(row.el, older);
+  } else if (list.lastElementChild !== row.el) {
+    list.append(row.el);
+  }
 }
 
 function rekey(row, sessionId) {
@@ -229,7 +237,10 @@ async function loadSessions() {
   const listed = await api("GET", "/v1/uploads");
   for (const s of listed.sessions || []) {
     const row = rowFor(s.session_id, { createdAt: s.created_at });
-    row.createdAt = s.created_at;
+    if (row.createdAt !== s.created_at) {
+      row.createdAt = s.created_at;
+      place(row);
+    }
     row.filename = s.filename || row.filename;
     row.total = s.expected_file_size ?? row.total;
     if (!row.transfer) {

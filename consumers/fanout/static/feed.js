@@ -37,6 +37,8 @@ export class LiveFeed {
     this.watchdog = null;
     this.stopped = true;
     this.subscriptions = new Set();
+    this.failedOpens = 0;
+    this.lostCursor = false;
     this._retryNow = () => {
       if (!this.stopped && !this.socket) this._connectSoon(0);
     };
@@ -95,7 +97,13 @@ export class LiveFeed {
     this.socket = socket;
     let delivered = false;
     socket.onopen = () => {
+      this.failedOpens = 0;
       this.onState("live", { replaying: this.cursor !== null });
+      if (this.lostCursor) {
+        // Connected without the cursor we had: what happened in between is unknown.
+        this.lostCursor = false;
+        this.onMessage({ event_type: "resync", data: { reason: "cursor_dropped" } });
+      }
       for (const id of this.subscriptions) this.send({ type: "subscribe_session", session_id: id });
       this._feedWatchdog();
     };
@@ -121,6 +129,15 @@ export class LiveFeed {
       if (this.socket !== socket) return;
       this.socket = null;
       if (this.stopped) return;
+      // A cursor the service refuses (400 before the upgrade) looks like any failed
+      // connection; after a few in a row, go on without it and reload the state.
+      if (event.code === 1006 && !delivered) {
+        this.failedOpens += 1;
+        if (this.failedOpens >= 4 && this.cursor !== null) {
+          this.cursor = null;
+          this.lostCursor = true;
+        }
+      }
       // 4401: the token expired while connected; the page asks for a new one.
       // Anything else (1001 going away, 1006 lost, 4408 too slow, 4429/4503 full)
       // is retried. A token refused before the upgrade also looks like 1006 here:
