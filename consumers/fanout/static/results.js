@@ -5,8 +5,9 @@
 // the answer holds and says plainly what it does not: analysis pending, not
 // requested, failed (with its code), a file that is no usable video, and that
 // no model ran when none did (the service never calls a video real or fake).
-// Where the results route is not there (a service without detection), the
-// upload's facts come from the user's session list instead. `processing_*`
+// Where the results route has nothing for the video (no detection has
+// recorded it yet, or none runs), the upload's facts come from the user's
+// session list instead. `processing_*`
 // messages on the live feed reload the results; while the analysis is pending
 // and the feed is down, the page polls.
 "use strict";
@@ -17,6 +18,7 @@ import { bytes, duration, el, moment } from "./format.js";
 import { api, onTokenChange, takeTokenFromUrl, token } from "./session.js";
 
 const POLL_MS = 5000;
+const WAITING = new Set(["pending", "no_results"]);
 const videoId = decodeURIComponent(location.pathname.split("/").filter(Boolean)[2] || "");
 let feedState = "stopped";
 let current = null;
@@ -54,7 +56,7 @@ async function start() {
   document.getElementById("feed-state").hidden = false;
   feed.start();
   setInterval(() => {
-    if (feedState !== "live" && (!current || current.status === "pending")) load();
+    if (feedState !== "live" && (!current || WAITING.has(current.status))) load();
   }, POLL_MS);
 }
 
@@ -97,7 +99,7 @@ async function load() {
     format: r.format,
     uploaded_at: r.uploaded_at,
     duplicate_of: r.duplicate_of,
-    status: "unavailable",
+    status: "no_results",
   };
   render(current);
 }
@@ -148,10 +150,12 @@ function render(result) {
     analysis.replaceChildren(el("p", { className: "muted", id: "analysis-not-requested" }, "This upload asked for no analysis (auto_analyze was off), so the video was stored but not examined."));
     return;
   }
-  if (status === "unavailable") {
+  if (status === "no_results") {
     pill.className = "pill";
-    pill.textContent = "No analysis available";
-    analysis.replaceChildren(el("p", { className: "muted", id: "analysis-unavailable" }, "This service does not report detection results; the upload itself is stored."));
+    pill.textContent = "No results yet";
+    analysis.replaceChildren(
+      el("p", { className: "muted", id: "analysis-none" }, "No detection result has been recorded for this video yet. The upload itself is stored; results appear here when the detection service reports them."),
+    );
     return;
   }
   if (status === "failed" || detection.error_code && detection.is_valid_video === undefined) {
