@@ -23,7 +23,7 @@ import numpy as np
 
 from tests.e2e.browser import Browser
 from tests.e2e.conftest import DevServer
-from tests.media import MiB, fake_video_chunks, sha256_of
+from tests.media import NOT_A_VIDEO, MiB, fake_video_chunks, sha256_of
 
 UPLINK = 3 * MiB
 CHUNK = 4 * MiB
@@ -323,3 +323,34 @@ def test_the_results_page_shows_what_the_results_route_holds(
     if answer["detection"]["model"] is None:
         assert "No model ran" in browser.text("#analysis")
     browser.screenshot("01-analysed")
+
+
+def test_refusals_and_duplicates_are_shown_on_their_rows(
+    dev_server: DevServer, browser: Browser, tmp_path: Path
+) -> None:
+    _sign_in_by_link(browser, dev_server)
+    not_a_video = tmp_path / "notes.mp4"
+    not_a_video.write_bytes(NOT_A_VIDEO * 64)
+    browser.driver.find_element("id", "file-input").send_keys(str(not_a_video))
+    browser.wait("the refusal", lambda: _status(browser, not_a_video.name) == "Failed")
+    refused = _row(browser, not_a_video.name)
+    assert refused is not None
+    assert "UNSUPPORTED_MEDIA_TYPE" in refused["meta"]
+    assert "100 %" not in refused["meta"]  # the server kept none of it
+
+    original, _ = _video(tmp_path, "original.mp4", 2 * MiB, seed=31)
+    again = tmp_path / "same-bytes.mp4"
+    again.write_bytes(original.read_bytes())
+    browser.driver.find_element("id", "file-input").send_keys(str(original))
+    browser.wait("the original stored", lambda: _status(browser, original.name) == "Completed")
+    browser.driver.find_element("id", "file-input").send_keys(str(again))
+    browser.wait("the copy stored", lambda: _status(browser, again.name) == "Completed")
+    copy = browser.wait(
+        "the duplicate noticed",
+        lambda: (row := _row(browser, again.name)) and "duplicate" in row["meta"] and row,
+    )
+    stored = _row(browser, original.name)
+    assert stored is not None
+    first = _api(dev_server, f"/v1/uploads/{stored['session_id']}")
+    assert first["result"]["video_id"][:8] in copy["meta"]
+    browser.screenshot("01-refused-and-duplicate")

@@ -474,6 +474,7 @@ function send(file) {
       row.transfer = null;
       row.speed = 0;
       if (error.code === "STOPPED") return;
+      row.sent = transfer.confirmed; // what the server holds, not what left this page
       row.status = "failed";
       row.errorCode = error.code || null;
       row.error = error.message;

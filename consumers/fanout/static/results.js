@@ -227,7 +227,8 @@ function renderVideo(video) {
   stat("Codec", video.codec);
   if (video.width && video.height) stat("Resolution", `${video.width}×${video.height}`);
   if (video.fps) stat("Frame rate", `${Number(video.fps).toFixed(Number.isInteger(video.fps) ? 0 : 2)} fps`);
-  stat("Duration", video.duration_seconds !== undefined && video.duration_seconds !== null ? duration(video.duration_seconds) || `${video.duration_seconds.toFixed(2)} s` : null);
+  const seconds = video.duration_seconds;
+  if (seconds !== undefined && seconds !== null) stat("Duration", seconds < 60 ? `${Number(seconds).toFixed(1)} s` : duration(seconds));
   stat("Frames (header)", video.frame_count);
   stat("Frames decoded", video.frames_decoded);
   if (video.rotation_degrees) stat("Rotation", `${video.rotation_degrees}°`);

@@ -94,6 +94,7 @@ export class TusUpload {
     this.url = null;
     this.sessionId = null;
     this.resumedFrom = 0;
+    this.confirmed = 0; // the last offset the server reported
     this.stopped = false;
     this.xhr = null;
     this.samples = [];
@@ -104,6 +105,7 @@ export class TusUpload {
   async run() {
     let offset = await this._retrying("resuming", () => this._resumeOrCreate());
     this.resumedFrom = offset;
+    this.confirmed = offset;
     this._report(offset);
     let failures = 0;
     while (offset < this.file.size) {
@@ -119,6 +121,7 @@ export class TusUpload {
         await this._pause(failures, error);
         offset = await this._retrying("resuming", () => this._head());
       }
+      this.confirmed = offset;
       this._report(offset);
     }
     forgetUpload(this.key);
