@@ -7,12 +7,12 @@
 // is not hit by every browser at once) and starts again from the bottom once
 // a connection has delivered something. The browser's `online` event and a
 // page coming back to the foreground retry at once. A socket silent for longer
-// than three heartbeats is treated as dead: proxies and sleeping laptops leave
-// sockets that are open on one side only. A `resync` (the cursor is older than
+// than three heartbeat intervals (as observed; 15 s until one is) is treated as
+// dead: proxies and sleeping laptops leave sockets that are open on one side only. A `resync` (the cursor is older than
 // what the topics keep) is handed to the page, which reloads its state.
 "use strict";
 
-const SILENCE_LIMIT_MS = 45_000;
+const SILENT_HEARTBEATS = 3;
 const MAX_DELAY_MS = 30_000;
 const QUIET = new Set(["heartbeat", "pong", "stats"]); // about the connection, not the uploads
 
@@ -36,9 +36,10 @@ export class LiveFeed {
     this.timer = null;
     this.watchdog = null;
     this.stopped = true;
-    this.subscriptions = new Set();
     this.failedOpens = 0;
     this.lostCursor = false;
+    this.heartbeatMs = 15_000;
+    this.lastHeartbeat = null;
     this._retryNow = () => {
       if (!this.stopped && !this.socket) this._connectSoon(0);
     };
@@ -61,12 +62,6 @@ export class LiveFeed {
     if (this.socket) this.socket.close(1000, "page closed the feed");
     this.socket = null;
     this.onState("stopped", {});
-  }
-
-  /** Ask for one upload's events explicitly (kept across reconnects). */
-  subscribe(sessionId) {
-    this.subscriptions.add(sessionId);
-    this.send({ type: "subscribe_session", session_id: sessionId });
   }
 
   send(message) {
@@ -98,13 +93,13 @@ export class LiveFeed {
     let delivered = false;
     socket.onopen = () => {
       this.failedOpens = 0;
+      this.lastHeartbeat = null;
       this.onState("live", { replaying: this.cursor !== null });
       if (this.lostCursor) {
         // Connected without the cursor we had: what happened in between is unknown.
         this.lostCursor = false;
         this.onMessage({ event_type: "resync", data: { reason: "cursor_dropped" } });
       }
-      for (const id of this.subscriptions) this.send({ type: "subscribe_session", session_id: id });
       this._feedWatchdog();
     };
     socket.onmessage = (event) => {
@@ -120,6 +115,7 @@ export class LiveFeed {
         this.attempt = 0;
       }
       if (message.cursor !== undefined && message.cursor !== null) this.cursor = message.cursor;
+      if (message.event_type === "heartbeat") this._heartbeat();
       if (QUIET.has(message.event_type)) return;
       if (message.event_type === "resync") this.cursor = message.cursor ?? null;
       this.onMessage(message);
@@ -163,6 +159,15 @@ export class LiveFeed {
     this.timer = setTimeout(() => this._connect(), delay);
   }
 
+  _heartbeat() {
+    const now = Date.now();
+    if (this.lastHeartbeat !== null) {
+      // Longest interval seen, within reason: a laptop asleep says nothing about the service.
+      this.heartbeatMs = Math.min(300_000, Math.max(this.heartbeatMs, now - this.lastHeartbeat));
+    }
+    this.lastHeartbeat = now;
+  }
+
   _feedWatchdog() {
     clearTimeout(this.watchdog);
     this.watchdog = setTimeout(() => {
@@ -172,6 +177,6 @@ export class LiveFeed {
       this.socket = null;
       silent.close(4000, "no heartbeat");
       this._connectSoon();
-    }, SILENCE_LIMIT_MS);
+    }, SILENT_HEARTBEATS * this.heartbeatMs);
   }
 }
