@@ -141,10 +141,15 @@ def test_an_upload_survives_a_network_drop_and_opens_its_results(
     browser.screenshot("01-uploading")
 
     browser.network(offline=True)
-    browser.wait("the drop noticed", lambda: _status(browser, video.name) == "Reconnecting")
-    offline = _row(browser, video.name)
-    assert offline is not None
-    assert "Offline" in offline["meta"]
+    browser.wait(
+        "the drop noticed",
+        lambda: (
+            (row := _row(browser, video.name))
+            and row["status"] == "Reconnecting"
+            and "Offline: waiting for the network" in row["meta"]
+            and row
+        ),
+    )
     stalled_at = _percent(browser, video.name)
     assert stalled_at < 100
     browser.screenshot("02-offline")

@@ -95,6 +95,7 @@ export class TusUpload {
     this.sessionId = null;
     this.resumedFrom = 0;
     this.confirmed = 0; // the last offset the server reported
+    this.retrying = false;
     this.stopped = false;
     this.xhr = null;
     this.samples = [];
@@ -311,7 +312,7 @@ export class TusUpload {
       this._wake = done;
     });
     this._checkStopped();
-    this.onStatus("uploading", {});
+    this.retrying = true; // until the server answers again (see _report)
   }
 
   _checkStopped() {
@@ -320,6 +321,10 @@ export class TusUpload {
 
   /** Speed over the last few seconds, so a stall shows at once and a burst does not linger. */
   _report(sent) {
+    if (this.retrying) {
+      this.retrying = false;
+      this.onStatus("uploading", {});
+    }
     const now = performance.now();
     this.samples.push([now, sent]);
     while (this.samples.length > 2 && now - this.samples[0][0] > 4000) this.samples.shift();
