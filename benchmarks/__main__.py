@@ -69,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--slow-interval", type=float, default=0.05, help="seconds between chunks")
     group = parser.add_argument_group("latency")
     group.add_argument("--latency-uploads", type=int, default=4, help="concurrent uploads")
+    group.add_argument(
+        "--latency-clients", default=latency.DEFAULT_CLIENTS, help="WebSocket clients, per figure"
+    )
+    group.add_argument(
+        "--latency-rate",
+        type=float,
+        default=latency.DEFAULT_RATE,
+        help="MB/s each upload is sent at (0: full speed)",
+    )
     group.add_argument("--latency-size", default=latency.DEFAULT_SIZE)
     group = parser.add_argument_group("consumers")
     group.add_argument("--consumer-events", type=int, default=5000, help="backlog to consume")
@@ -121,6 +130,8 @@ async def _one(name: str, ctx: Context, args: argparse.Namespace) -> dict[str, A
     if name == "latency":
         return await latency.run(
             ctx,
+            clients=[int(n) for n in args.latency_clients.split(",")],
+            rate=args.latency_rate,
             uploads=args.latency_uploads,
             size=size(args.latency_size, "--latency-size"),
             runs=args.runs,

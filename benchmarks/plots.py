@@ -171,7 +171,7 @@ def latency(doc: dict[str, Any], out: Path) -> Path | None:
 
     def draw(figure: Any) -> None:
         ax = figure.subplots()
-        for n, run in enumerate(runs, 1):
+        for run in runs:
             values = sorted(run["latencies_ms"])
             if not values:
                 continue
@@ -179,13 +179,16 @@ def latency(doc: dict[str, Any], out: Path) -> Path | None:
             ax.plot(
                 values,
                 fractions,
-                label=f"run {n} (p50 {run['p50_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms)",
+                label=(
+                    f"{run['clients']} clients (p50 {run['p50_ms']:.1f} ms, "
+                    f"p99 {run['p99_ms']:.1f} ms)"
+                ),
             )
         ax.set_xscale("log")
-        ax.set_xlabel("progress event: ce_time -> Kafka consumer receive (ms)")
-        ax.set_ylabel("fraction of events")
-        ax.set_title("Progress event latency through Kafka (WebSocket hop not measured)")
+        ax.set_xlabel("progress event built by ingest -> received by a WebSocket client (ms)")
+        ax.set_ylabel("fraction of deliveries")
+        ax.set_title("Live progress latency: Kafka, live service, WebSocket")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize="small")
 
     return _draw(out, "latency", doc.get("label"), (7, 4.5), draw)

@@ -3,7 +3,8 @@
 `ingest_server` runs the service exactly as deployed (its own interpreter,
 event loop and environment) on a free port, waits for /readyz and stops it
 with SIGTERM; it raises RuntimeError when the server does not become ready
-(its stderr is in the message). `source` runs another copy of the code (for
+(its stderr is in the message). `fanout_server` does the same for the live
+service (`ingest consume fanout`). `source` runs another copy of the code (for
 before/after comparisons): the server starts in that directory, so its
 `ingest` package wins over the installed one. Readings come from /proc and
 are Linux-only; a process that has gone away reads as 0.
@@ -170,12 +171,29 @@ class Server:
 async def ingest_server(
     env: Mapping[str, str], *, source: Path | None = None, ready_within: float = 60.0
 ) -> AsyncIterator[Server]:
+    async with _server(["serve"], env, source=source, ready_within=ready_within) as server:
+        yield server
+
+
+@asynccontextmanager
+async def fanout_server(
+    env: Mapping[str, str], *, source: Path | None = None, ready_within: float = 60.0
+) -> AsyncIterator[Server]:
+    command = ["consume", "fanout"]
+    async with _server(command, env, source=source, ready_within=ready_within) as server:
+        yield server
+
+
+@asynccontextmanager
+async def _server(
+    command: list[str], env: Mapping[str, str], *, source: Path | None, ready_within: float
+) -> AsyncIterator[Server]:
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "cli.main",
-        "serve",
+        *command,
         "--host",
         "127.0.0.1",
         "--port",
@@ -213,13 +231,13 @@ async def _wait_ready(
         while time.monotonic() < deadline:
             if process.returncode is not None:
                 log = (await errors).decode(errors="replace")
-                raise RuntimeError(f"ingest serve exited with {process.returncode}:\n{log[-4000:]}")
+                raise RuntimeError(f"{url} exited with {process.returncode}:\n{log[-4000:]}")
             with contextlib.suppress(aiohttp.ClientError):
                 async with http.get(f"{url}/readyz") as response:
                     if response.status == 200:
                         return
             await asyncio.sleep(0.1)
-    raise RuntimeError(f"ingest serve at {url} was not ready within {within:g} s")
+    raise RuntimeError(f"the server at {url} was not ready within {within:g} s")
 
 
 def _keep_log(port: int, log: bytes) -> None:

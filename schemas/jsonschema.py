@@ -9,6 +9,8 @@ instead of writing.
 
 One file per event type, `<type>.json`, whose `$id` is the URI a record's
 `ce_dataschema` header points at, plus `events.json` for the whole union.
+The live service's WebSocket messages and progress body are in
+`schemas/json/live/` (`schemas.live`), generated and checked the same way.
 """
 
 from __future__ import annotations
@@ -25,10 +27,22 @@ import msgspec
 from schemas import asyncapi
 from schemas.definitions import publish
 from schemas.events import EVENT_TYPES, SCHEMA_URI_PREFIX, Event, schema_uri
+from schemas.live import LIVE_SCHEMA_FILES
 
-__all__ = ["JSON_DIR", "UNION_FILE", "drift", "generate", "main", "render", "write"]
+__all__ = [
+    "JSON_DIR",
+    "LIVE_DIR",
+    "UNION_FILE",
+    "drift",
+    "generate",
+    "generate_live",
+    "main",
+    "render",
+    "write",
+]
 
 JSON_DIR: Final = Path(__file__).parent / "json"
+LIVE_DIR: Final = JSON_DIR / "live"
 UNION_FILE: Final = "events.json"
 
 _DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
@@ -43,6 +57,18 @@ def generate() -> dict[str, dict[str, Any]]:
     return files
 
 
+def generate_live() -> dict[str, dict[str, Any]]:
+    """File name -> JSON Schema, for the live service's messages and bodies."""
+    return {
+        name: {
+            "$schema": _DIALECT,
+            "$id": f"{SCHEMA_URI_PREFIX}live.{name.removesuffix('.json')}",
+            **msgspec.json.schema(cls),
+        }
+        for name, cls in LIVE_SCHEMA_FILES.items()
+    }
+
+
 def _published(schema: dict[str, Any], uri: str) -> dict[str, Any]:
     publish(schema.get("$defs", {}))
     return {"$schema": _DIALECT, "$id": uri, **schema}
@@ -53,9 +79,10 @@ def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, sort_keys=True, indent=2) + "\n"
 
 
-def drift(directory: Path = JSON_DIR) -> list[str]:
+def drift(directory: Path = JSON_DIR, *, live: bool = False) -> list[str]:
     """Names of the files in `directory` that are missing, stale or no longer generated."""
-    expected = {name: render(schema) for name, schema in generate().items()}
+    files = generate_live() if live else generate()
+    expected = {name: render(schema) for name, schema in files.items()}
     present = {path.name for path in directory.glob("*.json")}
     wrong = [
         name
@@ -65,14 +92,14 @@ def drift(directory: Path = JSON_DIR) -> list[str]:
     return sorted(wrong + [name for name in present if name not in expected])
 
 
-def write(directory: Path = JSON_DIR) -> list[Path]:
+def write(directory: Path = JSON_DIR, *, live: bool = False) -> list[Path]:
     """Write every schema into `directory`, deleting `*.json` files no longer generated.
 
     The directory belongs to the generator: a schema of a type that was removed
     must not stay published as if it were current.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    files = generate()
+    files = generate_live() if live else generate()
     for stale in directory.glob("*.json"):
         if stale.name not in files:
             stale.unlink()
@@ -96,14 +123,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--check", action="store_true", help="report drift and exit 1 instead of writing"
     )
     args = parser.parse_args(argv)
+    live_dir = args.dir / LIVE_DIR.name
     if args.check:
         wrong = [args.dir / name for name in drift(args.dir)]
+        wrong += [live_dir / name for name in drift(live_dir, live=True)]
         if asyncapi.drift(args.asyncapi):
             wrong.append(args.asyncapi)
         for path in wrong:
             print(f"out of date: {path}", file=sys.stderr)
         return 1 if wrong else 0
-    for path in [*write(args.dir), asyncapi.write(args.asyncapi)]:
+    for path in [
+        *write(args.dir),
+        *write(live_dir, live=True),
+        asyncapi.write(args.asyncapi),
+    ]:
         print(path)
     return 0
 

@@ -37,6 +37,7 @@ from msgspec import Meta
 __all__ = [
     "CLIENT_MESSAGE_TYPES",
     "LIVE_EVENT_TYPES",
+    "LIVE_SCHEMA_FILES",
     "ClientMessage",
     "LiveEventType",
     "LiveMessage",
@@ -122,3 +123,12 @@ class UploadProgressResponse(msgspec.Struct, frozen=True, kw_only=True):
     error_code: str | None = None
     error_message: str | None = None
     completed_at: datetime | None = None
+
+
+LIVE_SCHEMA_FILES: Final[dict[str, type[msgspec.Struct]]] = {
+    "message.json": LiveMessage,
+    "client-message.json": ClientMessage,
+    "upload-progress.json": UploadProgressResponse,
+    "stats.json": LiveStats,
+}
+"""The published JSON Schemas of the live service (`schemas/json/live/`), by file name."""

@@ -13,8 +13,8 @@
 - 4503 the replica is at its connection limit (`FANOUT_MAX_CONNECTIONS`,
   default 1000); retry later or on another replica.
 
-A peer that does not answer WebSocket pings within half the heartbeat
-interval is dropped without a close frame (the client sees 1006).
+A peer that does not answer a WebSocket ping within half the ping interval
+(`FANOUT_PING_INTERVAL`, default 20 s) is dropped without a close frame (the client sees 1006).
 Authentication, a forbidden scope and a malformed cursor are refused before
 the upgrade, as HTTP 401 / 403 / 400 with the JSON error body.
 """

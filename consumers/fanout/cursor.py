@@ -4,9 +4,10 @@ A cursor maps each partition of the live topics (uploads, progress,
 detections, quota, in that order) to the offset of the next record not yet
 accounted for: everything before it was either sent to the client or was
 not for it. It is encoded as a version byte, then per topic the partition
-count and each partition's offset as unsigned LEB128 varints, in base64url
-without padding: about 3 bytes per partition (12 partitions of four topics
-with offsets in the millions: ~200 characters). Topics are named by their
+count, the smallest offset, and each partition's distance from it, all as
+unsigned LEB128 varints, in base64url without padding. Partitions of a topic
+grow alike, so the distances stay small: twelve partitions of four topics
+with offsets in the millions take about 150 characters. Topics are named by their
 place in the list, so a cursor works on any replica with the same topic
 prefix; a partition a cursor does not name counts as offset 0.
 
@@ -42,9 +43,13 @@ def encode(positions: Positions, topics: Sequence[str]) -> str:
             counts[tp.topic] = max(counts[tp.topic], tp.partition + 1)
     out = bytearray([VERSION])
     for topic in topics:
+        offsets = [positions.get(TopicPartition(topic, p), 0) for p in range(counts[topic])]
+        base = min(offsets, default=0)
         _varint(out, counts[topic])
-        for partition in range(counts[topic]):
-            _varint(out, positions.get(TopicPartition(topic, partition), 0))
+        if offsets:
+            _varint(out, base)
+        for offset in offsets:
+            _varint(out, offset - base)
     return base64.urlsafe_b64encode(out).rstrip(b"=").decode("ascii")
 
 
@@ -63,8 +68,9 @@ def decode(text: str, topics: Sequence[str]) -> dict[TopicPartition, int]:
         count = reader.varint()
         if count > MAX_PARTITIONS:
             raise InvalidCursor("the cursor names too many partitions")
+        base = reader.varint() if count else 0
         for partition in range(count):
-            positions[TopicPartition(topic, partition)] = reader.varint()
+            positions[TopicPartition(topic, partition)] = base + reader.varint()
     if reader.at < len(raw):
         raise InvalidCursor("the cursor has trailing bytes")
     return positions

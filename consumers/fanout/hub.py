@@ -20,6 +20,7 @@ reader goes on); `register` raises LimitReached with the close code to use.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
@@ -146,6 +147,8 @@ class Hub:
             return  # read again (the bus re-reads a topic after dropping a slow reader)
         self._handled[tp] = record.offset + 1
         self.metrics.records.inc()
+        if record.timestamp > 0:
+            self.metrics.delay.observe(max(0.0, time.time() - record.timestamp / 1000))
         if record.value is None:
             return
         try:

@@ -6,7 +6,11 @@ replay outcomes).
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+DELAY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60)
 
 
 class FanoutMetrics:
@@ -17,6 +21,12 @@ class FanoutMetrics:
         )
         self.records = Counter(
             "fanout_records_total", "Records read from the four topics", registry=self.registry
+        )
+        self.delay = Histogram(
+            "fanout_record_delay_seconds",
+            "From a record's append time (producer clock) to the hub handing it to clients",
+            buckets=DELAY_BUCKETS,
+            registry=self.registry,
         )
         self.too_slow = Counter(
             "fanout_too_slow_total",

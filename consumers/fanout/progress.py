@@ -4,9 +4,10 @@
 state; `get` answers `GET /v1/uploads/{id}/progress` with it and the owner.
 An event older (by `sequence`) than what the board holds is ignored, so a
 progress record read after the completion does not turn it back into
-"uploading". Memory is bounded twice: a finished upload is forgotten
-`keep_finished` seconds after its last event, and beyond `max_uploads` the
-least recently updated upload is forgotten first.
+"uploading". Memory is bounded twice: an upload is forgotten `keep_finished`
+seconds after its last event (a finished one, or one whose events stopped: a
+resumable upload paused that long comes back with its next event), and
+beyond `max_uploads` the least recently updated upload is forgotten first.
 
 How it fails: never; events of other kinds are ignored.
 """
@@ -39,7 +40,7 @@ class _Entry:
     user_id: str
     sequence: int
     state: UploadProgressResponse
-    finished_at: float | None
+    updated_at: float
 
 
 class ProgressBoard:
@@ -73,19 +74,18 @@ class ProgressBoard:
         state = _next_state(entry.state if entry is not None else None, event)
         if state is None:
             return
-        finished = None if state.status == "uploading" else self._clock()
-        self._entries[event.upload_id] = _Entry(event.user_id, event.sequence, state, finished)
+        self._entries[event.upload_id] = _Entry(event.user_id, event.sequence, state, self._clock())
         self._entries.move_to_end(event.upload_id)
         while len(self._entries) > self._max_uploads:
             self._entries.popitem(last=False)
         self._forget_expired()
 
     def _forget_expired(self) -> None:
-        # Finished entries are not updated again, so they drift to the front.
+        # Entries are kept in the order of their last update: the oldest is first.
         deadline = self._clock() - self._keep_finished
         while self._entries:
             entry = next(iter(self._entries.values()))
-            if entry.finished_at is None or entry.finished_at > deadline:
+            if entry.updated_at > deadline:
                 return
             self._entries.popitem(last=False)
 

@@ -29,7 +29,9 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True):
     queue_size: int = 256
     """Messages a client may have waiting before it is closed as too slow."""
     heartbeat_seconds: float = 15.0
-    """A heartbeat message and a WebSocket ping this often; no pong within half: dropped."""
+    """A heartbeat message (with the cursor of now) this often."""
+    ping_seconds: float = 20.0
+    """A WebSocket ping this often; a client whose pong is not back within half is dropped."""
     close_timeout_seconds: float = 5.0
     lookback_seconds: float = 3600.0
     """At start, read the topics from this far back (the live progress of recent uploads)."""
@@ -69,6 +71,9 @@ def fanout_settings_from_env(environ: Mapping[str, str] | None = None) -> Fanout
         heartbeat_seconds=duration(
             text("FANOUT_HEARTBEAT", str(d.heartbeat_seconds)), "FANOUT_HEARTBEAT"
         ),
+        ping_seconds=duration(
+            text("FANOUT_PING_INTERVAL", str(d.ping_seconds)), "FANOUT_PING_INTERVAL"
+        ),
         lookback_seconds=duration(
             text("FANOUT_LOOKBACK", str(d.lookback_seconds)), "FANOUT_LOOKBACK"
         ),
@@ -92,8 +97,10 @@ def check(settings: FanoutSettings) -> None:
         raise SettingsError(
             "FANOUT_MAX_CONNECTIONS and FANOUT_MAX_CONNECTIONS_PER_USER must be at least 1"
         )
-    if settings.queue_size < 1 or settings.heartbeat_seconds <= 0:
-        raise SettingsError("FANOUT_QUEUE_SIZE and FANOUT_HEARTBEAT must be positive")
+    if settings.queue_size < 1 or settings.heartbeat_seconds <= 0 or settings.ping_seconds <= 0:
+        raise SettingsError(
+            "FANOUT_QUEUE_SIZE, FANOUT_HEARTBEAT and FANOUT_PING_INTERVAL must be positive"
+        )
     if not (settings.jwt_secret or settings.jwt_public_key):
         raise SettingsError("set INGEST_JWT_SECRET (HS256) or INGEST_JWT_PUBLIC_KEY (RS256)")
     try:

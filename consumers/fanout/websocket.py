@@ -83,9 +83,7 @@ async def feed(request: web.Request) -> web.StreamResponse:
     scope = Scope(user, see_all, {session_id} if session_id else set())
 
     settings = live.settings
-    ws = web.WebSocketResponse(
-        heartbeat=settings.heartbeat_seconds, max_msg_size=MAX_CLIENT_MESSAGE
-    )
+    ws = web.WebSocketResponse(heartbeat=settings.ping_seconds, max_msg_size=MAX_CLIENT_MESSAGE)
     await ws.prepare(request)
     _limit_send_buffer(request, settings.send_buffer_bytes)
     client = Client(

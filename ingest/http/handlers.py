@@ -212,9 +212,13 @@ async def expect_upload(request: web.Request) -> web.StreamResponse | None:
 
 
 async def get_status(request: web.Request) -> web.Response:
-    session = await services(request).sessions.get_owned(
-        request.match_info["session_id"], principal(request)
-    )
+    svc = services(request)
+    session = await svc.sessions.get_owned(request.match_info["session_id"], principal(request))
+    # Streaming here: this process counts the body as it arrives (the document says 0 until
+    # it ends); streaming elsewhere, the document is all there is.
+    streaming = svc.active.bytes_received(session.session_id)
+    if streaming is not None and session.status == "uploading":
+        session = msgspec.structs.replace(session, bytes_received=streaming)
     return json_response(session_status(session))
 
 

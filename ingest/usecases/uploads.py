@@ -45,6 +45,23 @@ log = logging.getLogger(__name__)
 class _InFlight:
     task: asyncio.Task[UploadResult]
     interrupt: Interrupt
+    body: _CountedBody | None = None
+
+
+class _CountedBody:
+    """The request body as the pipeline pulls it, counted for `GET /v1/uploads/{id}` meanwhile."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+        self.received = 0
+
+    def __aiter__(self) -> _CountedBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await anext(self._chunks)
+        self.received += len(chunk)
+        return chunk
 
 
 @dataclass
@@ -57,10 +74,21 @@ class ActiveUploads:
     def __len__(self) -> int:
         return len(self._uploads)
 
-    def add(self, session_id: str, task: asyncio.Task[UploadResult], interrupt: Interrupt) -> None:
+    def add(
+        self,
+        session_id: str,
+        task: asyncio.Task[UploadResult],
+        interrupt: Interrupt,
+        body: _CountedBody | None = None,
+    ) -> None:
         if self.draining:
             raise ServiceUnavailable("the server is shutting down; retry on another instance")
-        self._uploads[session_id] = _InFlight(task, interrupt)
+        self._uploads[session_id] = _InFlight(task, interrupt, body)
+
+    def bytes_received(self, session_id: str) -> int | None:
+        """Bytes of the body received so far, for an upload streaming in this process."""
+        in_flight = self._uploads.get(session_id)
+        return in_flight.body.received if in_flight and in_flight.body else None
 
     def remove(self, session_id: str) -> None:
         self._uploads.pop(session_id, None)
@@ -175,10 +203,11 @@ class UploadService:
         in_flight.streaming(session.user_id, session_id, size)
         target = self._target(session, content_type, size, quota)
         interrupt = Interrupt()
+        counted = _CountedBody(body)
         task = asyncio.create_task(
             stream_upload(
                 target,
-                body,
+                counted,
                 store=self._store,
                 sink=self._sink,
                 budget=self._budget,
@@ -197,7 +226,7 @@ class UploadService:
             name=f"upload-{session_id}",
         )
         # No await since the claim: a cancel relayed here from now on finds the upload.
-        self._active.add(session_id, task, interrupt)
+        self._active.add(session_id, task, interrupt, counted)
         result: UploadResult | None = None
         try:
             result = await self._await_pipeline(task, interrupt)

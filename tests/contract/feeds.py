@@ -17,14 +17,17 @@ from aiokafka import TopicPartition as KafkaPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
 from infra.bus import BusTopicReader, InProcessEventBus
+from infra.bus.ranges import BusRangeReader
 from infra.feeds import (
     GroupConsumer,
+    RangeReader,
     RebalanceListener,
     RecordHandler,
     TopicPartition,
     TopicReader,
 )
 from infra.kafka.group import KafkaGroupConsumer
+from infra.kafka.ranges import KafkaRangeReader
 from infra.kafka.reader import KafkaTopicReader
 from schemas import Topics
 
@@ -53,7 +56,9 @@ class FeedBackend(Protocol):
         self, group_id: str, listener: RebalanceListener | None = None
     ) -> GroupConsumer: ...
 
-    def topic_reader(self, handler: RecordHandler) -> TopicReader: ...
+    def topic_reader(self, handler: RecordHandler, since: float | None = None) -> TopicReader: ...
+
+    def range_reader(self) -> RangeReader: ...
 
     async def expire(self, partition: TopicPartition, before: int) -> None:
         """Make the records of `partition` before offset `before` gone, as retention would."""
@@ -82,8 +87,11 @@ class BusBackend:
     ) -> GroupConsumer:
         return self.bus.group_consumer(group_id, self.topic, listener=listener)
 
-    def topic_reader(self, handler: RecordHandler) -> TopicReader:
-        return BusTopicReader(self.bus, self.topic, handler)
+    def topic_reader(self, handler: RecordHandler, since: float | None = None) -> TopicReader:
+        return BusTopicReader(self.bus, self.topic, handler, since=since)
+
+    def range_reader(self) -> RangeReader:
+        return BusRangeReader(self.bus)
 
     async def expire(self, partition: TopicPartition, before: int) -> None:
         # The bus forgets only by its bound: push the oldest records out with newer ones.
@@ -141,8 +149,13 @@ class KafkaBackend:
             heartbeat_interval_ms=200,
         )
 
-    def topic_reader(self, handler: RecordHandler) -> TopicReader:
-        return KafkaTopicReader(self.bootstrap_servers, self.topic, handler, ready_timeout=20)
+    def topic_reader(self, handler: RecordHandler, since: float | None = None) -> TopicReader:
+        return KafkaTopicReader(
+            self.bootstrap_servers, self.topic, handler, ready_timeout=20, since=since
+        )
+
+    def range_reader(self) -> RangeReader:
+        return KafkaRangeReader(self.bootstrap_servers, consumers=2, timeout=20)
 
     async def expire(self, partition: TopicPartition, before: int) -> None:
         await self._admin.delete_records(

@@ -9,6 +9,7 @@ raises stops it.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable
 
@@ -123,5 +124,49 @@ async def test_unknown_and_undecodable_records_do_not_stop_it(
         assert reader.healthy
         # Skipped, never silently: each failure of the handler is in the log.
         assert caplog.text.count("the handler failed on the record at") == 3
+    finally:
+        await reader.stop()
+
+
+async def test_positions_follow_what_was_handed_over(feeds: FeedBackend) -> None:
+    published = [await feeds.publish(b"user-%d" % n, b"{}") for n in range(6)]
+    seen: list[tuple[int, dict[object, int]]] = []
+    reader_box: list[object] = []
+
+    def handler(record: Record) -> None:
+        # The reader has moved past the record it hands over.
+        reader = reader_box[0]
+        seen.append((record.offset, dict(reader.positions())))  # type: ignore[attr-defined]
+
+    reader = feeds.topic_reader(handler)
+    reader_box.append(reader)
+    assert dict(reader.positions()) == {}
+    await reader.start()
+    try:
+        for offset, positions in seen:
+            assert any(at == offset + 1 for at in positions.values())
+        ends: dict[object, int] = {}
+        for where_ in published:
+            ends[where_.partition] = max(ends.get(where_.partition, 0), where_.offset + 1)
+        assert {tp: reader.positions()[tp] for tp in ends} == ends
+        # Every partition has a position, records or not.
+        assert set(reader.positions()) == set(feeds.partitions)
+    finally:
+        await reader.stop()
+
+
+async def test_since_starts_at_the_first_record_appended_then(feeds: FeedBackend) -> None:
+    old = [await publish_event(feeds, n) for n in range(3)]
+    await asyncio.sleep(0.05)
+    since = time.time()
+    await asyncio.sleep(0.05)
+    new = [await publish_event(feeds, n) for n in range(3, 6)]
+    handled = Handled()
+    reader = feeds.topic_reader(handled, since=since)
+    await reader.start()
+    try:
+        assert reader.ready.is_set()
+        assert handled.ids() == {event.event_id for event in new}
+        assert not handled.ids() & {event.event_id for event in old}
     finally:
         await reader.stop()

@@ -8,6 +8,7 @@ reads it, with the parser's message.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import re
@@ -20,7 +21,9 @@ import pytest
 
 yaml = pytest.importorskip("yaml", reason="add pyyaml to the dev dependencies")
 
+from consumers.fanout.settings import fanout_settings_from_env  # noqa: E402
 from consumers.runtime.settings import consumer_settings_from_env  # noqa: E402
+from infra.env import SettingsError  # noqa: E402
 from ingest.settings import ingest_settings_from_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,7 +130,13 @@ class _RecordingEnv(Mapping[str, str]):
 
 # Functions building a process's settings from an environment mapping: `ingest
 # serve` and `provision`, and every `ingest consume NAME`.
-SETTINGS_READERS = (ingest_settings_from_env, consumer_settings_from_env)
+def _fanout_settings_names(environ: Mapping[str, str]) -> None:
+    """The live service's reader; an environment without a JWT key is refused after reading."""
+    with contextlib.suppress(SettingsError):
+        fanout_settings_from_env(environ)
+
+
+SETTINGS_READERS = (ingest_settings_from_env, consumer_settings_from_env, _fanout_settings_names)
 
 # Direct reads elsewhere (the CLI's INGEST_LOG_LEVEL, the local stack's directories).
 _ENVIRON_READ = re.compile(

@@ -11,6 +11,7 @@ import pytest
 
 from cli.consume import CONSUMER_APPS
 from cli.main import main as ingest_cli
+from consumers.fanout.settings import FanoutSettings, fanout_settings_from_env
 from consumers.runtime.settings import ConsumerSettings, consumer_settings_from_env
 from ingest.settings import IngestSettings, ingest_settings_from_env
 from tests.deploy.support import (
@@ -80,10 +81,18 @@ def test_the_schema_check_would_catch_a_mistake(compose: dict[str, Any]) -> None
 
 
 def test_only_the_processes_that_exist_run(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"kafka", "minio", "provision", "ingest", "quota", "proxy"}
+    assert set(compose["services"]) == {
+        "kafka",
+        "minio",
+        "provision",
+        "ingest",
+        "quota",
+        "fanout",
+        "proxy",
+    }
 
 
-@pytest.mark.parametrize("service", ["provision", "ingest", "quota"])
+@pytest.mark.parametrize("service", ["provision", "ingest", "quota", "fanout"])
 def test_built_services_run_an_existing_ingest_subcommand(
     compose: dict[str, Any], service: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -103,7 +112,7 @@ def test_the_quota_service_runs_the_quota_consumer(compose: dict[str, Any]) -> N
 
 def test_built_services_use_the_dockerfile(compose: dict[str, Any]) -> None:
     services = built_services(compose)
-    assert set(services) == {"provision", "ingest", "quota"}
+    assert set(services) == {"provision", "ingest", "quota", "fanout"}
     for service in services.values():
         build = service["build"]
         assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
@@ -153,12 +162,13 @@ def test_start_order_waits_for_health_and_provisioning(compose: dict[str, Any]) 
     assert conditions("provision") == {"kafka": "service_healthy", "minio": "service_healthy"}
     assert conditions("ingest")["provision"] == "service_completed_successfully"
     assert conditions("ingest")["kafka"] == conditions("ingest")["minio"] == "service_healthy"
-    assert conditions("proxy") == {"ingest": "service_healthy"}
-    # The consumer needs the topics, not S3 and not ingest.
-    assert conditions("quota") == {
-        "kafka": "service_healthy",
-        "provision": "service_completed_successfully",
-    }
+    assert conditions("proxy") == {"ingest": "service_healthy", "fanout": "service_healthy"}
+    # The consumers need the topics, not S3 and not ingest.
+    for consumer in ("quota", "fanout"):
+        assert conditions(consumer) == {
+            "kafka": "service_healthy",
+            "provision": "service_completed_successfully",
+        }
 
 
 def test_the_jwt_secret_is_required_without_a_default(compose: dict[str, Any]) -> None:
@@ -288,3 +298,38 @@ def test_backing_services_listen_on_localhost_only(compose: dict[str, Any]) -> N
     for name in ("kafka", "minio"):
         for port in compose["services"][name].get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def fanout_settings(compose: dict[str, Any]) -> FanoutSettings:
+    return fanout_settings_from_env(
+        service_environment(compose["services"]["fanout"], OPERATOR_VARIABLES)
+    )
+
+
+def test_the_fanout_service_runs_the_live_service_where_the_proxy_sends_it(
+    compose: dict[str, Any],
+) -> None:
+    service = compose["services"]["fanout"]
+    command = service["command"]
+    assert command[:2] == ["consume", "fanout"]
+    port = command[command.index("--port") + 1]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert service["expose"] == [port]
+    nginx = NGINX_CONF.read_text(encoding="utf-8")
+    assert f"server fanout:{port} resolve;" in nginx
+    urls = re.findall(r"http://127\.0\.0\.1:\d+/readyz", " ".join(service["healthcheck"]["test"]))
+    assert urls == [f"http://127.0.0.1:{port}/readyz"]
+
+
+def test_the_environment_is_valid_for_the_live_service(compose: dict[str, Any]) -> None:
+    settings = fanout_settings(compose)
+    ingest = ingest_settings(compose)
+    # The tokens ingest accepts, the topics ingest writes, on the broker it writes to.
+    assert settings.jwt_secret == ingest.jwt_secret
+    assert (settings.kafka_bootstrap_servers, settings.topic_prefix) == (
+        ingest.kafka_bootstrap_servers,
+        ingest.topic_prefix,
+    )
+    assert (settings.max_connections, settings.max_connections_per_user) == (1000, 5)
+    with pytest.raises(MissingVariable):
+        service_environment(compose["services"]["fanout"], {})

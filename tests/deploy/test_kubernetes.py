@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from cli.consume import CONSUMER_APPS
+from consumers.fanout.settings import fanout_settings_from_env
 from consumers.runtime.settings import ConsumerSettings, consumer_settings_from_env
 from ingest.settings import IngestSettings, ingest_settings_from_env
 from tests.deploy.support import (
@@ -42,7 +43,7 @@ def _kustomization() -> dict[str, Any]:
 
 
 # Every Deployment, by name: `ingest serve`, and each consumer.
-DEPLOYMENTS = ("ingest", "quota")
+DEPLOYMENTS = ("ingest", "quota", "fanout")
 
 
 def _deployment(name: str = "ingest") -> dict[str, Any]:
@@ -451,8 +452,34 @@ def test_the_live_routes_are_one_backend_change() -> None:
     assert [s for s in LIVE_SAMPLE_PATHS if not routed(s)] == []
     assert not routed("/v1/uploads/0b9d3c1e"), "a write-path route sent to the live service"
     assert not routed("/v1/dashboard/upload/initiate")
-    # Today the live Service selects the ingest pods.
-    assert _selects(one_object("Service", "live")["spec"]["selector"], _pod_labels("ingest"))
+    # The live Service selects the live-service pods, and only those.
+    selector = one_object("Service", "live")["spec"]["selector"]
+    assert _selects(selector, _pod_labels("fanout"))
+    assert not _selects(selector, _pod_labels("ingest"))
+
+
+def test_the_live_service_deployment_serves_where_its_service_points() -> None:
+    container = _container("fanout")
+    args = container["args"]
+    assert args[:2] == ["consume", "fanout"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": int(args[args.index("--port") + 1])}
+    (service_port,) = one_object("Service", "live")["spec"]["ports"]
+    assert service_port["targetPort"] == "http"
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["port"] == "http"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    env = dict(one_object("ConfigMap", "ingest-config")["data"])
+    env.update(one_object("Secret", "ingest-secrets")["stringData"])
+    for item in container["env"]:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+    settings = fanout_settings_from_env(env)
+    assert settings.jwt_secret == _settings().jwt_secret
+    refs = [
+        item["valueFrom"]["secretKeyRef"]["key"] for item in container["env"] if "valueFrom" in item
+    ]
+    assert refs == ["INGEST_JWT_SECRET"], "only the key it verifies tokens with"
 
 
 # --- Strimzi topics --------------------------------------------------------------------------

@@ -126,11 +126,12 @@ def test_the_live_service_is_one_upstream_change(conf_text: str) -> None:
     assert {id(nginx_location_for(server, p)) for p in LIVE_SAMPLE_PATHS} <= {
         id(loc) for loc in live_locations
     }
-    # ... and `live` names exactly one server: the line to change. Today it is ingest.
+    # ... and `live` names exactly one server, the live service (`ingest consume fanout`).
     (live,) = _upstreams(tree)[LIVE_UPSTREAM]
-    (ingest,) = _upstreams(tree)[WRITE_PATH_UPSTREAM]
     assert len(live.children("server")) == 1
-    assert live.children("server")[0].args[0] == ingest.children("server")[0].args[0]
+    (compose,) = load_yaml_documents(COMPOSE_FILE)
+    host = live.children("server")[0].args[0].partition(":")[0]
+    assert compose["services"][host]["command"][:2] == ["consume", "fanout"]
 
 
 def test_upstream_servers_are_compose_services(conf_text: str) -> None:
@@ -139,7 +140,7 @@ def test_upstream_servers_are_compose_services(conf_text: str) -> None:
         for server in upstream[0].children("server"):
             host, _, port = server.args[0].partition(":")
             assert host in compose["services"], f"upstream server {host} is not a compose service"
-            assert port == "8080"
+            assert compose["services"][host]["expose"] == [port]
 
 
 def test_timeouts_outlast_the_service_timeouts(conf_text: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import subprocess
@@ -127,3 +128,36 @@ def _tus_offset(dev_server: DevServer) -> int:
     )
     with urllib.request.urlopen(request) as response:
         return int(response.headers["Upload-Offset"])
+
+
+async def test_the_live_feed_and_live_progress_run_on_the_dev_port(
+    dev_server: DevServer, tmp_path: Path
+) -> None:
+    import aiohttp
+
+    video = tmp_path / "live.mp4"
+    await asyncio.to_thread(_write_video, video, 3 * MiB, 3)
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(
+            f"{dev_server.url}/ws/upload-progress", params={"token": dev_server.token}
+        )
+        await ws.send_json({"type": "ping"})
+        assert (await ws.receive_json(timeout=10))["event_type"] == "pong"
+        done = await asyncio.to_thread(dev_server.cli, "upload", str(video), "--json")
+        assert done.returncode == 0, done.stderr
+        [result] = json.loads(done.stdout)
+        kinds: list[str] = []
+        while "upload_complete" not in kinds:
+            message = await ws.receive_json(timeout=10)
+            kinds.append(message["event_type"])
+        assert kinds[0] == "upload_started"
+        assert message["data"]["video_id"] == result["video_id"]
+        session_id = message["session_id"]
+        await ws.close()
+        async with http.get(
+            f"{dev_server.url}/v1/uploads/{session_id}/progress",
+            headers={"Authorization": f"Bearer {dev_server.token}"},
+        ) as response:
+            progress = await response.json()
+        assert progress["status"] == "completed"
+        assert progress["redirect_url"] == result["redirect_url"]
