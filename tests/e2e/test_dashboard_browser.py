@@ -359,3 +359,10 @@ def test_refusals_and_duplicates_are_shown_on_their_rows(
     first = _api(dev_server, f"/v1/uploads/{stored['session_id']}")
     assert first["result"]["video_id"][:8] in copy["meta"]
     browser.screenshot("01-refused-and-duplicate")
+    browser.driver.set_window_size(420, 900)
+    browser.screenshot("02-narrow-window")
+
+    unknown = uuid.uuid4()
+    browser.driver.get(f"{dev_server.url}/dashboard/videos/{unknown}/results")
+    problem = browser.wait("the unknown video", lambda: browser.text("#problem"))
+    assert f"None of your uploads has the video id {unknown}" in problem

@@ -40,7 +40,7 @@ export function showUser(userId) {
   const who = claims() || {};
   const roles = Array.isArray(who.roles) && who.roles.includes("admin") ? " (admin)" : "";
   area.append(
-    el("span", { className: "avatar", "aria-hidden": "true" }, userId.slice(0, 1)),
+    el("span", { className: "avatar", title: `Signed in as ${userId}${roles}` }, userId.slice(0, 1)),
     el("span", { id: "signed-in-as", title: `Signed in as ${userId}${roles}` }, userId + roles),
     el(
       "button",
