@@ -128,7 +128,7 @@ def test_an_upload_survives_a_network_drop_and_opens_its_results(
     size = 20 * MiB
     video, digest = _video(tmp_path, "network-drop.mp4", size, seed=11)
     _sign_in_by_link(browser, dev_server)
-    used_before = _api(dev_server, "/v1/quota")["quota_used"]
+    before = _api(dev_server, "/v1/quota")
 
     browser.network(upload_bps=UPLINK)
     browser.driver.find_element("id", "file-input").send_keys(str(video))
@@ -169,10 +169,11 @@ def test_an_upload_survives_a_network_drop_and_opens_its_results(
     assert session["result"]["file_size"] == size
 
     browser.wait(
-        "the quota moved",
+        "the quota moved, on the page too",
         lambda: (
-            _api(dev_server, "/v1/quota")["quota_used"] >= used_before + size
-            and browser.text("#quota-used") != "0 B"
+            (now := _api(dev_server, "/v1/quota"))["quota_used"] >= before["quota_used"] + size
+            and browser.text("#quota-uploads") == f"{now['uploads_used']} of {now['uploads_limit']}"
+            and now["uploads_used"] > before["uploads_used"]
         ),
     )
     browser.screenshot("04-quota")
@@ -245,10 +246,12 @@ def test_the_feed_shows_uploads_from_elsewhere_and_resumes_from_its_cursor(
         "const c = window.ingestFeed.cursor; window.ingestFeed.socket.close(4000); return c;"
     )
     assert cursor
+    reopened = browser.wait(
+        "the socket reopened",
+        lambda: [e.text for e in browser.websocket_events() if e.kind == "opened"],
+    )
+    assert parse_qs(urlparse(reopened[0]).query)["since"] == [cursor]
     _wait_live(browser)
-    reopened = [e.text for e in browser.websocket_events() if e.kind == "opened"]
-    assert reopened
-    assert parse_qs(urlparse(reopened[-1]).query)["since"] == [cursor]
 
     # Events published while the page had no socket are replayed when it reconnects.
     browser.driver.execute_script("window.ingestFeed.stop()")
