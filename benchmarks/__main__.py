@@ -1,4 +1,4 @@
-"""`python -m benchmarks {all,throughput,memory,concurrency,latency,consumers,profile}`.
+"""`python -m benchmarks {all,throughput,memory,concurrency,latency,consumers,peer,profile}`.
 
 Runs against the stack named by the environment (`eval "$(ingest stack env)"`),
 in the bucket `bench` and topics `bench.*` (created when missing), prints a
@@ -16,14 +16,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks import concurrency, consumers, latency, memory, profiling, throughput
+from benchmarks import concurrency, consumers, latency, memory, peer, profiling, throughput
 from benchmarks.context import Context, stack_pids
 from benchmarks.environment import bench_settings, provision
 from benchmarks.process import raise_open_files_limit
 from benchmarks.workload import KiB
 from infra.env import SettingsError, size
 
-BENCHMARKS = ("throughput", "memory", "concurrency", "latency", "consumers")
+BENCHMARKS = ("throughput", "memory", "concurrency", "latency", "consumers", "peer")
 
 
 def _sizes(text: str) -> list[int]:
@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-plots", action="store_true")
     group = parser.add_argument_group("throughput")
     group.add_argument("--sizes", default=throughput.DEFAULT_SIZES, help="file sizes")
+    group = parser.add_argument_group("peer (tusd beside our tus and PUT)")
+    group.add_argument("--peer-size", default=peer.DEFAULT_SIZE, help="file size")
     group = parser.add_argument_group("memory")
     group.add_argument("--memory-size", default=memory.DEFAULT_SIZE)
     group = parser.add_argument_group("concurrency")
@@ -136,6 +138,8 @@ async def _one(name: str, ctx: Context, args: argparse.Namespace) -> dict[str, A
             size=size(args.latency_size, "--latency-size"),
             runs=args.runs,
         )
+    if name == "peer":
+        return await peer.run(ctx, size=size(args.peer_size, "--peer-size"), runs=args.runs)
     if name == "profile":
         return await profiling.run(
             ctx, size=size(args.profile_size, "--profile-size"), rate=args.profile_rate

@@ -192,3 +192,23 @@ def latency(doc: dict[str, Any], out: Path) -> Path | None:
         ax.legend(fontsize="small")
 
     return _draw(out, "latency", doc.get("label"), (7, 4.5), draw)
+
+
+def peer(doc: dict[str, Any], out: Path) -> Path | None:
+    rows = doc["summary"]
+
+    def draw(figure: Any) -> None:
+        speed, cpu = figure.subplots(1, 2)
+        names = [r["path"] for r in rows]
+        for ax, key, label in (
+            (speed, "mib_s", "MiB/s (median, bars: min-max)"),
+            (cpu, "server_cpu_s_per_gib", "server CPU seconds per GiB"),
+        ):
+            spreads = [r[key] for r in rows]
+            ax.bar(names, [s["median"] for s in spreads], yerr=_errors(spreads), capsize=4)
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3, axis="y")
+        speed.set_title(f"{doc['config']['size'] // MiB} MiB, one upload at a time")
+        cpu.set_title("what the server spends")
+
+    return _draw(out, "peer", doc.get("label"), (9, 4), draw)

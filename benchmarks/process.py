@@ -161,6 +161,17 @@ class CpuMeter:
         return {n: cpu_seconds(p) for n, p in self._pids.items()}, machine_cpu_seconds()
 
 
+async def stop_process(process: asyncio.subprocess.Process, *, grace: float) -> None:
+    """SIGTERM, then SIGKILL when it has not exited within `grace` seconds."""
+    if process.returncode is None:
+        process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), grace)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
 @dataclass(frozen=True)
 class Server:
     url: str
@@ -211,13 +222,7 @@ async def _server(
         await _wait_ready(url, process, errors, ready_within)
         yield Server(url, process.pid)
     finally:
-        if process.returncode is None:
-            process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 60)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        await stop_process(process, grace=60)
         log = await errors
         if log.strip():
             await asyncio.to_thread(_keep_log, port, log)

@@ -77,8 +77,14 @@ def object_metadata(*, upload_id: str, user_id: str, file_format: str | None) ->
 
 
 def tus_tail_key(session_id: str, offset: int) -> str:
-    """Where a resumable upload keeps the bytes after its last full part at this offset."""
+    """Where a resumable upload kept the bytes after its last full part at this offset,
+    as one object (documents written before tails were kept in segments)."""
     return f"{TUS_PREFIX}{session_id}/tail-{offset}"
+
+
+def tus_segment_key(session_id: str, start: int, end: int) -> str:
+    """Where a resumable upload keeps bytes [start, end) of its tail (see `tus.tail`)."""
+    return f"{TUS_PREFIX}{session_id}/tail-{start}-{end}"
 
 
 # Keys of the document store, relative to STATE_PREFIX.

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 
+from infra.cors import CorsPolicy, cors_policy
 from infra.env import (
     GiB,
     MiB,
@@ -62,6 +63,7 @@ class IngestSettings(msgspec.Struct, frozen=True, kw_only=True):
     keepalive_timeout_seconds: float = 15.0
     # Above the 1,000 concurrent uploads the benchmark holds, below a default fd limit of 1 Mi.
     max_connections: int = 4096
+    cors: CorsPolicy = CorsPolicy()
     # Unique per process start: a restarted container keeps its hostname and often its pid,
     # and must not be taken for the process before it (cancels are addressed by this id).
     instance_id: str = msgspec.field(
@@ -159,6 +161,7 @@ def ingest_settings_from_env(environ: Mapping[str, str] | None = None) -> Ingest
         max_connections=integer(
             text("INGEST_MAX_CONNECTIONS", str(defaults.max_connections)), "INGEST_MAX_CONNECTIONS"
         ),
+        cors=cors_policy(env.get("INGEST_CORS_ORIGINS", "")),
         event_timeout_seconds=duration(
             text("INGEST_EVENT_TIMEOUT", str(defaults.event_timeout_seconds)),
             "INGEST_EVENT_TIMEOUT",

@@ -258,6 +258,10 @@ class MemoryObjectStore:
         self.on_part: Callable[[MemoryMultipartUpload, int, bytes], None] | None = None
         self.fail_small: Exception | None = None
         self.read_chunk = 64 * 1024
+        self.objects_read: list[str] = []
+        self.small_bytes_written = 0
+        """Bytes `put_small` stored, rewrites included: the write amplification of tails."""
+        """Keys `read_object` was asked for, in order."""
         self.healthy = True
         self.objects: dict[str, bytes] = {}
         self.object_info: dict[str, StoredObjectInfo] = {}
@@ -354,6 +358,7 @@ class MemoryObjectStore:
     async def put_small(self, key: str, data: bytes) -> None:
         if self.fail_small is not None:
             raise self.fail_small
+        self.small_bytes_written += len(data)
         self.objects[key] = bytes(data)
 
     async def get_small(self, key: str) -> bytes | None:
@@ -366,6 +371,7 @@ class MemoryObjectStore:
         self.object_info.pop(key, None)
 
     async def read_object(self, key: str) -> AsyncIterator[bytes]:
+        self.objects_read.append(key)
         data = self.objects.get(key)
         if data is None:
             raise self.failures.missing_key("get_object", key)

@@ -4,7 +4,8 @@
 a running replica on any application, and closes its clients when that
 application shuts down; `fanout_app` is the stand-alone application of
 `ingest consume fanout`: those routes, `/healthz`, `/readyz`, `/metrics` and
-the dashboard pages.
+the dashboard pages, with the same cross-origin policy as ingest
+(`INGEST_CORS_ORIGINS`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from consumers.fanout.dashboard import add_dashboard_routes
 from consumers.fanout.http import add_health_routes, add_progress_routes
 from consumers.fanout.service import LIVE, LiveService
 from consumers.fanout.websocket import add_feed_routes
+from infra.cors import install_cors
 
 
 def add_live_routes(app: web.Application, live: LiveService) -> None:
@@ -30,6 +32,7 @@ def add_live_routes(app: web.Application, live: LiveService) -> None:
 
 def fanout_app(live: LiveService) -> web.Application:
     app = web.Application()
+    install_cors(app, live.settings.cors)
     add_live_routes(app, live)
     add_health_routes(app)
     add_dashboard_routes(app)

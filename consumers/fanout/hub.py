@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from consumers.fanout import closecodes, cursor
@@ -129,13 +129,21 @@ class Hub:
     def heartbeat(self) -> None:
         """Offer every client a heartbeat carrying the cursor of now."""
         positions = self.cursor_positions()
-        shared = render(notice("heartbeat", None), cursor.encode(positions, self.topics))
         message = notice("heartbeat", None)
+        outgoing = Outgoing(
+            render(message, cursor.encode(positions, self.topics)),
+            None,
+            recursor(message, self.cursor),
+        )
         for clients in list(self._by_user.values()):
             for client in list(clients):
                 if client.replaying:
                     continue
-                outgoing = Outgoing(shared, None, recursor(message, self.cursor))
+                if client.floor:
+                    # Once this replica has read past a floor, it no longer matters.
+                    client.floor = {
+                        tp: at for tp, at in client.floor.items() if positions.get(tp, 0) < at
+                    }
                 self._offer(client, outgoing)
 
     # Records.
@@ -188,6 +196,3 @@ class Hub:
 
 def _where(record: Record) -> str:
     return f"{record.topic}[{record.partition}]@{record.offset}"
-
-
-RecordSink = Callable[[Record], None]

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import msgspec
 
+from infra.cors import CorsPolicy, cors_policy
 from infra.env import SettingsError, duration, integer, size
 from infra.tokens import KeyConfigurationError, TokenVerifier
 
@@ -41,6 +42,8 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True):
     replay_readers: int = 4
     send_buffer_bytes: int = 0
     """SO_SNDBUF of each WebSocket (0: the kernel's default): bounds what a stalled client holds."""
+    cors: CorsPolicy = CorsPolicy()
+    """Browser origins allowed to call the live progress route (as ingest's, one setting)."""
 
     def verifier(self) -> TokenVerifier:
         return TokenVerifier(secret=self.jwt_secret, public_key=self.jwt_public_key)
@@ -86,6 +89,7 @@ def fanout_settings_from_env(environ: Mapping[str, str] | None = None) -> Fanout
         send_buffer_bytes=size(
             text("FANOUT_SEND_BUFFER", str(d.send_buffer_bytes)), "FANOUT_SEND_BUFFER"
         ),
+        cors=cors_policy(env.get("INGEST_CORS_ORIGINS", "")),
     )
     check(settings)
     return settings

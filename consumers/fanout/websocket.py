@@ -83,7 +83,11 @@ async def feed(request: web.Request) -> web.StreamResponse:
     scope = Scope(user, see_all, {session_id} if session_id else set())
 
     settings = live.settings
-    ws = web.WebSocketResponse(heartbeat=settings.ping_seconds, max_msg_size=MAX_CLIENT_MESSAGE)
+    # No permessage-deflate: a browser offers it, and each message would then be
+    # compressed once per client, where the hub encodes it once for all of them.
+    ws = web.WebSocketResponse(
+        heartbeat=settings.ping_seconds, max_msg_size=MAX_CLIENT_MESSAGE, compress=False
+    )
     await ws.prepare(request)
     _limit_send_buffer(request, settings.send_buffer_bytes)
     client = Client(

@@ -9,8 +9,6 @@ tail of the build or server log.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +16,7 @@ from pathlib import Path
 
 from deploy.stack import process
 from deploy.stack.errors import StackError
+from deploy.stack.gobuild import go_install
 
 # The last published commit of github.com/minio/minio (February 2026), as a Go pseudo-version.
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
@@ -27,28 +26,12 @@ SECRET_KEY = "minioadmin"
 
 def ensure_binary(cache_dir: Path) -> Path:
     """The MinIO server binary, built from the Go module proxy on first use."""
-    home = cache_dir / f"minio-{MINIO_VERSION}"
-    binary = home / "minio"
-    if binary.exists():
-        return binary
-    if shutil.which("go") is None:
-        raise StackError(
-            "MinIO is built with Go: install the Go toolchain (https://go.dev/doc/install)"
-        )
-    home.mkdir(parents=True, exist_ok=True)
-    log = home / "build.log"
-    env = {**os.environ, "GOBIN": str(home), "GOFLAGS": "-buildvcs=false", "CGO_ENABLED": "0"}
-    with log.open("wb") as out:
-        result = subprocess.run(
-            ["go", "install", f"github.com/minio/minio@{MINIO_VERSION}"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            check=False,
-        )
-    if result.returncode != 0 or not binary.exists():
-        raise StackError(f"building MinIO {MINIO_VERSION} failed; {log}:\n{process.tail(log)}")
-    return binary
+    return go_install(
+        "github.com/minio/minio",
+        MINIO_VERSION,
+        binary="minio",
+        home=cache_dir / f"minio-{MINIO_VERSION}",
+    )
 
 
 def start(*, binary: Path, state_dir: Path, port: int, console_port: int) -> tuple[int, Path]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from infra.cors import install_cors
 from ingest.http.connections import ConnectionLimits, GuardedSite
 from ingest.http.errors import error_middleware
 from ingest.http.protocol import IngestRunner
@@ -50,6 +51,7 @@ def build_app(services: IngestServices) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_JSON_BODY)
     app[SERVICES] = services
     add_routes(app)
+    install_cors(app, services.settings.cors)
     app.on_response_prepare.append(send_request_id)
     app.on_shutdown.append(_drain_uploads)
     app.cleanup_ctx.append(_relay_cancels)

@@ -13,7 +13,7 @@ from importlib.metadata import version
 import msgspec
 from aiohttp import web
 
-from ingest.http import handlers, operations, tus
+from ingest.http import handlers, operations, resumable, resumable_docs, tus
 from ingest.http.openapi import OPENAPI_DOCUMENT, Entry, Operation, openapi_document, serve_openapi
 from ingest.http.openapi_docs import (
     CANCEL,
@@ -103,6 +103,11 @@ ROUTES: tuple[Route, ...] = (
     Route("PATCH", f"{TUS}{SESSION}", tus.patch, TUS_PATCH, expect=tus.expect_patch),
     Route("DELETE", f"{TUS}{SESSION}", tus.terminate, TUS_DELETE),
     Route("POST", f"{TUS}{SESSION}", tus.override, TUS_OVERRIDE),
+    Route("OPTIONS", resumable.PREFIX, resumable.options, resumable_docs.OPTIONS),
+    Route("POST", resumable.PREFIX, resumable.create, resumable_docs.CREATE),
+    Route("HEAD", f"{resumable.PREFIX}/{SESSION}", resumable.head, resumable_docs.HEAD),
+    Route("PATCH", f"{resumable.PREFIX}/{SESSION}", resumable.append, resumable_docs.APPEND),
+    Route("DELETE", f"{resumable.PREFIX}/{SESSION}", resumable.cancel, resumable_docs.CANCEL),
     Route("GET", "/healthz", operations.healthz, HEALTHZ),
     Route("GET", "/readyz", operations.readyz, READYZ),
     Route("GET", "/metrics", operations.metrics, METRICS),

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks import concurrency, consumers, latency, memory, plots, throughput
+from benchmarks import concurrency, consumers, latency, memory, peer, plots, throughput
 from benchmarks.context import Context, stack_pids
 from benchmarks.workload import KiB, MiB
 from ingest.settings import IngestSettings
@@ -121,3 +122,17 @@ async def test_consumers(ctx: Context) -> None:
     [run] = document["runs"]
     assert run["events"] == 40
     assert run["steady_events"] == 20
+
+
+async def test_peer(ctx: Context) -> None:
+    if await asyncio.to_thread(shutil.which, "go") is None:
+        pytest.skip("the peer (tusd) is built with Go")
+    await peer.run(ctx, size=6 * MiB, runs=1)
+    document = await written(ctx, "peer")
+    rows = {row["path"]: row for row in document["summary"]}
+    assert set(rows) == {"tusd", "ingest-tus", "ingest-put"}
+    for row in rows.values():
+        positive(row["mib_s"])
+        positive(row["server_cpu_s_per_gib"])
+        positive(row["peak_rss_mib"])
+    assert rows["tusd"]["ratio_to_tusd"] == 1.0

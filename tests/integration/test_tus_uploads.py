@@ -227,7 +227,7 @@ async def test_termination_leaves_no_multipart_upload_and_no_tail(
     assert response.status == 204
     session = await _session(pair[0], path)
     assert await open_uploads(settings, session.s3_key) != []
-    tail = f"_ingest/tus/{session.session_id}/tail-{sent}"
+    tail = f"_ingest/tus/{session.session_id}/tail-{8 * MiB}-{sent}"
     assert await object_exists(settings, tail)
 
     async with http.delete(f"{pair[1].url}{path}", headers=_tus(pair[1], "quitter")) as deleted:
@@ -239,3 +239,36 @@ async def test_termination_leaves_no_multipart_upload_and_no_tail(
         assert gone.status == 410
     events = await upload_events(settings, session.session_id, until=ended)
     assert isinstance(events[-1], UploadCancelled)
+
+
+async def test_small_patches_on_a_large_tail_add_segments_on_real_s3(
+    pair: tuple[RunningIngest, RunningIngest],
+    http: aiohttp.ClientSession,
+    settings: IngestSettings,
+) -> None:
+    size = 12 * MiB
+    path = await _create(http, pair[0], "nibbler", size, "nibbled.mp4")
+    source = Source(size, seed=31)
+    offset = 15 * MiB // 2  # a 7.5 MiB tail
+    assert (await _patch(http, pair[0], "nibbler", path, 0, source.take(offset))).status == 204
+    for n in range(40):
+        response = await _patch(http, pair[n % 2], "nibbler", path, offset, source.take(1024))
+        assert response.status == 204, response.status
+        offset += 1024
+    assert pair[0].services.tus is not None
+    tus_session, _ = await pair[0].services.tus.sessions.load(path.rsplit("/", 1)[-1])
+    segments = tus_session.state.tail_segments
+    assert segments[0] == (0, 15 * MiB // 2), "the big first segment is never rewritten"
+    assert 2 <= len(segments) <= 8
+    assert segments[-1][1] == offset
+
+    response = await _patch(http, pair[1], "nibbler", path, offset, source.take(size - offset))
+    assert response.status == 204
+    expected = sha256_of(size, seed=31)
+    session = await _session(pair[1], path)
+    assert session.result.sha256 == expected
+    assert await stored_sha256(settings, session.s3_key) == (expected, size)
+    for start, end in segments:
+        assert not await object_exists(
+            settings, f"_ingest/tus/{session.session_id}/tail-{start}-{end}"
+        )

@@ -171,3 +171,21 @@ async def test_a_record_that_is_not_an_event_is_skipped() -> None:
     the_hub.handle(record(upload_event("started", "alice", "a1", 0), UPLOADS, 0, 1))
     await settle()
     assert len(to_alice.sent) == 1
+
+
+async def test_a_floor_ahead_of_the_replica_raises_cursors_until_the_replica_passes_it() -> None:
+    the_hub = hub()
+    tp = TopicPartition(UPLOADS, 0)
+    the_hub.follow(FakeReader({tp: 5}))
+    alice, to_alice = client("alice")
+    the_hub.register(alice)
+    alice.start()
+    alice.floor = {tp: 10}  # a replay's cursor came from a replica further on
+    the_hub.heartbeat()
+    await settle()
+    assert cursor.decode(str(to_alice.messages()[-1]["cursor"]), TOPICS)[tp] == 10
+    the_hub.handle(record(upload_event("started", "alice", "a1", 0), UPLOADS, 0, 12))
+    the_hub.heartbeat()
+    await settle()
+    assert alice.floor == {}
+    assert cursor.decode(str(to_alice.messages()[-1]["cursor"]), TOPICS)[tp] == 13

@@ -134,7 +134,7 @@ async def _write(
     writer = PartWriter(
         layout,
         store=store,
-        tail_key=lambda offset: f"tail-{offset}",
+        tail_key=lambda start, end: f"tail-{start}-{end}",
         budget=MemoryBudget(4 * P),
         parts_in_flight=2,
         open_multipart=opened,
@@ -151,7 +151,7 @@ async def test_parts_keep_their_size_whatever_the_chunks(chunk: int) -> None:
     assert multipart.part_sizes == [P] * 5
     assert written.stored_through == 5 * P
     assert written.tail == data[5 * P :]
-    assert store.objects["tail-542"] == data[5 * P :]
+    assert store.objects[f"tail-{5 * P}-542"] == data[5 * P :]
 
 
 async def test_a_patch_starting_mid_part_prepends_the_tail_and_ends_the_file() -> None:

@@ -258,7 +258,7 @@ async def test_a_checksum_mismatch_gets_460_and_leaves_the_offset(
     assert await head_offset(client, upload_id) == 2 * PART + 100
     # The rejected bytes left nothing the next request could mistake for committed data.
     tails = [key for key in rig.store.objects if key.startswith("_ingest/tus/")]
-    assert tails == [f"_ingest/tus/{upload_id}/tail-{2 * PART + 100}"]
+    assert tails == [f"_ingest/tus/{upload_id}/tail-{2 * PART}-{2 * PART + 100}"]
 
     good = checksum_header(algorithm, second)
     offset = await send(client, upload_id, 2 * PART + 100, second, **{"Upload-Checksum": good})

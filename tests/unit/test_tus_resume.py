@@ -8,6 +8,7 @@ request write at a time, and a cancel or a shutdown reaching a running PATCH.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import random
 from collections.abc import AsyncIterator
@@ -117,7 +118,8 @@ async def test_a_client_gone_mid_patch_keeps_what_arrived(
 
     offset = await head_offset(nodes[1].client, upload_id)
     assert offset == 2 * PART + 500
-    assert rig.store.objects[f"_ingest/tus/{upload_id}/tail-{offset}"] == data[2 * PART : offset]
+    tail = f"_ingest/tus/{upload_id}/tail-{2 * PART}-{offset}"
+    assert rig.store.objects[tail] == data[2 * PART : offset]
     assert await send(nodes[1].client, upload_id, offset, data[offset:]) == len(data)
     session = await rig.session(upload_id)
     assert rig.store.objects[session.s3_key] == data
@@ -146,7 +148,7 @@ async def test_a_checksum_mismatch_keeps_the_offset_and_the_committed_tail(
     with pytest.raises(ChecksumMismatch):
         await nodes[1].tus.patch(upload_id, ANN, wrong, ScriptedBody(data[700:4000]).chunks())
     assert await head_offset(nodes[0].client, upload_id) == 700
-    assert rig.store.objects[f"_ingest/tus/{upload_id}/tail-700"] == data[:700]
+    assert rig.store.objects[f"_ingest/tus/{upload_id}/tail-0-700"] == data[:700]
     # Parts the rejected request wrote are rewritten by the next one, offsets decide.
     assert await send(nodes[1].client, upload_id, 700, data[700:]) == len(data)
     assert rig.store.objects[(await rig.session(upload_id)).s3_key] == data
@@ -333,3 +335,63 @@ async def test_a_one_shot_put_cannot_claim_a_tus_upload(
     assert response.status == 409
     listed = await (await nodes[1].client.get("/v1/uploads", headers=auth())).json()
     assert [s["session_id"] for s in listed["sessions"]] == [upload_id]
+
+
+async def test_patches_on_one_instance_carry_the_sha256_instead_of_reading_back(
+    rig: TusRig, nodes: tuple[Instance, Instance]
+) -> None:
+    data = video_bytes(4 * PART + 77, seed=11)
+    upload_id = await create(nodes[0].client, len(data))
+    offset = 0
+    for size in (PART - 1, 5, 2 * PART, PART + 73):
+        offset = await send(nodes[0].client, upload_id, offset, data[offset : offset + size])
+
+    session = await rig.session(upload_id)
+    assert session.result is not None
+    assert session.result.sha256 == hashlib.sha256(data).hexdigest()
+    assert rig.store.objects_read == []
+    assert len(nodes[0].tus.running) == 0, "a completed upload keeps no hash"
+
+
+async def test_a_patch_on_another_instance_falls_back_to_one_read_back(
+    rig: TusRig, nodes: tuple[Instance, Instance]
+) -> None:
+    data = video_bytes(3 * PART + 5, seed=12)
+    upload_id = await create(nodes[0].client, len(data))
+    offset = await send(nodes[0].client, upload_id, 0, data[:PART])
+    offset = await send(nodes[1].client, upload_id, offset, data[offset : 2 * PART])
+    offset = await send(nodes[1].client, upload_id, offset, data[offset:])
+
+    session = await rig.session(upload_id)
+    assert session.result is not None
+    assert session.result.sha256 == hashlib.sha256(data).hexdigest()
+    assert rig.store.objects_read == [session.s3_key]
+
+
+async def test_a_rejected_checksum_and_a_cut_body_keep_the_carried_sha256_right(
+    rig: TusRig, nodes: tuple[Instance, Instance]
+) -> None:
+    data = video_bytes(3 * PART + 9, seed=13)
+    node = nodes[0]
+    upload_id = await create(node.client, len(data))
+    offset = await send(node.client, upload_id, 0, data[:PART])
+    wrong = "sha256 " + base64.b64encode(hashlib.sha256(b"other").digest()).decode()
+    refused = await node.client.patch(
+        f"/v1/tus/{upload_id}",
+        data=data[offset : offset + 100],
+        headers=patch_headers(offset, **{"Upload-Checksum": wrong}),
+    )
+    assert refused.status == 460
+    cut = ScriptedBody(
+        data[offset : offset + PART + 3], chunk=300, then=ConnectionResetError("gone")
+    )
+    with pytest.raises(ClientDisconnected):
+        await node.tus.patch(upload_id, ANN, PatchRequest(offset=offset), cut.chunks())
+    offset = await head_offset(node.client, upload_id)
+    assert offset == 2 * PART + 3
+    await send(node.client, upload_id, offset, data[offset:])
+
+    session = await rig.session(upload_id)
+    assert session.result is not None
+    assert session.result.sha256 == hashlib.sha256(data).hexdigest()
+    assert rig.store.objects_read == []

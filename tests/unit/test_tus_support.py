@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from infra.cors import CorsPolicy
 from ingest.auth import TokenVerifier, issue_token
 from ingest.http.app import build_app
 from ingest.http.metrics import IngestMetrics
@@ -80,6 +81,7 @@ class TusRig:
         default_factory=lambda: LeaseTimes(lease_seconds=30.0, poll_seconds=0.02, wait_seconds=5.0)
     )
     idle_timeout: float = 60.0
+    cors: CorsPolicy = field(default_factory=CorsPolicy)
 
     def services(self, instance_id: str) -> IngestServices:
         settings = IngestSettings(
@@ -91,6 +93,7 @@ class TusRig:
             cancel_poll_seconds=self.lease.poll_seconds,
             body_idle_timeout_seconds=self.idle_timeout,
             instance_id=instance_id,
+            cors=self.cors,
         )
         sessions = SessionService(self.documents, ttl_seconds=TTL, clock=self.clock)
         duplicates = DuplicateIndex(self.documents)

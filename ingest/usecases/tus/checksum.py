@@ -3,9 +3,11 @@
 `OrderedDigest` feeds a body's chunks, in order, to one hashlib object in a
 worker thread, batched so that small chunks do not each cost a thread hop;
 a bounded queue between the two slows the body down when hashing falls behind.
-`sha256_of_object` streams a stored object back and hashes it chunk by chunk:
-hashlib state cannot be kept between requests, so the whole-file SHA-256 of an
-upload written by many PATCHes is computed once, from S3, when it completes.
+An `OrderedDigest` may continue a hash object of earlier requests (`resume`),
+which is how the instance that wrote an upload's previous PATCH carries its
+whole-file SHA-256 on (see `running`). `sha256_of_object` streams a stored
+object back and hashes it chunk by chunk: the fallback when the running hash
+is not on this instance.
 
 How it fails: `OrderedDigest.digest` re-raises whatever stopped the worker;
 `sha256_of_object` raises the store's errors. Neither ever holds a whole file.
@@ -37,8 +39,13 @@ def _update(digest: HASH, batch: list[bytes]) -> None:
 class OrderedDigest:
     """A hashlib digest of everything `feed` was given, computed in a worker thread."""
 
-    def __init__(self, algorithm: str, *, batch_bytes: int = BATCH_BYTES) -> None:
-        self._digest = hashlib.new(algorithm)
+    def __init__(
+        self, algorithm: str, *, batch_bytes: int = BATCH_BYTES, resume: HASH | None = None
+    ) -> None:
+        # A copy: the caller's object must stay what it was if this request is abandoned.
+        self._digest = resume.copy() if resume is not None else hashlib.new(algorithm)
+        self.fed = 0
+        """Bytes given to `feed` so far."""
         self._batch_bytes = batch_bytes
         self._batch: list[bytes] = []
         self._batched = 0
@@ -46,6 +53,7 @@ class OrderedDigest:
         self._worker: asyncio.Task[None] | None = None
 
     async def feed(self, chunk: bytes) -> None:
+        self.fed += len(chunk)
         self._batch.append(chunk)
         self._batched += len(chunk)
         if self._batched >= self._batch_bytes:
@@ -53,11 +61,15 @@ class OrderedDigest:
 
     async def digest(self) -> bytes:
         """The digest of every chunk fed so far; feeding after this is an error."""
+        return (await self.finish()).digest()
+
+    async def finish(self) -> HASH:
+        """The hash object of every chunk fed so far; feeding after this is an error."""
         await self._flush()
         worker = self._start()
         await self._queue.put(None)
         await worker
-        return self._digest.digest()
+        return self._digest
 
     async def close(self) -> None:
         """Stop the worker without waiting for a digest (the body was abandoned)."""

@@ -2,8 +2,9 @@
 
 The multipart upload is completed from the parts S3 holds (their numbers follow
 offsets, so parts 1..N of the fixed part size are the file; parts a rejected
-request left past them are ignored). The whole-file SHA-256 cannot be carried
-from request to request, so the stored object is streamed back and hashed off
+request left past them are ignored). The whole-file SHA-256 is the one the
+PATCHes carried (`running`) when this instance wrote every byte since the last
+commit of another; otherwise the stored object is streamed back and hashed off
 the event loop. The result is what the one-shot path records: an UploadResult
 with the duplicate of an earlier upload of the same bytes, if any.
 
@@ -34,18 +35,21 @@ async def complete_upload(
     claim_original: ClaimOriginal,
     lookup_timeout: float,
     wall_clock: Callable[[], datetime],
+    sha256: str | None = None,
 ) -> UploadResult:
+    """Complete, hash (unless `sha256` is known) and record the upload."""
     state = session.state
     length = state.upload_length
     if length is None or state.multipart_upload_id is None or state.format is None:
         raise StorageError(f"tus upload {session.session_id} is not ready to complete")
     parts, etag = await _complete_multipart(session, store, length)
-    sha256, size = await sha256_of_object(store, session.s3_key)
-    if size != length:
-        raise StorageError(
-            f"the stored object of upload {session.session_id} is {size} bytes, not {length}",
-            details={"key": session.s3_key, "size": size, "upload_length": length},
-        )
+    if sha256 is None:
+        sha256, size = await sha256_of_object(store, session.s3_key)
+        if size != length:
+            raise StorageError(
+                f"the stored object of upload {session.session_id} is {size} bytes, not {length}",
+                details={"key": session.s3_key, "size": size, "upload_length": length},
+            )
     result = UploadResult(
         video_id=state.video_id,
         analysis_id=state.analysis_id,

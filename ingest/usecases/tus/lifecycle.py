@@ -32,6 +32,7 @@ from ingest.usecases.tus.completion import complete_upload
 from ingest.usecases.tus.events import TusEvents, upload_target
 from ingest.usecases.tus.state import TusSession, TusSessions, with_state
 from ingest.usecases.tus.store import TusStore
+from ingest.usecases.tus.tail import segments_of
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,13 @@ class Lifecycle:
     def tail_key(self, session_id: str, offset: int) -> str:
         return layout.tus_tail_key(session_id, offset)
 
-    async def complete(self, session: TusSession, owner: str, events: TusEvents) -> TusSession:
-        """Complete the file under the lease `owner` holds, record it, report it."""
+    async def complete(
+        self, session: TusSession, owner: str, events: TusEvents, *, sha256: str | None = None
+    ) -> TusSession:
+        """Complete the file under the lease `owner` holds, record it, report it.
+
+        `sha256` is the file's, when the caller carried it; otherwise it is read back.
+        """
         try:
             result = await complete_upload(
                 session,
@@ -80,6 +86,7 @@ class Lifecycle:
                 ),
                 lookup_timeout=self.pipeline.event_timeout,
                 wall_clock=self.clock,
+                sha256=sha256,
             )
         except IngestError:
             await self.release(session.session_id, owner, events.next_sequence)
@@ -208,7 +215,10 @@ class Lifecycle:
                 upload_ids.add(state.multipart_upload_id)
             for upload_id in upload_ids:
                 await self.store.resume_multipart(session.s3_key, upload_id).abort()
-            await self.store.delete(self.tail_key(session.session_id, offset))
+            if state is None:
+                await self.store.delete(self.tail_key(session.session_id, offset))
+            for segment in segments_of(session.session_id, state) if state else []:
+                await self.store.delete(segment.key)
             if state is not None:
                 await self.sessions.mutate(session.session_id, _mark_cleaned)
         except IngestError as error:

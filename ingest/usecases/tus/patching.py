@@ -52,8 +52,10 @@ from ingest.usecases.tus.events import TusEvents
 from ingest.usecases.tus.lease import Held
 from ingest.usecases.tus.lifecycle import Lifecycle
 from ingest.usecases.tus.protocol import PatchRequest, UploadInfo
+from ingest.usecases.tus.running import RunningHashes
 from ingest.usecases.tus.state import TusSession, TusSessions, TusState, with_state
 from ingest.usecases.tus.store import TusStore
+from ingest.usecases.tus.tail import Segment, append_segment, appends, bounds, segments_of
 from ingest.usecases.tus.writer import Layout, PartWriter, Written
 
 
@@ -67,6 +69,7 @@ class PatchHost(Protocol):
     budget: MemoryBudget
     pipeline: PipelineConfig
     limits: UploadLimits
+    running: RunningHashes
 
     @property
     def session_ttl(self) -> float: ...
@@ -103,11 +106,20 @@ class PatchRun:
         )
         checksum = request.checksum
         self._digest = OrderedDigest(checksum.algorithm) if checksum is not None else None
-        self._arrived = EndOnFailure(
-            self._metered if self._digest is None else digesting(self._metered, self._digest)
-        )
+        carried = service.running.at(self.session_id, state.offset)
+        self._whole = OrderedDigest("sha256", resume=carried) if carried is not None else None
+        arrived: AsyncIterator[bytes] = self._metered
+        for digest in (self._digest, self._whole):
+            if digest is not None:
+                arrived = digesting(arrived, digest)
+        self._arrived = EndOnFailure(arrived)
         self._quota_remaining: int | None = None
         self._new_tail: str | None = None
+        self._segments = segments_of(self.session_id, state)
+        self._replaced: list[Segment] = []
+        """Tail segments the committed state no longer lists: removed after the commit."""
+        self._kept: list[Segment] = []
+        """Tail segments the committed state still lists before the new tail."""
 
     @property
     def session_id(self) -> str:
@@ -127,8 +139,9 @@ class PatchRun:
             )
             raise
         finally:
-            if self._digest is not None:
-                await self._digest.close()
+            for digest in (self._digest, self._whole):
+                if digest is not None:
+                    await digest.close()
 
     # The happy path, top to bottom.
 
@@ -137,11 +150,10 @@ class PatchRun:
         self._quota_remaining = self._svc.quota_remaining(
             self._session.user_id, self._session.session_id
         )
-        # The tail is read when the first part is, inside that part's share of the memory
-        # budget (holding it apart while waiting for more budget could deadlock uploads).
-        reader = PartReader(_after(self._read_tail, self._arrived))
-        await self._judge_first_bytes(reader)
-        written = await self._writer().write(reader)
+        if appends(self._session.state, self._request):
+            written = await self._append_to_tail()
+        else:
+            written = await self._write_parts()
         self._new_tail = written.tail_key
         if self.valve.reason == "lease lost":
             raise OffsetMismatch("another request took this upload over; ask for its offset again")
@@ -152,13 +164,43 @@ class PatchRun:
             await self._events.progress(forced=True)
         session = await self._commit(end)
         await self._tidy_tails(written, end)
+        await self._carry_hash(end)
         if session.state.complete:
             # Even for a request cut short: every byte of the file is stored.
             self.interrupt.completing = True
-            session = await self._svc.lifecycle.complete(session, self._owner, self._events)
+            session = await self._svc.lifecycle.complete(
+                session,
+                self._owner,
+                self._events,
+                sha256=self._svc.running.sha256_of(self.session_id, end),
+            )
+            self._svc.running.forget(self.session_id)
         if cut_short is not None:
             raise cut_short
         return self._svc.info_of(session)
+
+    async def _write_parts(self) -> Written:
+        # The tail is read when the first part is, inside that part's share of the memory
+        # budget (holding it apart while waiting for more budget could deadlock uploads).
+        reader = PartReader(_after(self._read_tail, self._arrived))
+        await self._judge_first_bytes(reader)
+        written = await self._writer().write(reader)
+        self._replaced = self._segments
+        return written
+
+    async def _append_to_tail(self) -> Written:
+        content_length = self._request.content_length
+        assert content_length is not None
+        appended = await append_segment(
+            self.session_id,
+            self._session.state,
+            self._arrived,
+            declared=content_length,
+            store=self._svc.store,
+            budget=self._svc.budget,
+        )
+        self._replaced, self._kept = appended.replaced, appended.kept
+        return appended.written
 
     async def _judge_first_bytes(self, reader: PartReader) -> None:
         """Refuse a non-video before any part exists (415, and the upload fails for good)."""
@@ -197,7 +239,7 @@ class PatchRun:
         return PartWriter(
             self._layout,
             store=self._svc.store,
-            tail_key=lambda offset: self._svc.lifecycle.tail_key(self.session_id, offset),
+            tail_key=lambda start, end: layout.tus_segment_key(self.session_id, start, end),
             budget=self._svc.budget,
             parts_in_flight=self._svc.pipeline.parts_in_flight,
             open_multipart=self._open_multipart,
@@ -269,12 +311,15 @@ class PatchRun:
         expires_at = self._svc.wall_clock() + timedelta(seconds=self._svc.session_ttl)
         next_sequence = self._events.next_sequence
 
+        tail = self._tail_after(end)
+
         def commit(session: TusSession) -> TusSession:
             state = self._require_lease(session)
             complete = state.upload_length is not None and end == state.upload_length
             committed = with_state(
                 session,
                 offset=end,
+                tail_segments=state.tail_segments if end == state.offset else tail,
                 lease=state.lease if complete else None,
                 next_sequence=state.next_sequence if complete else next_sequence,
             )
@@ -288,13 +333,28 @@ class PatchRun:
 
         return await self._svc.sessions.mutate(self.session_id, commit)
 
+    async def _carry_hash(self, end: int) -> None:
+        """Keep the file's hash up to `end` for the next PATCH, when it covers exactly that."""
+        whole, committed = self._whole, self._layout.committed
+        if whole is not None and end == committed + whole.fed:
+            self._svc.running.keep(self.session_id, end, await whole.finish())
+        elif end != committed:
+            self._svc.running.forget(self.session_id)
+
+    def _tail_after(self, end: int) -> tuple[tuple[int, int], ...]:
+        """The tail segments once `end` is committed (what this request wrote ends there)."""
+        size = end % self._layout.part_size
+        if size == 0:
+            return ()
+        return (*bounds(self._kept), (end - size if not self._kept else self._kept[-1].end, end))
+
     async def _tidy_tails(self, written: Written, end: int) -> None:
-        """Remove the tails that no longer match the committed offset."""
-        committed = self._layout.committed
+        """Remove the tail segments the committed state does not list."""
         if written.tail_key is not None and written.end != end:
             await self._svc.lifecycle.drop(written.tail_key)
-        if end != committed and committed % self._layout.part_size:
-            await self._svc.lifecycle.drop(self._svc.lifecycle.tail_key(self.session_id, committed))
+        if end != self._layout.committed:
+            for segment in self._replaced:
+                await self._svc.lifecycle.drop(segment.key)
 
     async def _update(self, change: Callable[[TusSession], TusSession]) -> TusSession:
         def guarded(session: TusSession) -> TusSession:

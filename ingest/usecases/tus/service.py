@@ -35,7 +35,6 @@ from ingest.errors import (
     OffsetMismatch,
     ServiceUnavailable,
     SessionConflict,
-    StorageError,
     UploadGone,
 )
 from ingest.model import UploadResult
@@ -56,8 +55,10 @@ from ingest.usecases.tus.lifecycle import Lifecycle
 from ingest.usecases.tus.metadata import declared_from
 from ingest.usecases.tus.patching import PatchRun
 from ingest.usecases.tus.protocol import PatchRequest, UploadInfo
+from ingest.usecases.tus.running import RunningHashes
 from ingest.usecases.tus.state import TusSession, TusSessions, TusState
 from ingest.usecases.tus.store import TusStore
+from ingest.usecases.tus.tail import read_segments, segments_of
 from ingest.usecases.uploads import ActiveUploads
 
 ENDED = frozenset({"cancelled", "failed", "expired"})
@@ -108,6 +109,7 @@ class TusService:
         )
         self.admission = PatchAdmission(self.rules, clock)
         self.lifecycle = Lifecycle(self.sessions, store, sink, duplicates, pipeline, limits, clock)
+        self.running = RunningHashes()
         self._quota = quota
         self._active = active
         self._instance_id = instance_id
@@ -286,18 +288,7 @@ class TusService:
 
     async def read_tail(self, session: TusSession) -> bytes:
         """The committed bytes after the last full part (b"" at a part boundary)."""
-        state = session.state
-        size = state.offset % state.part_size
-        if size == 0:
-            return b""
-        key = self.lifecycle.tail_key(session.session_id, state.offset)
-        data = await self.store.get_small(key)
-        if data is None or len(data) != size:
-            raise StorageError(
-                f"the stored tail of upload {session.session_id} is missing or damaged",
-                details={"key": key, "expected": size, "found": data and len(data)},
-            )
-        return data
+        return await read_segments(self.store, segments_of(session.session_id, session.state))
 
     # What a request finds.
 
@@ -329,8 +320,14 @@ class TusService:
         events = self.lifecycle.events_for(held.session, held.first_sequence)
         task = asyncio.current_task()
         assert task is not None
+        length = held.session.state.upload_length
+        sha256 = None if length is None else self.running.sha256_of(session.session_id, length)
         async with self._keeping(held, events, TusInterrupt(completing=True), task):
-            return await self.lifecycle.complete(held.session, held.owner, events)
+            completed = await self.lifecycle.complete(
+                held.session, held.owner, events, sha256=sha256
+            )
+        self.running.forget(session.session_id)
+        return completed
 
     async def _acquire(
         self, session_id: str, principal: Principal, admit: Callable[[TusSession], TusSession]

@@ -49,7 +49,10 @@ class TusState(msgspec.Struct, frozen=True, kw_only=True):
     video_id: str
     analysis_id: str
     offset: int = 0
-    """Committed bytes: full parts in the multipart upload, the rest in the tail object."""
+    """Committed bytes: full parts in the multipart upload, the rest in the tail segments."""
+    tail_segments: tuple[tuple[int, int], ...] = ()
+    """[start, end) of each object holding the tail, in order, ending at `offset` (see
+    `tail`); empty at a part boundary, and in documents that kept one tail object."""
     metadata_header: str | None = None
     """Upload-Metadata as the client sent it, echoed by HEAD."""
     content_type: str | None = None

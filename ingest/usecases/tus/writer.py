@@ -9,7 +9,7 @@ part engine stores each full part while the next is read (its bytes taken from
 the memory budget before they are read, several parts in flight), numbered
 from the part the PATCH starts in; what is left when the body ends is the
 file's last part, when the upload length is reached, or else the new tail,
-stored under a key naming its end offset.
+stored as one segment under a key naming its start and end (see `tail`).
 
 How it fails: a part that cannot be stored stops the reading; the writer lets
 the parts in flight finish and reports how far the parts are stored without a
@@ -74,7 +74,7 @@ class PartWriter:
         layout: Layout,
         *,
         store: ResumableObjectStore,
-        tail_key: Callable[[int], str],
+        tail_key: Callable[[int, int], str],
         budget: MemoryBudget,
         parts_in_flight: int,
         open_multipart: Callable[[], Awaitable[MultipartUpload]],
@@ -137,7 +137,7 @@ class PartWriter:
         if not tail or end == self._layout.committed:
             # Nothing new past the last part, or exactly the committed tail again.
             return Written(stored_through, tail, None, failure)
-        key = self._tail_key(end)
+        key = self._tail_key(stored_through, end)
         try:
             await self._store.put_small(key, tail)
         except Exception as error:
