@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from deploy.stack.process import free_port
+from tests.e2e.browser import browser  # noqa: F401  (the dashboard tests' fixture)
 
 
 @dataclass(frozen=True)
