@@ -16,8 +16,10 @@ import asyncio
 import contextlib
 import os
 import resource
+import shutil
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -200,6 +202,8 @@ async def _server(
     command: list[str], env: Mapping[str, str], *, source: Path | None, ready_within: float
 ) -> AsyncIterator[Server]:
     port = free_port()
+    # Data of its own (the event journal): servers of one run never contend for a directory.
+    data = await asyncio.to_thread(tempfile.mkdtemp, prefix="bench-server-")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -209,7 +213,7 @@ async def _server(
         "127.0.0.1",
         "--port",
         str(port),
-        env={**os.environ, **env, "INGEST_LOG_LEVEL": "WARNING"},
+        env={**os.environ, "INGEST_DATA_DIR": data, **env, "INGEST_LOG_LEVEL": "WARNING"},
         cwd=source,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
@@ -226,6 +230,7 @@ async def _server(
         log = await errors
         if log.strip():
             await asyncio.to_thread(_keep_log, port, log)
+        await asyncio.to_thread(shutil.rmtree, data, ignore_errors=True)
 
 
 async def _wait_ready(

@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -86,6 +88,8 @@ async def serve_process(
     settings: IngestSettings, extra: Mapping[str, str]
 ) -> AsyncIterator[ServeProcess]:
     port = free_port()
+    # A journal of its own: two servers of one test must not contend for the default one.
+    journal = await asyncio.to_thread(tempfile.mkdtemp, prefix="serve-journal-")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -94,7 +98,7 @@ async def serve_process(
         "--port",
         str(port),
         cwd=ROOT,
-        env=serve_environment(settings, extra),
+        env=serve_environment(settings, {"INGEST_JOURNAL_DIR": journal, **extra}),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
@@ -111,6 +115,7 @@ async def serve_process(
         async with asyncio.timeout(15):
             await process.wait()
             await reading
+        await asyncio.to_thread(shutil.rmtree, journal, ignore_errors=True)
 
 
 async def _ready(running: ServeProcess, *, within: float) -> None:
