@@ -45,8 +45,10 @@ REJECTIONS += ["428", "429"]
 """Statuses that refuse input that breaks the document: schemathesis' list, plus 413 (a
 declared length over the limit) and 417 (an `Expect` other than 100-continue)."""
 
-# tus chunks are raw bytes; schemathesis knows the plain octet-stream type only.
-schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
+# tus chunks and the IETF draft's appends are raw bytes; schemathesis knows the plain
+# octet-stream type only.
+for _media_type in ("application/offset+octet-stream", "application/partial-upload"):
+    schemathesis.serializer.alias(_media_type, "application/octet-stream")
 BUILTIN_CHECKS: tuple[CheckFunction, ...] = (
     not_a_server_error,
     status_code_conformance,
