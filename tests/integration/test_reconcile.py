@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -27,6 +26,7 @@ from infra.provisioning import ensure_topics
 from ingest.settings import IngestSettings
 from schemas import Topics, UploadCompleted
 from tests.integration.harness import RunningIngest, running_ingest, topic_events
+from tests.integration.serve_processes import serve_environment
 from tests.media import MiB, fake_video
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,14 +70,9 @@ async def _tus(http: aiohttp.ClientSession, ingest: RunningIngest, user: str, da
 
 async def _reconcile(settings: IngestSettings, *flags: str) -> tuple[list[int], str]:
     """`ingest reconcile` on these settings' bucket and topics: the summary's figures, stdout."""
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "INGEST_TOPIC_PREFIX": settings.topic_prefix,
-        "S3_ENDPOINT_URL": settings.s3_endpoint().endpoint_url or "",
-        "S3_BUCKET": settings.s3_bucket,
-        "PYTHONPATH": str(ROOT),
-    }
+    # The settings' own endpoint and credentials: a stack started for the tests is not the
+    # default one, and the command would otherwise look for credentials elsewhere.
+    env = {**serve_environment(settings, {}), "PYTHONPATH": str(ROOT)}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
