@@ -17,14 +17,11 @@ settle within the time limit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
-import sys
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer
@@ -38,8 +35,8 @@ from infra.kafka.reader import KafkaTopicReader
 from infra.kafka.sink import KafkaEventSink
 from ingest.settings import IngestSettings
 from schemas import TOPIC_SPECS, QuotaUpdated, Topics, UploadCompleted, decode
+from tests.integration.cli_processes import cli_process
 
-ROOT = Path(__file__).resolve().parents[2]
 GROUP = "quota"
 
 
@@ -72,13 +69,6 @@ class QuotaProcess:
         return int(float(found.group(1))) if found else 0
 
 
-async def _collect(stream: asyncio.StreamReader | None, lines: list[str]) -> None:
-    if stream is None:
-        return
-    while line := await stream.readline():
-        lines.append(line.decode(errors="replace"))
-
-
 @asynccontextmanager
 async def quota_process(
     settings: IngestSettings, *, commit_interval: str = "500ms", grace: str = "5s"
@@ -94,40 +84,11 @@ async def quota_process(
         "INGEST_SHUTDOWN_GRACE": grace,
         "INGEST_INSTANCE_ID": f"fault-test-{port}",
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cli.main",
-        "consume",
-        "quota",
-        cwd=ROOT,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    running = QuotaProcess(process, port)
-    reading = asyncio.create_task(_collect(process.stderr, running.stderr))
-    try:
-        await _ready(running, within=45)
-        yield running
-    finally:
-        if process.returncode is None:
-            process.kill()
-        async with asyncio.timeout(15):
-            await process.wait()
-            await reading
-
-
-async def _ready(running: QuotaProcess, *, within: float) -> None:
-    async with aiohttp.ClientSession() as http, asyncio.timeout(within):
-        while True:
-            assert running.process.returncode is None, f"the consumer exited:\n{running.tail}"
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"http://127.0.0.1:{running.port}/readyz") as answer:
-                    if answer.status == 200:
-                        return
-            await asyncio.sleep(0.2)
+    lines: list[str] = []
+    async with cli_process(
+        ("consume", "quota"), env=env, ready_url=f"http://127.0.0.1:{port}/readyz", stderr=lines
+    ) as process:
+        yield QuotaProcess(process, port, lines)
 
 
 class Published:

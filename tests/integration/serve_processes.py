@@ -13,24 +13,18 @@ or does not become ready in time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import signal
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import aiohttp
 
 from deploy.stack.process import free_port
 from ingest.auth import issue_token
 from ingest.settings import IngestSettings
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.cli_processes import cli_process
 
 
 @dataclass
@@ -59,13 +53,6 @@ class ServeProcess:
             await self.process.wait()
 
 
-async def _collect(stream: asyncio.StreamReader | None, lines: list[str]) -> None:
-    if stream is None:
-        return
-    while line := await stream.readline():
-        lines.append(line.decode(errors="replace"))
-
-
 def serve_environment(settings: IngestSettings, extra: Mapping[str, str]) -> dict[str, str]:
     assert settings.jwt_secret is not None
     return {
@@ -90,40 +77,15 @@ async def serve_process(
     port = free_port()
     # A journal of its own: two servers of one test must not contend for the default one.
     journal = await asyncio.to_thread(tempfile.mkdtemp, prefix="serve-journal-")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cli.main",
-        "serve",
-        "--port",
-        str(port),
-        cwd=ROOT,
-        env=serve_environment(settings, {"INGEST_JOURNAL_DIR": journal, **extra}),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
     assert settings.jwt_secret is not None
-    running = ServeProcess(process, port, settings.jwt_secret)
-    reading = asyncio.create_task(_collect(process.stderr, running.stderr))
+    lines: list[str] = []
     try:
-        await _ready(running, within=45)
-        yield running
+        async with cli_process(
+            ("serve", "--port", str(port)),
+            env=serve_environment(settings, {"INGEST_JOURNAL_DIR": journal, **extra}),
+            ready_url=f"http://127.0.0.1:{port}/readyz",
+            stderr=lines,
+        ) as process:
+            yield ServeProcess(process, port, settings.jwt_secret, lines)
     finally:
-        if process.returncode is None:
-            process.kill()
-        async with asyncio.timeout(15):
-            await process.wait()
-            await reading
         await asyncio.to_thread(shutil.rmtree, journal, ignore_errors=True)
-
-
-async def _ready(running: ServeProcess, *, within: float) -> None:
-    async with aiohttp.ClientSession() as http, asyncio.timeout(within):
-        while True:
-            assert running.process.returncode is None, f"ingest serve exited:\n{running.tail}"
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"{running.url}/readyz") as answer:
-                    if answer.status == 200:
-                        return
-            await asyncio.sleep(0.2)

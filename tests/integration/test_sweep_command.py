@@ -24,8 +24,9 @@ from ingest.settings import IngestSettings
 from schemas import UploadFailed
 from schemas.api import CreateUploadRequest
 from tests.fakes import video_bytes
+from tests.integration.cli_processes import ROOT
 from tests.integration.harness import bucket_keys, ended, running_ingest, upload_events
-from tests.integration.serve_processes import ROOT, serve_environment
+from tests.integration.serve_processes import serve_environment
 from tests.integration.test_crash_cleanup import open_parts
 
 MiB = 1024 * 1024
