@@ -77,6 +77,15 @@ class Browser:
                 pytest.fail(f"waited {timeout:.0f} s for {what} (screenshot {shot})")
             time.sleep(0.1)
 
+    def click(self, css: str, what: str) -> None:
+        """Click the element `css` finds, again when the page re-rendered it in between."""
+
+        def clicked() -> bool:
+            self.driver.find_element("css selector", css).click()
+            return True
+
+        self.wait(what, clicked)
+
     def text(self, css: str) -> str:
         found = self.driver.find_elements("css selector", css)
         return found[0].text if found else ""

@@ -178,9 +178,10 @@ def test_an_upload_survives_a_network_drop_and_opens_its_results(
     )
     browser.screenshot("04-quota")
 
-    browser.driver.find_element(
-        "css selector", f'[data-session-id="{row["session_id"]}"] a.results-link'
-    ).click()
+    # The row is re-rendered whenever the live feed speaks: find it and click in one go.
+    browser.click(
+        f'[data-session-id="{row["session_id"]}"] a.results-link', "the row's results link"
+    )
     title = browser.wait("the results page", lambda: browser.text("#title") == video.name)
     assert title
     facts = browser.wait("the upload's facts", lambda: browser.text("#facts"))
@@ -307,7 +308,7 @@ def test_the_results_page_shows_what_the_results_route_holds(
     assert row is not None
     video_id = _api(dev_server, f"/v1/uploads/{row['session_id']}")["result"]["video_id"]
     link = f'[data-session-id="{row["session_id"]}"] a.results-link'
-    browser.driver.find_element("css selector", link).click()
+    browser.click(link, "the results link")
     browser.wait("the results page", lambda: browser.text("#title") == video.name)
 
     # Whatever this build runs, the page must say what the results route holds once
