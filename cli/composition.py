@@ -1,9 +1,12 @@
 """The composition root of `ingest serve`: adapters built from settings, wired into services.
 
 The only module that knows which adapter stands behind each port. Events go
-to Kafka through the event journal, so an upload never waits on the broker.
-Start-up fails with ServiceUnavailable when Kafka or S3 cannot be reached in
-time, or when another live process holds the journal directory; on exit
+to Kafka through the event journal, so an upload never waits on the broker,
+not even at start: with Kafka away, the producer and the quota view connect
+in the background, events are journaled meanwhile and the quota is answered
+from the snapshots read so far. Start-up fails with ServiceUnavailable when
+S3 cannot be reached in time, or when another live process holds the journal
+directory; on exit
 everything opened here is closed in reverse order (the journal first, sending
 what it holds within its bound).
 """
@@ -14,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from infra import layout
+from infra.errors import ServiceUnavailable
 from infra.feeds import TopicReader
 from infra.kafka.reader import KafkaTopicReader
 from infra.kafka.sink import KafkaEventSink
@@ -54,23 +58,28 @@ async def ingest_services(settings: IngestSettings) -> AsyncIterator[IngestServi
         documents = S3DocumentStore(
             s3, settings.s3_bucket, prefix=layout.STATE_PREFIX, observer=metrics.observe_s3
         )
-        kafka = await stack.enter_async_context(
-            KafkaEventSink(
-                settings.kafka_bootstrap_servers,
-                topics,
-                source=f"/ingest/{settings.instance_id}",
-                timeout=settings.kafka_send_timeout_seconds,
-                observer=metrics.observe_kafka,
-            )
+        kafka = KafkaEventSink(
+            settings.kafka_bootstrap_servers,
+            topics,
+            source=f"/ingest/{settings.instance_id}",
+            timeout=settings.kafka_send_timeout_seconds,
+            observer=metrics.observe_kafka,
         )
+        await kafka.start(wait_for_broker=False)
+        stack.push_async_callback(kafka.stop)
         sink = journaled(settings, kafka, metrics)
         await sink.start()
+        if not kafka.connected:
+            # Straight to the journal from the first event; its relay sends them once it can.
+            sink.watch.failed(ServiceUnavailable("Kafka was not reachable at start"))
         # Within the grace period, after the uploads it follows have had theirs.
         stack.push_async_callback(sink.stop, max(1.0, settings.shutdown_grace_seconds / 3))
         snapshots = QuotaSnapshots()
-        quota_feed = await stack.enter_async_context(
-            KafkaTopicReader(settings.kafka_bootstrap_servers, topics.quota, snapshots.apply)
+        quota_feed = KafkaTopicReader(
+            settings.kafka_bootstrap_servers, topics.quota, snapshots.apply
         )
+        await quota_feed.start(wait_for_broker=False)
+        stack.push_async_callback(quota_feed.stop)
         quota = quota_view(settings, snapshots, quota_feed)
         yield wire_services(
             settings, store=store, documents=documents, sink=sink, quota=quota, metrics=metrics

@@ -3,18 +3,20 @@
 A broker that is starting (compose, a restart, a rolling upgrade) refuses
 connections for a while, and topics may not be provisioned yet. `until_reachable`
 calls a client's one-shot `connect` again and again until it succeeds or the
-deadline passes.
+deadline passes; `keep_trying` does the same without a deadline, for a client
+that connects in the background while its process already serves.
 
 How it fails: at the deadline, ServiceUnavailable naming what was being
-reached and the last error seen. Only Kafka errors and OS errors are retried;
-anything else (a bug, a cancellation) goes straight through. `connect` must
-leave nothing half-started behind when it raises.
+reached and the last error seen. Only Kafka errors, OS errors and time-outs
+are retried; anything else (a bug, a cancellation) goes straight through.
+`connect` must leave nothing half-started behind when it raises.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
@@ -25,6 +27,8 @@ from infra.errors import ServiceUnavailable
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS: Final = 1.0
+REMIND_SECONDS: Final = 60.0
+"""How often `keep_trying` says it is still trying (one line, not one per attempt)."""
 
 T = TypeVar("T")
 
@@ -52,3 +56,34 @@ async def until_reachable(
             f"{what}: not done within {within:g} s" + (f": {last_error}" if last_error else ""),
             details=details,
         ) from last_error
+
+
+async def keep_trying(
+    connect: Callable[[], Awaitable[T]], *, what: str, retry_seconds: float = RETRY_SECONDS
+) -> T:
+    """`connect()`'s result once it succeeds, however long that takes (cancel to give up).
+
+    The log hears of the first failure, then once every REMIND_SECONDS, then of the success.
+    """
+    started = last_said = time.monotonic()
+    failures = 0
+    while True:
+        try:
+            result = await connect()
+        except (KafkaError, OSError, TimeoutError) as error:
+            failures += 1
+            now = time.monotonic()
+            if failures == 1 or now - last_said >= REMIND_SECONDS:
+                last_said = now
+                log.warning(
+                    "%s: not yet after %.0f s (%s); trying again every %g s",
+                    what,
+                    now - started,
+                    error,
+                    retry_seconds,
+                )
+            await asyncio.sleep(retry_seconds)
+            continue
+        if failures:
+            log.warning("%s: done after %.1f s", what, time.monotonic() - started)
+        return result

@@ -11,7 +11,10 @@ starts at its first record appended at or after that time (Kafka's
 offsets-for-times), or at its end when it has none.
 
 How it fails: `start` keeps trying to reach Kafka and the topic, and raises
-ServiceUnavailable when it cannot within `start_timeout`; not catching up
+ServiceUnavailable when it cannot within `start_timeout`; started without
+waiting for the broker (`wait_for_broker=False`), it returns at once and
+the task keeps trying (a broker down, a topic not yet provisioned), not
+`healthy` meanwhile, with what stops it as `last_error`. Not catching up
 within `ready_timeout` is only logged (reading goes on, `ready` is set
 later). A failure while reading is logged and turns `healthy` false; the task
 backs off and keeps reading. A handler that raises is logged and its record
@@ -33,7 +36,7 @@ from infra.describe import in_words
 from infra.feeds import RecordHandler, TopicReader, hand_over
 from infra.feeds import TopicPartition as FeedPartition
 from infra.kafka import internals
-from infra.kafka.reaching import until_reachable
+from infra.kafka.reaching import keep_trying, until_reachable
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,8 @@ class KafkaTopicReader:
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._unreachable = asyncio.Event()
+        """Set once connecting in the background has failed (the broker or topic is away)."""
         self._healthy = False
         self._last_error: str | None = None
 
@@ -103,11 +108,23 @@ class KafkaTopicReader:
     ) -> None:
         await self.stop()
 
-    async def start(self) -> None:
-        """Read every partition from the beginning; wait a bounded time to catch up."""
+    async def start(self, *, wait_for_broker: bool = True) -> None:
+        """Read every partition from the beginning; wait a bounded time to catch up.
+
+        Without `wait_for_broker`, return at once: the reading task connects first.
+        """
         if self._task is not None:
             return
         self._ready.clear()
+        if not wait_for_broker:
+            self._last_error = f"not connected to Kafka at {self._bootstrap_servers} yet"
+            self._task = asyncio.create_task(
+                self._connect_then_read(), name=f"kafka-reader-{self._topic}"
+            )
+            self._task.add_done_callback(self._on_task_done)
+            # A reachable topic is read up to its end first, as when waiting for it.
+            await self._until(self._ready, self._unreachable, task=self._task)
+            return
         # Topics not provisioned yet fail like a broker still starting: both are retried.
         consumer, starts, end_offsets = await until_reachable(
             self._connect,
@@ -115,20 +132,26 @@ class KafkaTopicReader:
             what=f"reading topic {self._topic!r} at {self._bootstrap_servers}",
             details={"topic": self._topic},
         )
-        self._consumer = consumer
-        self._positions.update(
-            {FeedPartition(tp.topic, tp.partition): o for tp, o in starts.items()}
-        )
-        self._healthy = True
-        self._last_error = None
+        self._connected(consumer, starts)
         self._task = asyncio.create_task(
             self._read(consumer, end_offsets), name=f"kafka-reader-{self._topic}"
         )
         self._task.add_done_callback(self._on_task_done)
+        await self._until(self._ready)
+
+    async def _until(self, *events: asyncio.Event, task: asyncio.Task[None] | None = None) -> None:
+        """Wait until one of `events` is set (or `task` ends), for at most `ready_timeout`."""
+        waits = [asyncio.ensure_future(event.wait()) for event in events]
         try:
-            async with asyncio.timeout(self._ready_timeout):
-                await self._ready.wait()
-        except TimeoutError:
+            done, _ = await asyncio.wait(
+                [*waits, *([task] if task is not None else [])],
+                timeout=self._ready_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if not done:
             log.warning(
                 "reader not caught up with %s after %g s; handing over what it has read",
                 self._topic,
@@ -146,6 +169,29 @@ class KafkaTopicReader:
             await asyncio.wait([task])
         if consumer is not None:
             await internals.stop_consumer(consumer, _STOP_SECONDS)
+
+    async def _connect_then_read(self) -> None:
+        async def attempt() -> tuple[Any, dict[TopicPartition, int], dict[TopicPartition, int]]:
+            try:
+                return await self._connect()
+            except (KafkaError, OSError) as error:
+                self._last_error = in_words(error)
+                self._unreachable.set()
+                raise
+
+        consumer, starts, end_offsets = await keep_trying(
+            attempt, what=f"reading topic {self._topic!r} at {self._bootstrap_servers}"
+        )
+        self._connected(consumer, starts)
+        await self._read(consumer, end_offsets)
+
+    def _connected(self, consumer: Any, starts: dict[TopicPartition, int]) -> None:
+        self._consumer = consumer
+        self._positions.update(
+            {FeedPartition(tp.topic, tp.partition): o for tp, o in starts.items()}
+        )
+        self._healthy = True
+        self._last_error = None
 
     async def _connect(
         self,

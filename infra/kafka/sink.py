@@ -22,8 +22,13 @@ background) and the next send builds a fresh one, within the same time
 limit. So a short `timeout` lets a caller such as the event journal fall
 back quickly while the broker is away. `start` raises ServiceUnavailable
 when no broker answers within its time limit, `check` when the cluster does
-not answer. `stop` never hangs: records still undelivered after the time
-limit are failed and logged.
+not answer. Started without waiting for the broker (`wait_for_broker=False`,
+for a process that must serve with Kafka down), it returns at once and the
+producer connects in the background, trying again every second; until then
+every send and check fails as with a dead broker (EventDeliveryError,
+retriable), after one attempt to connect within its own time limit. `stop`
+never hangs: records still undelivered after the time limit are failed and
+logged.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError, OutOfOrderSequenceNum
 from infra.errors import EventDeliveryError, ServiceUnavailable
 from infra.feeds import RecordPublisher
 from infra.kafka import internals
-from infra.kafka.reaching import until_reachable
+from infra.kafka.reaching import keep_trying, until_reachable
 from schemas import Event, Topics, encode, event_type, topic_for
 
 log = logging.getLogger(__name__)
@@ -99,10 +104,16 @@ class KafkaEventSink:
         self._started = False
         self._connecting = asyncio.Lock()
         self._abandoning: set[asyncio.Task[None]] = set()
+        self._background: asyncio.Task[None] | None = None
 
     @property
     def started(self) -> bool:
         return self._started
+
+    @property
+    def connected(self) -> bool:
+        """Whether a producer is connected now (False while one is being built)."""
+        return self._producer is not None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -116,9 +127,21 @@ class KafkaEventSink:
     ) -> None:
         await self.stop()
 
-    async def start(self) -> None:
-        """Connect; ServiceUnavailable if no broker answers within `start_timeout` seconds."""
+    async def start(self, *, wait_for_broker: bool = True) -> None:
+        """Connect; ServiceUnavailable if no broker answers within `start_timeout` seconds.
+
+        Without `wait_for_broker`: one attempt within the send time limit, then, when it
+        failed, return anyway and keep connecting in the background (see `connected`).
+        """
         if self._started:
+            return
+        if not wait_for_broker:
+            self._started = True
+            self._background = asyncio.create_task(
+                self._connect_in_background(), name="kafka-connect"
+            )
+            self._background.add_done_callback(_log_failure)
+            await asyncio.wait([self._background], timeout=self._timeout)
             return
         self._producer = await until_reachable(
             self._connect,
@@ -127,6 +150,15 @@ class KafkaEventSink:
             details={"bootstrap_servers": self._bootstrap_servers},
         )
         self._started = True
+
+    async def _connect_in_background(self) -> None:
+        async def attempt() -> None:
+            # Under the lock sends take to build a producer, so only one is ever built.
+            async with self._connecting, asyncio.timeout(max(self._timeout, 5.0)):
+                if self._started and self._producer is None:
+                    self._producer = await self._connect()
+
+        await keep_trying(attempt, what=f"connecting to Kafka at {self._bootstrap_servers}")
 
     async def _connect(self) -> Any:
         producer = self._new_producer()
@@ -140,6 +172,10 @@ class KafkaEventSink:
     async def stop(self) -> None:
         """Deliver what is pending within `timeout` seconds, fail the rest, disconnect."""
         self._started = False
+        background, self._background = self._background, None
+        if background is not None:
+            background.cancel()
+            await asyncio.wait([background])
         producer, self._producer = self._producer, None
         if self._abandoning:
             await asyncio.wait(self._abandoning, timeout=self._timeout)
@@ -345,6 +381,11 @@ def _late_outcome_logger(event_id: str, ce_type: str) -> Callable[[asyncio.Futur
             log.error("%s %s was never delivered to Kafka: %s", ce_type, event_id, error)
 
     return log_outcome
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("connecting to Kafka in the background failed", exc_info=error)
 
 
 async def _stop_quietly(producer: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +17,29 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 
-from infra.errors import EventDeliveryError
+from infra.errors import EventDeliveryError, ServiceUnavailable
 from ingest.adapters.journal.sink import JournaledEventSink
 from ingest.adapters.journal.store import Journal, JournalLimits
 from schemas import UploadStarted
-from tests.fakes import video_bytes
+from tests.fakes import FixedQuotaView, video_bytes
 from tests.samples import SAMPLES
 from tests.unit.test_tus_support import ClientFactory, TusRig, auth, metadata_header
 
 
+@dataclass
+class UnreadQuota(FixedQuotaView):
+    """A quota view that has not read its topic: what an instance started with Kafka down has."""
+
+    read: bool = False
+
+    async def check(self) -> None:
+        if not self.read:
+            raise ServiceUnavailable("the quota view has not caught up with its topic yet")
+
+
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[TusRig]:
-    rig = TusRig()
+    rig = TusRig(quota=UnreadQuota(read=True))
     journal = Journal(tmp_path, JournalLimits(max_bytes=64 * 1024, max_age=3600.0))
     rig.journal = JournaledEventSink(rig.sink, journal, retry_seconds=0.05)
     await rig.journal.start()
@@ -110,3 +122,27 @@ async def test_readiness_stays_ready_with_the_broker_down_until_the_journal_is_f
     full = await client.get("/readyz")
     assert full.status == 503
     assert (await full.json())["checks"]["journal"] == "full"
+
+
+async def test_a_quota_view_kafka_has_not_fed_keeps_the_instance_ready_only_while_kafka_is_down(
+    rig: TusRig, client: TestClient[Any, Any]
+) -> None:
+    assert isinstance(rig.quota, UnreadQuota)
+    rig.quota.read = False
+    rig.sink.healthy = False
+
+    down = await client.get("/readyz")
+    body = await down.json()
+    assert down.status == 200, body
+    assert body["checks"]["quota"].startswith("failed; answered from the snapshots read so far")
+    created = await client.post("/v1/uploads", json={"filename": "a.mp4"}, headers=auth())
+    assert created.status == 201
+
+    # Kafka answers, but the quota view has not read its topic (not provisioned yet, or late).
+    rig.sink.healthy = True
+    behind = await client.get("/readyz")
+    assert behind.status == 503
+    assert (await behind.json())["checks"]["quota"] == "failed"
+
+    rig.quota.read = True
+    assert (await client.get("/readyz")).status == 200

@@ -180,3 +180,28 @@ async def test_an_event_the_bus_refuses_for_good_is_raised_not_journaled(tmp_pat
         assert sink.journal.pending == 0
     finally:
         await sink.stop()
+
+
+async def test_a_bus_down_at_start_is_asked_until_it_answers_though_nothing_is_journaled(
+    tmp_path: Path,
+) -> None:
+    bus = RecordingEventSink()
+    bus.healthy = False
+    sink = await journaled(bus, tmp_path)
+    try:
+        sink.watch.failed(DOWN)  # what the composition says of a bus it could not reach
+        progress = upload_events("u1", 3)[1]
+        await sink.emit(progress)
+        assert bus.events == [], "dropped while the bus is away"
+        await asyncio.sleep(0.2)
+        assert not sink.backlog().broker_up
+
+        bus.healthy = True
+        async with asyncio.timeout(2):
+            while not sink.backlog().broker_up:
+                await asyncio.sleep(0.01)
+        await sink.emit(progress)
+        assert bus.events == [progress]
+        assert sink.journal.pending == 0
+    finally:
+        await sink.stop()

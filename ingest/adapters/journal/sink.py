@@ -12,7 +12,8 @@ one the bus cannot take at once is dropped and counted.
 The relay (a task of this sink) sends the journal's records in order:
 records of one key one after another, keys side by side, and acknowledges a
 batch once the bus has all of it (then whole segments are deleted). While
-the bus is away it tries one record every `retry_seconds`; the bus's sink
+the bus is away it tries one record every `retry_seconds` (with nothing to
+send, it asks the bus's `check`); the bus's sink
 rebuilds its client when that client has wedged. A restarted process takes
 up what a killed one left in the same directory (a lock keeps two live
 processes off one directory).
@@ -216,6 +217,9 @@ class JournaledEventSink:
             )
 
     async def _relay_once(self) -> None:
+        if not self._journal.pending and not self.watch.up:
+            await self._probe_idle()
+            return
         if not self._journal.pending:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -235,6 +239,22 @@ class JournaledEventSink:
                 self._drained.set()
         else:
             await asyncio.sleep(self._retry_seconds)
+
+    async def _probe_idle(self) -> None:
+        """Nothing to send, but the bus was last seen away (a process started while it was
+        down, a progress event it refused): ask it every `retry_seconds`, so that readiness
+        and progress events learn it is back without waiting for a lifecycle event."""
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._retry_seconds):
+                await self._wake.wait()
+        if self._journal.pending:
+            return
+        try:
+            await self._inner.check()
+        except ServiceUnavailable:
+            return
+        self.watch.answered(0)
 
     async def _send(self, batch: Batch) -> bool:
         """Whether the bus now has every record of the batch (each key's in order)."""
