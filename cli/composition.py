@@ -40,6 +40,7 @@ from ingest.usecases.inflight import InFlightUploads
 from ingest.usecases.instances import Heartbeats
 from ingest.usecases.quota import QuotaSnapshots, SnapshotQuotaView
 from ingest.usecases.sessions import SessionService
+from ingest.usecases.sweep.complete import Completer
 from ingest.usecases.sweep.settle import Settler
 from ingest.usecases.sweep.sweeper import Sweeper
 from ingest.usecases.tus.lease import LeaseTimes
@@ -134,11 +135,13 @@ def wire_services(
         instance_id=settings.instance_id,
         dead_after_seconds=settings.instance_dead_after_seconds,
     )
-    settler = (
-        Settler(sessions=sessions, store=store, sink=sink, pipeline=pipeline)
-        if isinstance(store, ResumableObjectStore)
-        else None
-    )
+    settler: Settler | None = None
+    completer: Completer | None = None
+    if isinstance(store, ResumableObjectStore):
+        settler = Settler(sessions=sessions, store=store, sink=sink, pipeline=pipeline)
+        completer = Completer(
+            sessions=sessions, documents=documents, store=store, sink=sink, pipeline=pipeline
+        )
     uploads = UploadService(
         sessions=sessions,
         duplicates=duplicates,
@@ -179,9 +182,10 @@ def wire_services(
             sessions=sessions,
             heartbeats=heartbeats,
             settler=settler,
+            completer=completer,
             tus=tus.lifecycle if tus is not None else None,
         )
-        if settler is not None
+        if settler is not None and completer is not None
         else None
     )
     return IngestServices(

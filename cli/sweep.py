@@ -20,6 +20,7 @@ from ingest.settings import IngestSettings
 from ingest.usecases.duplicates import DuplicateIndex
 from ingest.usecases.instances import Heartbeats
 from ingest.usecases.sessions import SessionService, utc_now
+from ingest.usecases.sweep.complete import Completer
 from ingest.usecases.sweep.settle import Settler
 from ingest.usecases.sweep.sweeper import Sweeper, SweepReport
 from ingest.usecases.tus.lifecycle import Lifecycle
@@ -51,6 +52,9 @@ async def sweep_once(settings: IngestSettings) -> SweepReport:
                 dead_after_seconds=settings.instance_dead_after_seconds,
             ),
             settler=Settler(sessions=sessions, store=store, sink=sink, pipeline=pipeline),
+            completer=Completer(
+                sessions=sessions, documents=documents, store=store, sink=sink, pipeline=pipeline
+            ),
             tus=Lifecycle(
                 TusSessions(sessions, documents, utc_now),
                 store,

@@ -82,6 +82,7 @@ def rig() -> TusRig:
 def sweeper(rig: TusRig, name: str = "sweeper", *, racing: int | None = None) -> Sweeper:
     """A sweeper of an instance `name` over the rig's shared state."""
     from ingest.pipeline.config import PipelineConfig
+    from ingest.usecases.sweep.complete import Completer
     from ingest.usecases.sweep.settle import Settler
     from ingest.usecases.tus.lifecycle import Lifecycle
     from ingest.usecases.tus.state import TusSessions
@@ -101,6 +102,13 @@ def sweeper(rig: TusRig, name: str = "sweeper", *, racing: int | None = None) ->
             documents, instance_id=name, dead_after_seconds=DEAD_AFTER, clock=rig.clock
         ),
         settler=Settler(sessions=sessions, store=rig.store, sink=rig.sink, pipeline=pipeline),
+        completer=Completer(
+            sessions=sessions,
+            documents=documents,
+            store=rig.store,
+            sink=rig.sink,
+            pipeline=pipeline,
+        ),
         tus=Lifecycle(
             TusSessions(sessions, documents, rig.clock),
             rig.store,
@@ -174,21 +182,6 @@ async def test_an_upload_of_a_dead_instance_is_failed_aborted_and_reported_once(
     again = await sweeper(rig).sweep()
     assert again.looked_at == 0
     assert len(terminal_events(rig, session.session_id)) == 1
-
-
-async def test_an_upload_stored_whole_by_an_instance_killed_before_recording_it_is_kept(
-    rig: TusRig,
-) -> None:
-    session = await streaming_on(rig, "killed-8", parts=2)
-    (upload,) = rig.store.open_uploads
-    await upload.complete([upload.parts[n][0] for n in sorted(upload.parts)])
-
-    report = await sweeper(rig).sweep()
-    assert report.stored_unrecorded == [session.session_id]
-    assert report.failed == []
-    assert len(rig.store.objects[session.s3_key]) == 2 * PART
-    assert (await stored(rig, session.session_id)).status == "uploading"
-    assert rig.events(session.session_id) == [], "no failure reported for a stored file"
 
 
 async def test_an_upload_on_a_living_instance_is_left_alone_past_its_ttl(rig: TusRig) -> None:

@@ -8,7 +8,9 @@ terminal status with `unreported` (one compare-and-swap: of two sweepers, or a
 sweeper and a DELETE, one wins), then `Settler.settle` aborts every multipart
 upload still open for the session's key, emits the terminal event, and clears
 the flag. A settler takes the session for a while first (compare-and-swap on
-`settling_until`), so that of several at once one settles it. Anything that
+`settling_until`), so that of several at once one settles it. A completion
+the sweep recorded for a gone streamer (`complete`) whose event is still owed
+is settled the same way: its recorded `upload.completed` is sent as it is. Anything that
 fails leaves the flag set, so the next sweep does it again: an abort refused
 while S3 is down is retried, never forgotten.
 
@@ -48,7 +50,6 @@ LATE_SEQUENCE = 1_000_000_000
 
 SETTLE_SECONDS = 60.0
 """How long one settler holds a session: far more than an abort and an event take."""
-"""The sequence of a terminal event emitted for a streamer that is gone."""
 
 _EVENT_CODES: frozenset[str] = frozenset(ErrorCode.__args__)  # type: ignore[attr-defined]
 
@@ -112,10 +113,6 @@ class Settler:
         until = now + timedelta(seconds=SETTLE_SECONDS)
         return msgspec.structs.replace(session, settling_until=until)
 
-    async def stored_whole(self, session: UploadSession) -> bool:
-        """Whether the session's file is stored complete (its streamer got that far)."""
-        return await self._store.stored_size(session.s3_key) is not None
-
     async def abort_leftovers(self, session: UploadSession) -> Leftovers:
         """Abort every multipart upload still open for the session's key."""
         found = Leftovers()
@@ -129,6 +126,10 @@ class Settler:
         return found
 
     async def _emit(self, session: UploadSession, received: int) -> None:
+        if session.status == "completed" and session.completed_event is not None:
+            # Completed by the sweep for a gone streamer, its event recorded: that very event.
+            await self._sink.emit(session.completed_event)
+            return
         writer = EventWriter(
             session_target(session, self._store.bucket), self._sink, LATE_SEQUENCE, self._pipeline
         )

@@ -11,7 +11,8 @@ leaves is found here, from the shared state alone, by any instance or by
   - one streaming on an instance that is dead is `failed` (INTERNAL) and settled:
     its multipart upload aborted, `upload.failed` emitted (`settle`), unless its
     file is stored whole (killed between storing and recording it): that one is
-    left as it is and reported, for `ingest reconcile`;
+    completed from the stored object, `upload.completed` emitted (`complete`),
+    or, when the object is not the file the session declared, deleted and failed;
   - one ended but not settled (a DELETE or a sweep that failed half-way) is settled;
   - one ended whose multipart upload is still open (its abort failed) has it aborted;
   - a tus upload whose time is up and that nobody writes to (its lease lapsed or
@@ -49,6 +50,7 @@ from ingest.model import UploadSession
 from ingest.ports import DocumentStore
 from ingest.usecases.instances import Heartbeats, Liveness
 from ingest.usecases.sessions import ENDED_STATUSES, SessionService, utc_now
+from ingest.usecases.sweep.complete import Completer
 from ingest.usecases.sweep.settle import Settler
 from ingest.usecases.tus.lifecycle import Lifecycle
 from ingest.usecases.tus.state import TusSession
@@ -69,8 +71,10 @@ class SweepReport:
     closed: int = 0
     markers_removed: int = 0
     heartbeats_removed: int = 0
-    stored_unrecorded: list[str] = field(default_factory=list)
-    """Sessions of a dead instance whose file is stored whole: left as they are."""
+    completed: list[str] = field(default_factory=list)
+    """Sessions of a dead instance whose file it stored whole: completed here."""
+    refused: list[str] = field(default_factory=list)
+    """Sessions of a dead instance whose stored file is not the one declared: deleted, failed."""
     retry: list[str] = field(default_factory=list)
     """Sessions something failed for: tried again on the next pass."""
     looked_at: int = 0
@@ -80,14 +84,15 @@ class SweepReport:
             f"looked at {self.looked_at} open sessions: {len(self.failed)} failed (instance gone), "
             f"{len(self.expired)} expired, {len(self.settled)} settled, "
             f"{len(self.aborted)} with leftover parts aborted, {len(self.tus_cleaned)} tus "
-            f"uploads cleaned, {self.closed} closed, {len(self.stored_unrecorded)} stored but "
-            f"unrecorded; {self.markers_removed} cancel markers and "
+            f"uploads cleaned, {self.closed} closed, {len(self.completed)} stored by a gone "
+            f"server completed, {len(self.refused)} of them refused (not the file declared); "
+            f"{self.markers_removed} cancel markers and "
             f"{self.heartbeats_removed} heartbeats removed; {len(self.retry)} to retry"
         )
 
     def lines(self) -> list[str]:
         lines = [self.summary()]
-        names = ("failed", "expired", "settled", "aborted", "tus_cleaned", "stored_unrecorded")
+        names = ("failed", "expired", "settled", "aborted", "tus_cleaned", "completed", "refused")
         for name in (*names, "retry"):
             lines.extend(f"{name}: {session_id}" for session_id in getattr(self, name))
         return lines
@@ -101,6 +106,7 @@ class Sweeper:
         sessions: SessionService,
         heartbeats: Heartbeats,
         settler: Settler,
+        completer: Completer,
         tus: Lifecycle | None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -108,6 +114,7 @@ class Sweeper:
         self._sessions = sessions
         self._heartbeats = heartbeats
         self._settler = settler
+        self._completer = completer
         self._tus = tus
         self._clock = clock
 
@@ -121,7 +128,13 @@ class Sweeper:
             except IngestError as error:
                 log.warning("the sweep could not run: %s", error)
                 continue
-            if report.failed or report.expired or report.settled or report.aborted:
+            if (
+                report.failed
+                or report.expired
+                or report.settled
+                or report.aborted
+                or report.completed
+            ):
                 log.info("sweep: %s", report.summary())
 
     async def sweep(self) -> SweepReport:
@@ -219,15 +232,19 @@ class Sweeper:
         if session.status == "uploading":
             if not self._streamer_gone(session, liveness):
                 return
-            if await self._settler.stored_whole(session):
-                # Killed between storing the file and recording it: neither failed nor
-                # cleanable. `ingest reconcile` compares stored files with the events.
-                log.warning("sweep: upload %s is stored but was never recorded", session_id)
-                report.stored_unrecorded.append(session_id)
-                return
-            session, failed = await self._sessions.mutate(session_id, _fail_for_gone_streamer)
-            if failed:
-                report.failed.append(session_id)
+            # Killed between storing the file whole and recording it, perhaps: completed then.
+            completion = await self._completer.complete(session)
+            session = completion.session
+            if completion.verdict == "completed":
+                report.completed.append(session_id)
+            elif completion.verdict == "refused":
+                report.refused.append(session_id)
+            elif completion.verdict == "absent":
+                session, failed = await self._sessions.mutate(session_id, _fail_for_gone_streamer)
+                if failed:
+                    report.failed.append(session_id)
+            elif session.status == "uploading":
+                return  # another sweeper is completing it
         if session.unreported:
             outcome = await self._settler.settle(session)
             if outcome == "busy":
