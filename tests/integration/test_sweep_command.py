@@ -4,13 +4,16 @@ An expired tus upload nobody touches again, and a one-request upload whose
 server died (a session claimed by an instance that never beat), are left in
 the bucket with parts, a tail and sessions still `uploading`; one run of the
 command ends both, removes what they stored, reports their terminal events and
-says what it did.
+says what it did. Files such a server stored whole but never recorded are
+completed by one run (`upload.completed` with the SHA-256 read back from S3),
+or deleted and failed when they are not the file the session declared.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import sys
 import uuid
 
@@ -21,15 +24,40 @@ from infra import layout
 from ingest.auth import Principal
 from ingest.pipeline.hashing import part_checksum
 from ingest.settings import IngestSettings
-from schemas import UploadFailed
+from schemas import UploadCompleted, UploadFailed
 from schemas.api import CreateUploadRequest
 from tests.fakes import video_bytes
 from tests.integration.cli_processes import ROOT
-from tests.integration.harness import bucket_keys, ended, running_ingest, upload_events
+from tests.integration.harness import (
+    bucket_keys,
+    ended,
+    object_exists,
+    running_ingest,
+    stored_sha256,
+    upload_events,
+)
 from tests.integration.serve_processes import serve_environment
 from tests.integration.test_crash_cleanup import open_parts
 
 MiB = 1024 * 1024
+
+
+async def sweep_command(settings: IngestSettings, extra: dict[str, str] | None = None) -> str:
+    """What one run of `ingest sweep` prints; it must succeed."""
+    command = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli.main",
+        "sweep",
+        cwd=ROOT,
+        env=serve_environment(settings, extra or {}),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await command.communicate()
+    assert command.returncode == 0, err.decode()[-2000:]
+    return out.decode()
 
 
 async def test_one_run_ends_what_was_left_and_says_so(settings: IngestSettings) -> None:
@@ -79,20 +107,7 @@ async def test_one_run_ends_what_was_left_and_says_so(settings: IngestSettings) 
         assert await bucket_keys(short, f"{layout.TUS_PREFIX}{tus_id}/"), "its tail is kept"
         await asyncio.sleep(short.session_ttl_seconds + 0.5)
 
-    command = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cli.main",
-        "sweep",
-        cwd=ROOT,
-        env=serve_environment(short, {}),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await command.communicate()
-    printed = out.decode()
-    assert command.returncode == 0, err.decode()[-2000:]
+    printed = await sweep_command(short)
     assert f"failed: {session.session_id}" in printed
     assert f"expired: {tus_id}" in printed
     assert f"tus_cleaned: {tus_id}" in printed
@@ -102,3 +117,55 @@ async def test_one_run_ends_what_was_left_and_says_so(settings: IngestSettings) 
         events = await upload_events(short, upload_id, until=ended, within=20)
         (failed,) = [e for e in events if isinstance(e, UploadFailed)]
         assert failed.error_code == code
+
+
+async def test_one_run_completes_files_a_dead_server_stored_whole_but_never_recorded(
+    settings: IngestSettings,
+) -> None:
+    swept = msgspec.structs.replace(settings, sweep_interval_seconds=0.0, part_size=5 * MiB)
+    owner = Principal("stored-unrecorded", frozenset())
+    data = video_bytes(11 * MiB, seed=4)
+    async with running_ingest(swept) as server:
+        services = server.services
+        sessions = []
+        # The second declared a size its file does not have: not the file it said it would send.
+        for declared in (len(data), len(data) + 1):
+            session = await services.sessions.create(
+                owner,
+                CreateUploadRequest(filename="clip.mp4", expected_file_size=declared),
+                protocol="stream",
+                file_format="mp4",
+            )
+            # Claimed by a server killed after completing the multipart upload, before recording.
+            await services.sessions.claim(
+                session.session_id, owner, instance_id=f"gone-{uuid.uuid4()}"
+            )
+            multipart = await services.store.start_multipart(
+                session.s3_key, content_type="video/mp4", metadata={}
+            )
+            parts = []
+            for number, at in enumerate(range(0, len(data), 5 * MiB), start=1):
+                piece = data[at : at + 5 * MiB]
+                parts.append(await multipart.upload_part(number, piece, part_checksum(piece)))
+            await multipart.complete(parts)
+            sessions.append(session)
+
+    # Of one deployment: the part size the dead server had (the parts are counted by it).
+    printed = await sweep_command(swept, {"INGEST_PART_SIZE": "5MiB"})
+    kept, refused = sessions
+    assert f"completed: {kept.session_id}" in printed, printed
+    assert f"refused: {refused.session_id}" in printed, printed
+    assert await stored_sha256(swept, kept.s3_key) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert not await object_exists(swept, refused.s3_key)
+
+    events = await upload_events(swept, kept.session_id, until=ended, within=20)
+    (completed,) = [e for e in events if isinstance(e, UploadCompleted)]
+    assert completed.sha256 == hashlib.sha256(data).hexdigest()
+    assert (completed.size_bytes, completed.parts, completed.duplicate_of) == (len(data), 3, None)
+    assert completed.s3_key == kept.s3_key
+    events = await upload_events(swept, refused.session_id, until=ended, within=20)
+    (failed,) = [e for e in events if isinstance(e, UploadFailed)]
+    assert failed.error_code == "STORAGE_ERROR"
+    assert "bytes declared" in failed.error_message
+
+    assert "0 stored by a gone server completed" in await sweep_command(swept), "once"
