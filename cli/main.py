@@ -139,6 +139,12 @@ def _parser() -> argparse.ArgumentParser:
         "leftover parts aborted; prints what it did",
     )
     sweep.add_argument("--quiet", action="store_true", help="print only the summary line")
+    sweep.add_argument(
+        "--rebuild-index",
+        action="store_true",
+        help="first enter every session that may need a sweep in the index of open sessions "
+        "(once, for sessions written before that index existed): reads every session",
+    )
     sweep.set_defaults(run=_sweep)
 
     provision = commands.add_parser(
@@ -236,7 +242,9 @@ def _sweep(args: argparse.Namespace) -> int:
 
     _configure_logging()
     try:
-        report = asyncio.run(sweep_once(ingest_settings_from_env()))
+        report = asyncio.run(
+            sweep_once(ingest_settings_from_env(), rebuild_index=args.rebuild_index)
+        )
     except ServiceError as error:
         print(f"ingest: the sweep could not run: {error}", file=sys.stderr)
         return 1

@@ -28,7 +28,9 @@ from ingest.usecases.tus.state import TusSessions
 from schemas import Topics
 
 
-async def sweep_once(settings: IngestSettings) -> SweepReport:
+async def sweep_once(settings: IngestSettings, *, rebuild_index: bool = False) -> SweepReport:
+    """One pass; with `rebuild_index`, every session that may need it enters the open index
+    first (a bucket written before the index existed), so this very pass sweeps it."""
     async with AsyncExitStack() as stack:
         s3 = await stack.enter_async_context(open_s3_client(settings.s3_endpoint()))
         store = S3ObjectStore(s3, settings.s3_bucket)
@@ -65,4 +67,7 @@ async def sweep_once(settings: IngestSettings) -> SweepReport:
                 utc_now,
             ),
         )
-        return await sweeper.sweep()
+        indexed = await sweeper.rebuild_index() if rebuild_index else 0
+        report = await sweeper.sweep()
+        report.indexed = indexed
+        return report

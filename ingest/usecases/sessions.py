@@ -249,6 +249,14 @@ class SessionService:
         prefix = layout.open_sessions_prefix()
         return [key[len(prefix) :] for key in await self._documents.list_keys(prefix)]
 
+    async def open_entry(self, session_id: str) -> bool:
+        """Put the session in the open index again; False when it is there already."""
+        try:
+            await self._documents.create(layout.open_session_entry(session_id), b"")
+        except VersionConflict:
+            return False
+        return True
+
     async def close_entry(self, session_id: str) -> None:
         """The session has ended and left nothing behind: no sweep needs to look at it again."""
         await self._documents.delete(layout.open_session_entry(session_id))

@@ -22,6 +22,10 @@ leaves is found here, from the shared state alone, by any instance or by
   - once a session is ended and clean, its open entry is removed;
 - heartbeats of instances silent for long are removed.
 
+`rebuild_index` is a one-off pass over every session document for a bucket
+whose sessions were written before the open index existed (they have no
+entry, so no pass would ever look at them).
+
 Every change of a session is a compare-and-swap, so two sweepers (every
 instance runs one) at once are harmless: of two, one writes the ending and
 settles it, the other finds it ended. Aborts and deletions are idempotent.
@@ -78,9 +82,12 @@ class SweepReport:
     retry: list[str] = field(default_factory=list)
     """Sessions something failed for: tried again on the next pass."""
     looked_at: int = 0
+    indexed: int = 0
+    """Sessions entered in the open index before the pass (`rebuild_index`)."""
 
     def summary(self) -> str:
-        return (
+        entered = f"{self.indexed} sessions entered in the open index; " if self.indexed else ""
+        return entered + (
             f"looked at {self.looked_at} open sessions: {len(self.failed)} failed (instance gone), "
             f"{len(self.expired)} expired, {len(self.settled)} settled, "
             f"{len(self.aborted)} with leftover parts aborted, {len(self.tus_cleaned)} tus "
@@ -162,6 +169,26 @@ class Sweeper:
                 continue
             report.heartbeats_removed += 1
         return report
+
+    async def rebuild_index(self) -> int:
+        """Enter in the open index every session a sweep may still have work for that lacks
+        an entry (written before the index existed); one read of every session, once. Returns
+        how many were entered; the next pass looks at them (and closes those with nothing)."""
+        indexed = set(await self._sessions.open_session_ids())
+        missing = [i for i in await self._sessions.session_ids() if i not in indexed]
+        limit = asyncio.Semaphore(CONCURRENCY)
+
+        async def enter(session_id: str) -> bool:
+            async with limit:
+                stored = await self._documents.read(layout.session_document(session_id))
+                if stored is None:
+                    return False
+                session = msgspec.json.decode(stored.data, type=UploadSession)
+                if session.status in ("completed", "expired") and not session.unreported:
+                    return False  # ended and clean: nothing a pass would do
+                return await self._sessions.open_entry(session_id)
+
+        return sum(await asyncio.gather(*(enter(session_id) for session_id in missing)))
 
     # Cancel markers of dead instances.
 
