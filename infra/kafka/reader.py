@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 _MAX_BACKOFF_SECONDS: Final = 30.0
 _STOP_SECONDS: Final = 10.0
+_CONNECT_SECONDS: Final = 5.0
+"""One attempt to connect in the background, and how long `start` waits for the first."""
 _ENDED = "the reading task ended"
 
 
@@ -72,6 +74,7 @@ class KafkaTopicReader:
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._reached = asyncio.Event()
         self._unreachable = asyncio.Event()
         """Set once connecting in the background has failed (the broker or topic is away)."""
         self._healthy = False
@@ -123,7 +126,9 @@ class KafkaTopicReader:
             )
             self._task.add_done_callback(self._on_task_done)
             # A reachable topic is read up to its end first, as when waiting for it.
-            await self._until(self._ready, self._unreachable, task=self._task)
+            await _until(self._reached, self._unreachable, task=self._task, within=_CONNECT_SECONDS)
+            if self._reached.is_set():
+                await self._catch_up()
             return
         # Topics not provisioned yet fail like a broker still starting: both are retried.
         consumer, starts, end_offsets = await until_reachable(
@@ -137,21 +142,10 @@ class KafkaTopicReader:
             self._read(consumer, end_offsets), name=f"kafka-reader-{self._topic}"
         )
         self._task.add_done_callback(self._on_task_done)
-        await self._until(self._ready)
+        await self._catch_up()
 
-    async def _until(self, *events: asyncio.Event, task: asyncio.Task[None] | None = None) -> None:
-        """Wait until one of `events` is set (or `task` ends), for at most `ready_timeout`."""
-        waits = [asyncio.ensure_future(event.wait()) for event in events]
-        try:
-            done, _ = await asyncio.wait(
-                [*waits, *([task] if task is not None else [])],
-                timeout=self._ready_timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            for wait in waits:
-                wait.cancel()
-        if not done:
+    async def _catch_up(self) -> None:
+        if not await _until(self._ready, task=self._task, within=self._ready_timeout):
             log.warning(
                 "reader not caught up with %s after %g s; handing over what it has read",
                 self._topic,
@@ -173,8 +167,10 @@ class KafkaTopicReader:
     async def _connect_then_read(self) -> None:
         async def attempt() -> tuple[Any, dict[TopicPartition, int], dict[TopicPartition, int]]:
             try:
-                return await self._connect()
-            except (KafkaError, OSError) as error:
+                # Bounded: an address that accepts but never answers would hold it 40 s.
+                async with asyncio.timeout(_CONNECT_SECONDS):
+                    return await self._connect()
+            except (KafkaError, OSError, TimeoutError) as error:
                 self._last_error = in_words(error)
                 self._unreachable.set()
                 raise
@@ -183,6 +179,7 @@ class KafkaTopicReader:
             attempt, what=f"reading topic {self._topic!r} at {self._bootstrap_servers}"
         )
         self._connected(consumer, starts)
+        self._reached.set()
         await self._read(consumer, end_offsets)
 
     def _connected(self, consumer: Any, starts: dict[TopicPartition, int]) -> None:
@@ -279,6 +276,21 @@ class KafkaTopicReader:
             log.error("the reader of %s stopped", self._topic, exc_info=error)
         else:
             log.info("the reader of %s stopped: %s", self._topic, _ENDED)
+
+
+async def _until(*events: asyncio.Event, task: asyncio.Task[None] | None, within: float) -> bool:
+    """Whether one of `events` was set (or `task` ended) within `within` seconds."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        done, _ = await asyncio.wait(
+            [*waits, *([task] if task is not None else [])],
+            timeout=within,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        for wait in waits:
+            wait.cancel()
+    return bool(done)
 
 
 if TYPE_CHECKING:

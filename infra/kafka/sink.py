@@ -34,6 +34,7 @@ logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -137,11 +138,16 @@ class KafkaEventSink:
             return
         if not wait_for_broker:
             self._started = True
-            self._background = asyncio.create_task(
-                self._connect_in_background(), name="kafka-connect"
-            )
-            self._background.add_done_callback(_log_failure)
-            await asyncio.wait([self._background], timeout=self._timeout)
+            with contextlib.suppress(KafkaError, OSError, TimeoutError):
+                await self._connect_once()
+            if self._producer is None:
+                self._background = asyncio.create_task(
+                    keep_trying(
+                        self._connect_once, what=f"connecting to Kafka at {self._bootstrap_servers}"
+                    ),
+                    name="kafka-connect",
+                )
+                self._background.add_done_callback(_log_failure)
             return
         self._producer = await until_reachable(
             self._connect,
@@ -151,14 +157,11 @@ class KafkaEventSink:
         )
         self._started = True
 
-    async def _connect_in_background(self) -> None:
-        async def attempt() -> None:
-            # Under the lock sends take to build a producer, so only one is ever built.
-            async with self._connecting, asyncio.timeout(max(self._timeout, 5.0)):
-                if self._started and self._producer is None:
-                    self._producer = await self._connect()
-
-        await keep_trying(attempt, what=f"connecting to Kafka at {self._bootstrap_servers}")
+    async def _connect_once(self) -> None:
+        # Under the lock sends take to build a producer, so only one is ever built.
+        async with self._connecting, asyncio.timeout(max(self._timeout, 5.0)):
+            if self._started and self._producer is None:
+                self._producer = await self._connect()
 
     async def _connect(self) -> Any:
         producer = self._new_producer()
