@@ -1,4 +1,8 @@
-"""One example of every event type, with every field set, shared by the schema tests."""
+"""One example of every event type, with every field set, shared by the schema tests.
+
+Also `pending_results`: the document the results route answers for a video
+whose analysis has not finished.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from schemas import (
     UploadStarted,
     VideoInfo,
 )
+from schemas.api import VideoResults
 
 USER = "user-42"
 UPLOAD = "upl-7"
@@ -156,3 +161,18 @@ SAMPLES: dict[str, Event] = {
         user_id=USER, occurred_at=T0, bytes_limit=None, uploads_limit=500, set_by="admin-1"
     ),
 }
+
+
+def pending_results(video_id: str) -> VideoResults:
+    """A video's results document while its analysis is pending."""
+    return VideoResults(
+        video_id=video_id,
+        upload_id="up-1",
+        analysis_id="ana-1",
+        filename="clip.mp4",
+        size=1234,
+        sha256="a" * 64,
+        format="mp4",
+        uploaded_at=datetime(2026, 1, 2, tzinfo=UTC),
+        status="pending",
+    )

@@ -19,9 +19,9 @@ from consumers.detection import detection_settings_from_env
 from consumers.fanout.settings import fanout_settings_from_env
 from consumers.runtime.settings import ConsumerSettings, consumer_settings_from_env
 from ingest.settings import IngestSettings, ingest_settings_from_env
+from tests.deploy.routes import LIVE_SAMPLE_PATHS, write_path_samples
 from tests.deploy.support import (
     K8S,
-    LIVE_SAMPLE_PATHS,
     environment_names_read,
     find_objects,
     k8s_objects,
@@ -481,8 +481,8 @@ def test_the_live_routes_are_one_backend_change() -> None:
         return False
 
     assert [s for s in LIVE_SAMPLE_PATHS if not routed(s)] == []
-    assert not routed("/v1/uploads/0b9d3c1e"), "a write-path route sent to the live service"
-    assert not routed("/v1/dashboard/upload/initiate")
+    sent_to_live = [s for s in write_path_samples() if routed(s)]
+    assert sent_to_live == [], "write-path routes sent to the live service"
     # The live Service selects the live-service pods, and only those.
     selector = one_object("Service", "live")["spec"]["selector"]
     assert _selects(selector, _pod_labels("fanout"))
@@ -506,11 +506,16 @@ def test_the_live_service_deployment_serves_where_its_service_points() -> None:
         if "value" in item:
             env[item["name"]] = item["value"]
     settings = fanout_settings_from_env(env)
-    assert settings.jwt_secret == _settings().jwt_secret
+    ingest = _settings()
+    assert settings.jwt_secret == ingest.jwt_secret
+    # The results it answers are read where the detection consumer writes them.
+    assert (settings.s3.endpoint_url, settings.s3_bucket) == (None, ingest.s3_bucket)
     refs = [
         item["valueFrom"]["secretKeyRef"]["key"] for item in container["env"] if "valueFrom" in item
     ]
-    assert refs == ["INGEST_JWT_SECRET"], "only the key it verifies tokens with"
+    assert refs == ["INGEST_JWT_SECRET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"], (
+        "the key it verifies tokens with and the S3 keys, nothing more"
+    )
 
 
 # --- Strimzi topics --------------------------------------------------------------------------
