@@ -2,7 +2,7 @@
 or the real one.
 
 `object_store`, `document_store`, `event_sink_and_reader` and `quota_view` are
-parametrized by `backend`: `fake` (the hand-written fakes of `tests/fakes.py` that the unit
+parametrized by `backend`: `fake` (the hand-written fakes of `tests/fakes/` that the unit
 tests use, so they cannot drift from what they stand for), `local`
 (LocalObjectStore, LocalDocumentStore, InProcessEventBus, in tmp_path, no
 services) and `real`, the real adapters on the real MinIO and Kafka of
