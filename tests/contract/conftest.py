@@ -161,7 +161,8 @@ class Received:
 
 
 class RecordReader(Protocol):
-    topics: Topics
+    @property
+    def topics(self) -> Topics: ...
 
     async def publish_raw(
         self, topic: str, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]]

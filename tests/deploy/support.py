@@ -56,7 +56,7 @@ def deploy_yaml_files() -> list[Path]:
 
 def k8s_objects(*, include_template: bool = False) -> list[tuple[Path, dict[str, Any]]]:
     """(file, object) for every Kubernetes object under deploy/k8s, the kustomization excluded."""
-    objects = []
+    objects: list[tuple[Path, dict[str, Any]]] = []
     for path in sorted(K8S.glob("*.yaml")):
         if path.name == "kustomization.yaml":
             continue
@@ -284,8 +284,8 @@ def dockerfile_stages(text: str) -> list[Stage]:
                 lambda m: global_args.get(m.group(1), ""),
                 words[0],
             )
-            name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
-            stages.append(Stage(base=base, name=name))
+            stage = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
+            stages.append(Stage(base=base, name=stage))
         elif stages:
             stages[-1].instructions.append(Instruction(keyword, arguments))
     return stages
