@@ -9,6 +9,10 @@ lifecycle event of every upload on `ingest.uploads` in per-upload `sequence`
 order, none lost. The integration tests run the same scenarios with short
 outages and assert on the outcome; the benchmark prints a table.
 
+The broker is a `benchmarks.private_broker.PrivateBroker`, the server a
+`benchmarks.serve_process.serve`; this module runs the scenarios and tallies
+what came out of them.
+
 How it fails: RuntimeError when Java or the Kafka jars are missing, a process
 does not become ready, or the events do not arrive within the time limit.
 Every process started here is stopped on the way out.
@@ -18,16 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import signal
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,158 +36,16 @@ from aiokafka import AIOKafkaConsumer
 from benchmarks.client import UploadOutcome, Users, create_session, http_session, upload
 from benchmarks.context import Context, delete_objects
 from benchmarks.environment import secret_of, server_env
-from benchmarks.process import free_port
+from benchmarks.private_broker import PrivateBroker
 from benchmarks.report import print_table, size_label, write_result
+from benchmarks.serve_process import ServeProcess, serve
 from benchmarks.workload import trickle_body
-from deploy import stack
-from deploy.stack import kafka, process
 from infra.env import MiB
 from infra.provisioning import ensure_topics
 from ingest.settings import IngestSettings
 from schemas import Topics, UploadEvent, decode
 
 CHUNK = 256 * 1024
-ROOT = Path(__file__).resolve().parents[1]
-_TERMINAL = ("ingest.upload.completed", "ingest.upload.failed", "ingest.upload.cancelled")
-
-
-class PrivateBroker:
-    """A single-node Kafka of the scenario's own, on a fixed port, that may be killed."""
-
-    def __init__(self, state_dir: Path) -> None:
-        if shutil.which("java") is None:
-            raise RuntimeError("a private Kafka broker needs Java")
-        try:
-            self._libs = kafka.ensure_jars(stack.default_cache_dir())
-        except stack.StackError as error:
-            raise RuntimeError(f"no Kafka jars for a private broker: {error}") from error
-        self._state_dir = state_dir
-        self.port = free_port()
-        self._controller_port = free_port()
-        self.pid: int | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self._state_dir.mkdir(parents=True, exist_ok=True)
-        self.pid, log = kafka.start(
-            libs=self._libs,
-            state_dir=self._state_dir,
-            port=self.port,
-            controller_port=self._controller_port,
-        )
-        self._wait_ready(log)
-
-    def restart(self) -> None:
-        self.pid, log = kafka.restart(libs=self._libs, state_dir=self._state_dir)
-        self._wait_ready(log)
-
-    def _wait_ready(self, log: Path) -> None:
-        assert self.pid is not None
-        try:
-            kafka.wait_ready(pid=self.pid, marker=str(self._state_dir), port=self.port, log=log)
-        except stack.StackError as error:
-            raise RuntimeError(str(error)) from error
-
-    def kill(self) -> None:
-        if self.pid is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while process.is_running(self.pid, str(self._state_dir)):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the private broker did not die")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.pid is not None:
-            process.stop(self.pid, str(self._state_dir), grace=5)
-
-
-@dataclass
-class ServeProcess:
-    """`ingest serve` as deployed; its stderr lines with the time each arrived."""
-
-    url: str
-    process: asyncio.subprocess.Process
-    lines: list[tuple[float, str]] = field(default_factory=list)
-
-    def kill(self) -> None:
-        if self.process.returncode is None:
-            self.process.kill()
-
-    def lines_between(self, start: float, end: float) -> int:
-        return sum(1 for at, _ in self.lines if start <= at <= end)
-
-    def tail(self) -> str:
-        return "".join(line for _, line in self.lines[-30:])
-
-
-@asynccontextmanager
-async def serve(
-    env: Mapping[str, str], *, log: Path, ready_within: float = 60.0
-) -> AsyncIterator[ServeProcess]:
-    """A ready `ingest serve` on a free port; SIGTERM (then SIGKILL) on the way out, when its
-    stderr is appended to `log`."""
-    port = free_port()
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cli.main",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        env={**os.environ, **env},
-        cwd=ROOT,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    server = ServeProcess(f"http://127.0.0.1:{port}", child)
-    reading = asyncio.create_task(_collect(child.stderr, server.lines))
-    try:
-        await _ready(server, ready_within)
-        yield server
-    finally:
-        if child.returncode is None:
-            child.terminate()
-        try:
-            await asyncio.wait_for(child.wait(), 30)
-        except TimeoutError:
-            child.kill()
-            await child.wait()
-        await reading
-        text = "".join(line for _, line in server.lines)
-        await asyncio.to_thread(_append, log, text)
-
-
-def _append(path: Path, text: str) -> None:
-    with path.open("a") as file:
-        file.write(text)
-
-
-async def _collect(stream: asyncio.StreamReader | None, lines: list[tuple[float, str]]) -> None:
-    if stream is None:
-        return
-    while line := await stream.readline():
-        lines.append((time.monotonic(), line.decode(errors="replace")))
-
-
-async def _ready(server: ServeProcess, within: float) -> None:
-    async with aiohttp.ClientSession() as http, asyncio.timeout(within):
-        while True:
-            if server.process.returncode is not None:
-                raise RuntimeError(f"ingest serve exited:\n{server.tail()}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with http.get(f"{server.url}/readyz") as answer:
-                    if answer.status == 200:
-                        return
-            await asyncio.sleep(0.2)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 The composition root of a live-service replica: Kafka topic readers (no
 consumer group: every replica reads everything) from the lookback on, a
-Kafka range reader for replays, and the aiohttp application on
-`--host`/`--port` (default 127.0.0.1:8081).
+Kafka range reader for replays, an S3 client for the detection's result
+documents, and the aiohttp application on `--host`/`--port` (default
+127.0.0.1:8081).
 
 How it fails: ServiceUnavailable when Kafka cannot be reached at start,
 OSError when the port is taken.
@@ -25,6 +26,8 @@ from consumers.fanout.settings import FanoutSettings
 from infra.feeds import RecordHandler, TopicReader
 from infra.kafka.ranges import KafkaRangeReader
 from infra.kafka.reader import KafkaTopicReader
+from infra.s3 import open_s3_client
+from infra.s3_objects import S3Documents
 from schemas import Topics
 
 log = logging.getLogger(__name__)
@@ -50,8 +53,12 @@ async def live_on_kafka(settings: FanoutSettings, client_id: str) -> AsyncIterat
 @asynccontextmanager
 async def serving_fanout(settings: FanoutSettings) -> AsyncIterator[web.AppRunner]:
     """A replica listening on settings.host:port (0: a free port, see `runner.addresses`)."""
-    async with live_on_kafka(settings, f"fanout-{settings.port}") as live:
-        runner = web.AppRunner(fanout_app(live), access_log=None, shutdown_timeout=5)
+    async with (
+        live_on_kafka(settings, f"fanout-{settings.port}") as live,
+        open_s3_client(settings.s3) as s3,
+    ):
+        app = fanout_app(live, S3Documents(s3, settings.s3_bucket))
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
         await runner.setup()
         try:
             await web.TCPSite(runner, settings.host, settings.port, backlog=1024).start()

@@ -13,7 +13,7 @@ go to the socket as slices of the caller's bytes (`SlicedBody`), and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +25,9 @@ from aiobotocore.session import AioSession, get_session
 from aiohttp.abc import AbstractStreamWriter
 from botocore.handlers import convert_body_to_file_like_object
 
+LOCAL_S3 = "http://127.0.0.1:9000"
+"""The local stack's MinIO (`ingest stack up`): the default endpoint of every process."""
+
 _MODELS = ("service-2", "endpoint-rule-set-1", "paginators-1", "waiters-2")
 _DATA = ("endpoints", "partitions", "_retry", "sdk-default-configuration")
 
@@ -35,6 +38,22 @@ class S3Endpoint:
     region: str
     access_key_id: str | None
     secret_access_key: str | None
+
+
+def s3_endpoint_from_env(env: Mapping[str, str]) -> S3Endpoint:
+    """S3_ENDPOINT_URL (empty: AWS S3 itself), AWS_REGION and the two AWS keys.
+
+    The local stack's credentials are assumed for its own endpoint only; elsewhere
+    no keys means the standard credential chain (an IAM role, a profile).
+    """
+    endpoint = env.get("S3_ENDPOINT_URL", LOCAL_S3) or None
+    local_credential = "minioadmin" if endpoint == LOCAL_S3 else None
+    return S3Endpoint(
+        endpoint_url=endpoint,
+        region=env.get("AWS_REGION") or "us-east-1",
+        access_key_id=env.get("AWS_ACCESS_KEY_ID") or local_credential,
+        secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or local_credential,
+    )
 
 
 async def warm_session() -> AioSession:

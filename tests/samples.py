@@ -1,9 +1,14 @@
-"""One example of every event type, with every field set, shared by the schema tests."""
+"""One example of every event type, with every field set, shared by the schema tests.
+
+Also `upload_sample` (an upload event typed as one of the `Event` union, so it
+goes wherever an `Event` does) and `pending_results`: the document the results
+route answers for a video whose analysis has not finished.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 from schemas import (
     AppliedOffset,
@@ -21,6 +26,7 @@ from schemas import (
     UploadStarted,
     VideoInfo,
 )
+from schemas.api import VideoResults
 
 USER = "user-42"
 UPLOAD = "upl-7"
@@ -51,6 +57,11 @@ DETECTION_FIELDS: dict[str, Any] = {
     "analysis_id": "ana-1",
     "occurred_at": T0,
 }
+
+AnyUploadEvent: TypeAlias = (
+    UploadStarted | UploadProgress | UploadCompleted | UploadFailed | UploadCancelled
+)
+"""The members of the `Event` union that are upload events (they all carry `upload_id`)."""
 
 SAMPLES: dict[str, Event] = {
     "ingest.upload.started": UploadStarted(
@@ -156,3 +167,27 @@ SAMPLES: dict[str, Event] = {
         user_id=USER, occurred_at=T0, bytes_limit=None, uploads_limit=500, set_by="admin-1"
     ),
 }
+
+
+def upload_sample(event_type: str) -> AnyUploadEvent:
+    """The sample of an upload event type, e.g. `ingest.upload.started`."""
+    event = SAMPLES[event_type]
+    assert isinstance(
+        event, UploadStarted | UploadProgress | UploadCompleted | UploadFailed | UploadCancelled
+    )
+    return event
+
+
+def pending_results(video_id: str) -> VideoResults:
+    """A video's results document while its analysis is pending."""
+    return VideoResults(
+        video_id=video_id,
+        upload_id="up-1",
+        analysis_id="ana-1",
+        filename="clip.mp4",
+        size=1234,
+        sha256="a" * 64,
+        format="mp4",
+        uploaded_at=datetime(2026, 1, 2, tzinfo=UTC),
+        status="pending",
+    )

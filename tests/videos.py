@@ -39,7 +39,7 @@ def write_video(
         frames = [cv2.merge([np.roll(ramp, 3 * i, axis=1)] * 3) for i in range(count)]
     height, width = frames[0].shape[:2]
     code = fourcc or CONTAINERS[path.suffix.lstrip(".")][0]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*code), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*code), fps, (width, height))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {code} into {path.suffix}")
     try:
@@ -54,7 +54,8 @@ def astronaut_frames(count: int = 20) -> list[np.ndarray[Any, Any]]:
     """scikit-image's astronaut (a frontal face), panning slowly across a 640x480 frame."""
     from skimage import data
 
-    face = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)  # 512x512
+    # scikit-image ships no annotations for its sample images.
+    face = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)  # type: ignore[no-untyped-call]
     frames = []
     for i in range(count):
         frame = np.full((480, 640, 3), 40, np.uint8)

@@ -13,6 +13,7 @@ import msgspec
 
 from infra.cors import CorsPolicy, cors_policy
 from infra.env import SettingsError, duration, integer, size
+from infra.s3 import LOCAL_S3, S3Endpoint, s3_endpoint_from_env
 from infra.tokens import KeyConfigurationError, TokenVerifier
 
 DEFAULT_PORT = 8081
@@ -44,6 +45,9 @@ class FanoutSettings(msgspec.Struct, frozen=True, kw_only=True):
     """SO_SNDBUF of each WebSocket (0: the kernel's default): bounds what a stalled client holds."""
     cors: CorsPolicy = CorsPolicy()
     """Browser origins allowed to call the live progress route (as ingest's, one setting)."""
+    s3: S3Endpoint = S3Endpoint(LOCAL_S3, "us-east-1", None, None)
+    """Where the detection's result documents are read (`GET /v1/videos/{id}/results`)."""
+    s3_bucket: str = "ingest"
 
     def verifier(self) -> TokenVerifier:
         return TokenVerifier(secret=self.jwt_secret, public_key=self.jwt_public_key)
@@ -90,6 +94,8 @@ def fanout_settings_from_env(environ: Mapping[str, str] | None = None) -> Fanout
             text("FANOUT_SEND_BUFFER", str(d.send_buffer_bytes)), "FANOUT_SEND_BUFFER"
         ),
         cors=cors_policy(env.get("INGEST_CORS_ORIGINS", "")),
+        s3=s3_endpoint_from_env(env),
+        s3_bucket=text("S3_BUCKET", d.s3_bucket),
     )
     check(settings)
     return settings

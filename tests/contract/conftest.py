@@ -2,7 +2,7 @@
 or the real one.
 
 `object_store`, `document_store`, `event_sink_and_reader` and `quota_view` are
-parametrized by `backend`: `fake` (the hand-written fakes of `tests/fakes.py` that the unit
+parametrized by `backend`: `fake` (the hand-written fakes of `tests/fakes/` that the unit
 tests use, so they cannot drift from what they stand for), `local`
 (LocalObjectStore, LocalDocumentStore, InProcessEventBus, in tmp_path, no
 services) and `real`, the real adapters on the real MinIO and Kafka of
@@ -161,7 +161,8 @@ class Received:
 
 
 class RecordReader(Protocol):
-    topics: Topics
+    @property
+    def topics(self) -> Topics: ...
 
     async def publish_raw(
         self, topic: str, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]]

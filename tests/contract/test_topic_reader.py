@@ -16,7 +16,7 @@ from collections.abc import Callable
 import msgspec
 import pytest
 
-from infra.feeds import Record
+from infra.feeds import Record, TopicPartition
 from schemas import Event, decode, encode
 from tests.contract.feeds import FeedBackend
 from tests.samples import SAMPLES, SOURCE
@@ -145,7 +145,7 @@ async def test_positions_follow_what_was_handed_over(feeds: FeedBackend) -> None
     try:
         for offset, positions in seen:
             assert any(at == offset + 1 for at in positions.values())
-        ends: dict[object, int] = {}
+        ends: dict[TopicPartition, int] = {}
         for where_ in published:
             ends[where_.partition] = max(ends.get(where_.partition, 0), where_.offset + 1)
         assert {tp: reader.positions()[tp] for tp in ends} == ends

@@ -36,24 +36,6 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 NGINX_CONF = DEPLOY / "nginx" / "ingest.conf"
 S3_LIFECYCLE = DEPLOY / "s3-lifecycle.json"
 
-# Routes served by the live (fan-out) service, SPEC section 3: as patterns, and as
-# sample request paths.
-LIVE_ROUTES = (
-    re.compile(r"/ws/.*"),
-    re.compile(r"/v1/uploads/[^/]+/progress"),
-    re.compile(r"/v1/dashboard/upload/progress/[^/]+"),
-    re.compile(r"/dashboard(/.*)?"),
-)
-LIVE_SAMPLE_PATHS = (
-    "/ws/upload-progress",
-    "/ws/upload-progress/0b9d3c1e",
-    "/v1/uploads/0b9d3c1e/progress",
-    "/v1/dashboard/upload/progress/0b9d3c1e",
-    "/dashboard",
-    "/dashboard/videos/v-123/results",
-)
-
-
 # --- YAML ----------------------------------------------------------------------
 
 
@@ -74,7 +56,7 @@ def deploy_yaml_files() -> list[Path]:
 
 def k8s_objects(*, include_template: bool = False) -> list[tuple[Path, dict[str, Any]]]:
     """(file, object) for every Kubernetes object under deploy/k8s, the kustomization excluded."""
-    objects = []
+    objects: list[tuple[Path, dict[str, Any]]] = []
     for path in sorted(K8S.glob("*.yaml")):
         if path.name == "kustomization.yaml":
             continue
@@ -164,10 +146,6 @@ def environment_names_read() -> frozenset[str]:
             for match in _ENVIRON_READ.finditer(source.read_text(encoding="utf-8")):
                 names.add(match.group(1) or match.group(2))
     return frozenset(names)
-
-
-def is_live_route(path: str) -> bool:
-    return any(pattern.fullmatch(path) for pattern in LIVE_ROUTES)
 
 
 # --- Durations and quantities -------------------------------------------------------
@@ -306,8 +284,8 @@ def dockerfile_stages(text: str) -> list[Stage]:
                 lambda m: global_args.get(m.group(1), ""),
                 words[0],
             )
-            name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
-            stages.append(Stage(base=base, name=name))
+            stage = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
+            stages.append(Stage(base=base, name=stage))
         elif stages:
             stages[-1].instructions.append(Instruction(keyword, arguments))
     return stages

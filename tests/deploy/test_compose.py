@@ -360,6 +360,8 @@ def test_the_environment_is_valid_for_the_live_service(compose: dict[str, Any]) 
         ingest.kafka_bootstrap_servers,
         ingest.topic_prefix,
     )
+    # The results it answers are read where the detection consumer writes them.
+    assert (settings.s3, settings.s3_bucket) == (ingest.s3_endpoint(), ingest.s3_bucket)
     assert (settings.max_connections, settings.max_connections_per_user) == (1000, 5)
     with pytest.raises(MissingVariable):
         service_environment(compose["services"]["fanout"], {})

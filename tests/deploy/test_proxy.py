@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 import pytest
 
 from ingest.http.routes import ROUTES
+from tests.deploy.routes import (
+    LIVE_SAMPLE_PATHS,
+    LIVE_SERVICE_ROUTES,
+    PER_PROCESS_ROUTES,
+    SPEC_LIVE_PATHS,
+    is_live_route,
+    write_path_samples,
+)
 from tests.deploy.support import (
     COMPOSE_FILE,
-    LIVE_SAMPLE_PATHS,
     NGINX_CONF,
     Directive,
-    is_live_route,
     load_yaml_documents,
     nginx_location_for,
     nginx_seconds,
@@ -72,26 +77,11 @@ def proxy_problems(text: str) -> list[str]:
         upstream = proxy_upstream(nginx_location_for(server, path))
         if upstream != LIVE_UPSTREAM:
             problems.append(f"{path} goes to {upstream}, not the live upstream")
-    for path in _write_path_samples():
+    for path in write_path_samples():
         upstream = proxy_upstream(nginx_location_for(server, path))
         if upstream != WRITE_PATH_UPSTREAM:
             problems.append(f"{path} goes to {upstream}, not ingest")
     return problems
-
-
-def _write_path_samples() -> list[str]:
-    """A request path for every write-path route of `ingest serve` (placeholders filled in).
-
-    Routes the spec gives to the live service are left out even if ingest serves
-    them too (as `ingest dev` does): the proxy sends those to the live upstream.
-    """
-    paths = {
-        re.sub(r"\{[^}]+\}", "0b9d3c1e", path)
-        for route in ROUTES
-        for path in (route.path, *route.aliases)
-    }
-    paths |= {"/v1/tus/", "/v1/tus/0b9d3c1e"}
-    return sorted(path for path in paths if not is_live_route(path))
 
 
 @pytest.fixture(scope="module")
@@ -103,14 +93,21 @@ def test_the_proxy_configuration_has_no_problems(conf_text: str) -> None:
     assert proxy_problems(conf_text) == []
 
 
-def test_the_live_route_patterns_take_the_live_samples() -> None:
-    assert all(is_live_route(path) for path in LIVE_SAMPLE_PATHS)
+def test_the_live_service_serves_what_the_spec_gives_it() -> None:
+    assert [path for path in SPEC_LIVE_PATHS if not is_live_route(path)] == []
+    assert "/dashboard/static/{name}" in LIVE_SERVICE_ROUTES
     assert not is_live_route("/v1/uploads/0b9d3c1e")
     assert not is_live_route("/v1/dashboard/upload/0b9d3c1e/status")
 
 
+def test_only_the_probes_are_left_out_of_the_live_routes_and_ingest_answers_them() -> None:
+    # Each process answers them about itself; through the proxy they are ingest's.
+    assert {route.path for route in ROUTES} >= PER_PROCESS_ROUTES
+    assert not PER_PROCESS_ROUTES & set(LIVE_SERVICE_ROUTES)
+
+
 def test_the_write_path_samples_cover_the_route_table() -> None:
-    samples = _write_path_samples()
+    samples = write_path_samples()
     assert "/v1/uploads/0b9d3c1e" in samples
     assert "/v1/dashboard/upload/initiate" in samples
     assert "/readyz" in samples
@@ -187,6 +184,14 @@ def test_timeouts_outlast_the_service_timeouts(conf_text: str) -> None:
         (
             lambda t: t.replace("^/v1/uploads/[^/]+/progress$", "^/v1/upload/[^/]+/progress$"),
             "/progress goes to",
+        ),
+        (
+            lambda t: t.replace("location ^~ /v1/videos/ {", "location ^~ /v1/video/ {"),
+            "/v1/videos/0b9d3c1e/results goes to",
+        ),
+        (
+            lambda t: t.replace("location ^~ /dashboard/ {", "location ^~ /dashboard/videos/ {"),
+            "/dashboard/static/0b9d3c1e goes to",
         ),
     ],
 )

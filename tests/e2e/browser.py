@@ -105,7 +105,7 @@ class Browser:
     def websocket_events(self) -> list[WebSocketEvent]:
         """WebSocket openings (their URL) and frames received since the last call."""
         events = []
-        for entry in self.driver.get_log("performance"):
+        for entry in self.driver.get_log("performance"):  # type: ignore[no-untyped-call]
             message = json.loads(entry["message"])["message"]
             params = message.get("params", {})
             if message["method"] == "Network.webSocketCreated":

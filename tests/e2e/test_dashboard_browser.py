@@ -358,6 +358,7 @@ def test_refusals_and_duplicates_are_shown_on_their_rows(
         "the duplicate noticed",
         lambda: (row := _row(browser, again.name)) and "duplicate" in row["meta"] and row,
     )
+    assert isinstance(copy, dict)
     stored = _row(browser, original.name)
     assert stored is not None
     first = _api(dev_server, f"/v1/uploads/{stored['session_id']}")

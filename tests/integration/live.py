@@ -49,6 +49,8 @@ def fanout_settings(settings: IngestSettings, **overrides: Any) -> FanoutSetting
         port=0,
         jwt_secret=settings.jwt_secret,
         lookback_seconds=600,
+        s3=settings.s3_endpoint(),
+        s3_bucket=settings.s3_bucket,
     )
     return msgspec.structs.replace(base, **overrides)
 

@@ -54,6 +54,7 @@ def test_against_the_real_stack_everything_is_ok(settings: IngestSettings) -> No
     assert f"INGEST_TOPIC_PREFIX        {settings.topic_prefix}  (environment)" in out
     assert f"INGEST_JWT_SECRET          set, {len(SECRET)} characters" in out
     assert SECRET not in out + done.stderr
+    assert settings.aws_secret_access_key
     assert settings.aws_secret_access_key not in out.replace("AWS_SECRET_ACCESS_KEY", "")
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from ingest.settings import IngestSettings
-from schemas import Topics, decode, encode, event_type, headers_dict, topic_for
+from schemas import Event, Topics, decode, encode, event_type, headers_dict, topic_for
 from tests.samples import SAMPLES, SOURCE
 
 
@@ -42,7 +43,7 @@ async def test_every_event_type_round_trips_through_the_broker(settings: IngestS
         group_id=None,
     )
     await consumer.start()
-    received = {}
+    received: dict[str, tuple[Event, Any]] = {}
     try:
         async with asyncio.timeout(30):
             while len(received) < len(sent):

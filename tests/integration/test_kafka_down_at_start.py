@@ -21,7 +21,7 @@ import aiohttp
 import msgspec
 import pytest
 
-from benchmarks.faults import PrivateBroker
+from benchmarks.private_broker import PrivateBroker
 from infra.provisioning import ensure_topics
 from ingest.settings import IngestSettings
 from schemas import Topics, UploadCompleted, UploadEvent, UploadStarted

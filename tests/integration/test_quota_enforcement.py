@@ -18,7 +18,7 @@ import msgspec
 import pytest
 
 from ingest.settings import IngestSettings
-from schemas import QuotaUpdated
+from schemas import QuotaUpdated, UploadFailed
 from tests.integration.harness import (
     RunningIngest,
     bucket_keys,
@@ -177,8 +177,8 @@ async def test_a_body_is_stopped_on_the_byte_past_the_quota_and_nothing_is_kept(
         assert r.status == 429, await r.text()
         assert (await r.json())["error_code"] == "QUOTA_EXCEEDED"
     events = await upload_events(quota_settings, session_id, until=ended)
-    assert type(events[-1]).__name__ == "UploadFailed"
-    assert events[-1].error_code == "QUOTA_EXCEEDED"  # type: ignore[union-attr]
+    assert isinstance(events[-1], UploadFailed)
+    assert events[-1].error_code == "QUOTA_EXCEEDED"
     # No object, no multipart upload, no part: aborted.
     assert not [k for k in await bucket_keys(quota_settings) if k == session.s3_key]
     # Its bytes are no longer held: a new 8 MiB session fits again.

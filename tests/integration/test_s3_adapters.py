@@ -246,6 +246,7 @@ async def test_an_unreachable_s3_is_a_retriable_storage_error(settings: IngestSe
             await store.check()
     assert failed.value.retriable is True
     assert failed.value.details["operation"] == "create_multipart_upload"
+    assert settings.aws_secret_access_key
     assert settings.aws_secret_access_key not in failed.value.message
     assert calls.outcomes("create_multipart_upload") == [False]
 

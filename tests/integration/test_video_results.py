@@ -2,14 +2,16 @@
 
 Each user reads their own videos' documents; another user's video and a video
 that does not exist answer the same 404; no token or a token in the URL is 401.
+A replica of the live service (`ingest consume fanout`) answers the route from
+the bucket.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import msgspec
 import pytest
 from aiohttp import web
@@ -22,23 +24,11 @@ from infra.s3_objects import S3Documents
 from ingest.auth import TokenVerifier, issue_token
 from ingest.settings import IngestSettings
 from schemas.api import VideoResults
+from tests.integration.live import running_fanout
+from tests.samples import pending_results
 
 SECRET = "integration-test-secret-at-least-32-bytes"
 OTHER_SECRET = "another-secret-of-at-least-32-bytes"
-
-
-def results(video_id: str) -> VideoResults:
-    return VideoResults(
-        video_id=video_id,
-        upload_id="up-1",
-        analysis_id="ana-1",
-        filename="clip.mp4",
-        size=1234,
-        sha256="a" * 64,
-        format="mp4",
-        uploaded_at=datetime(2026, 1, 2, tzinfo=UTC),
-        status="pending",
-    )
 
 
 @pytest.fixture
@@ -61,7 +51,7 @@ async def test_a_user_reads_their_video_and_nobody_else_can_tell_it_exists(
 ) -> None:
     http, outcomes = client
     # Ids that would collide in a naive key: the layout keeps them apart.
-    await outcomes.save_video("team/a", results("v-1"))
+    await outcomes.save_video("team/a", pending_results("v-1"))
     async with http.get("/v1/videos/v-1/results", headers=bearer("team/a")) as answer:
         assert answer.status == 200
         assert answer.headers["Cache-Control"] == "no-store"
@@ -83,7 +73,7 @@ async def test_without_a_valid_bearer_token_the_answer_is_401(
     client: tuple[TestClient[Any, Any], Outcomes],
 ) -> None:
     http, outcomes = client
-    await outcomes.save_video("alice", results("v-9"))
+    await outcomes.save_video("alice", pending_results("v-9"))
     token = issue_token(SECRET, "alice")
     for headers, query in (
         ({}, ""),
@@ -95,3 +85,18 @@ async def test_without_a_valid_bearer_token_the_answer_is_401(
             assert answer.status == 401
             assert answer.headers["WWW-Authenticate"].startswith("Bearer")
             assert (await answer.json())["error_code"] == "UNAUTHORIZED"
+
+
+async def test_the_live_service_answers_from_the_bucket(
+    settings: IngestSettings, client: tuple[TestClient[Any, Any], Outcomes]
+) -> None:
+    _, outcomes = client
+    await outcomes.save_video("carol", pending_results("v-7"))
+    async with running_fanout(settings) as fanout, aiohttp.ClientSession() as http:
+        url = f"{fanout.url}/v1/videos/v-7/results"
+        async with http.get(url, headers=bearer("carol")) as answer:
+            assert answer.status == 200
+            body = msgspec.json.decode(await answer.read(), type=VideoResults)
+        assert (body.video_id, body.status) == ("v-7", "pending")
+        async with http.get(url, headers=bearer("dave")) as other:
+            assert other.status == 404

@@ -15,8 +15,8 @@ from consumers.fanout.progress import ProgressBoard
 from infra.errors import RecordsExpired
 from infra.feeds import OffsetRange, RecordHandler, TopicPartition, hand_over
 from infra.tokens import Principal
-from schemas import Event, UploadEvent, encode
-from tests.samples import SAMPLES
+from schemas import Event, encode
+from tests.samples import AnyUploadEvent, upload_sample
 
 TOPICS = ("t.uploads", "t.progress", "t.detections", "t.quota")
 
@@ -67,9 +67,8 @@ def record(event: Event, topic: str, partition: int, offset: int, timestamp: int
     )
 
 
-def upload_event(kind: str, user: str, upload: str, sequence: int) -> UploadEvent:
-    event = SAMPLES[f"ingest.upload.{kind}"]
-    assert isinstance(event, UploadEvent)
+def upload_event(kind: str, user: str, upload: str, sequence: int) -> AnyUploadEvent:
+    event = upload_sample(f"ingest.upload.{kind}")
     return msgspec.structs.replace(event, user_id=user, upload_id=upload, sequence=sequence)
 
 

@@ -65,7 +65,7 @@ def make_optional(files: Files) -> None:
     definition(files, "ingest.upload.failed", "UploadFailed")["required"].remove("error_message")
 
 
-BREAKING: list[tuple[str, Callable[[Files], None], list[str]]] = [
+BREAKING: list[tuple[str, Callable[[Files], object], list[str]]] = [
     (
         "a field renamed",
         rename_sha256,
@@ -185,7 +185,7 @@ def add_defaulted_field(files: Files) -> None:
     }
 
 
-HARMLESS: list[tuple[str, Callable[[Files], None]]] = [
+HARMLESS: list[tuple[str, Callable[[Files], object]]] = [
     ("a field added with a default", add_defaulted_field),
     (
         "an event type added",
@@ -227,7 +227,7 @@ def test_the_snapshot_holds_a_schema_for_every_released_type() -> None:
 
 @pytest.mark.parametrize(("change", "apply", "expected"), BREAKING, ids=[b[0] for b in BREAKING])
 def test_a_breaking_change_is_reported_naming_type_and_field(
-    released: Files, change: str, apply: Callable[[Files], None], expected: list[str]
+    released: Files, change: str, apply: Callable[[Files], object], expected: list[str]
 ) -> None:
     current = copy.deepcopy(released)
     apply(current)

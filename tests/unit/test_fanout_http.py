@@ -1,7 +1,8 @@
-"""The live service's HTTP routes over a hub fed by hand: progress, health, CORS."""
+"""The live service's HTTP routes over a hub fed by hand: progress, results, health, CORS."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -11,7 +12,11 @@ from consumers.fanout.app import fanout_app
 from consumers.fanout.service import LiveService
 from consumers.fanout.settings import FanoutSettings
 from infra.cors import cors_policy
+from infra.layout import detection_by_video
+from infra.objects import LocalDocuments
 from infra.tokens import issue_token
+from schemas.api import VideoResults
+from tests.samples import pending_results
 from tests.unit.fanout_fakes import FakeRanges, hub, record, upload_event
 
 SECRET = "unit-test-secret-of-at-least-32-bytes!"
@@ -30,8 +35,11 @@ def bearer(user: str, *, admin: bool = False) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(SECRET, user, admin=admin)}"}
 
 
-async def test_progress_answers_the_owner_and_admins_only(aiohttp_client: Any) -> None:
-    client: TestClient[Any, Any] = await aiohttp_client(fanout_app(service()))
+async def test_progress_answers_the_owner_and_admins_only(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    app = fanout_app(service(), LocalDocuments(tmp_path))
+    client: TestClient[Any, Any] = await aiohttp_client(app)
     for path in ("/v1/uploads/a1/progress", "/v1/dashboard/upload/progress/a1"):
         response = await client.get(path, headers=bearer("alice"))
         assert response.status == 200
@@ -52,8 +60,9 @@ async def test_progress_answers_the_owner_and_admins_only(aiohttp_client: Any) -
     assert in_url.status == 401
 
 
-async def test_health_metrics_and_cross_origin(aiohttp_client: Any) -> None:
-    client: TestClient[Any, Any] = await aiohttp_client(fanout_app(service()))
+async def test_health_metrics_and_cross_origin(aiohttp_client: Any, tmp_path: Path) -> None:
+    app = fanout_app(service(), LocalDocuments(tmp_path))
+    client: TestClient[Any, Any] = await aiohttp_client(app)
     assert (await client.get("/healthz")).status == 200
     ready = await client.get("/readyz")
     assert ready.status == 200  # no reader to wait for here
@@ -69,3 +78,17 @@ async def test_health_metrics_and_cross_origin(aiohttp_client: Any) -> None:
         headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
     )
     assert refused.status == 403
+
+
+async def test_the_stand_alone_service_answers_a_video_s_results(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    documents = LocalDocuments(tmp_path)
+    stored = pending_results("v-1")
+    await documents.write(detection_by_video("alice", "v-1"), msgspec.json.encode(stored))
+    client: TestClient[Any, Any] = await aiohttp_client(fanout_app(service(), documents))
+    own = await client.get("/v1/videos/v-1/results", headers=bearer("alice"))
+    assert own.status == 200
+    assert msgspec.json.decode(await own.read(), type=VideoResults) == stored
+    assert (await client.get("/v1/videos/v-1/results", headers=bearer("bob"))).status == 404
+    assert (await client.get("/v1/videos/v-1/results")).status == 401

@@ -10,7 +10,7 @@ import pytest
 from consumers.fanout import closecodes, cursor
 from consumers.fanout.hub import LimitReached
 from infra.feeds import TopicPartition
-from schemas import QuotaUpdated
+from schemas import QuotaUpdated, UploadCompleted
 from tests.samples import SAMPLES
 from tests.unit.fanout_fakes import (
     TOPICS,
@@ -59,14 +59,15 @@ async def test_a_completion_carries_the_ids_and_the_results_page() -> None:
     the_hub.register(alice)
     alice.start()
     done = msgspec.structs.replace(upload_event("completed", "alice", "a1", 3), duplicate_of=None)
+    assert isinstance(done, UploadCompleted)
     the_hub.handle(record(done, UPLOADS, 0, 0))
     await settle()
     [message] = to_alice.messages()
     assert message["event_type"] == "upload_complete"
     data = message["data"]
     assert isinstance(data, dict)
-    assert data["video_id"] == done.video_id  # type: ignore[attr-defined]
-    assert data["redirect_url"] == f"/dashboard/videos/{done.video_id}/results"  # type: ignore[attr-defined]
+    assert data["video_id"] == done.video_id
+    assert data["redirect_url"] == f"/dashboard/videos/{done.video_id}/results"
     assert set(message) == {"event_type", "session_id", "user_id", "data", "timestamp", "cursor"}
 
 

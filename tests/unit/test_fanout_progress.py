@@ -7,7 +7,7 @@ from datetime import timedelta
 import msgspec
 
 from consumers.fanout.progress import ProgressBoard
-from schemas import UploadFailed
+from schemas import UploadCompleted, UploadFailed, UploadStarted
 from tests.samples import SAMPLES, T0
 from tests.unit.fanout_fakes import upload_event
 
@@ -23,13 +23,14 @@ class Clock:
 def test_an_upload_goes_from_started_through_progress_to_completed() -> None:
     board = ProgressBoard()
     started = upload_event("started", "alice", "a1", 0)
+    assert isinstance(started, UploadStarted)
     board.apply(started)
     owner, state = board.get("a1") or ("", None)
     assert owner == "alice"
     assert state is not None
     assert state.status == "uploading"
     assert state.bytes_uploaded == 0
-    assert state.started_at == started.started_at  # type: ignore[attr-defined]
+    assert state.started_at == started.started_at
 
     progress = upload_event("progress", "alice", "a1", 1)
     board.apply(progress)
@@ -39,9 +40,10 @@ def test_an_upload_goes_from_started_through_progress_to_completed() -> None:
     assert state.percentage == 40.0
     assert state.upload_speed == 2_097_152.5
     assert state.estimated_completion == progress.occurred_at + timedelta(seconds=3)
-    assert state.started_at == started.started_at  # type: ignore[attr-defined]
+    assert state.started_at == started.started_at
 
     done = msgspec.structs.replace(upload_event("completed", "alice", "a1", 2), duplicate_of=None)
+    assert isinstance(done, UploadCompleted)
     board.apply(done)
     # A progress record read after the completion does not undo it.
     board.apply(upload_event("progress", "alice", "a1", 1))
@@ -49,8 +51,8 @@ def test_an_upload_goes_from_started_through_progress_to_completed() -> None:
     assert state is not None
     assert state.status == "completed"
     assert state.percentage == 100.0
-    assert state.video_id == done.video_id  # type: ignore[attr-defined]
-    assert state.redirect_url == f"/dashboard/videos/{done.video_id}/results"  # type: ignore[attr-defined]
+    assert state.video_id == done.video_id
+    assert state.redirect_url == f"/dashboard/videos/{done.video_id}/results"
     assert state.completed_at == T0
 
 

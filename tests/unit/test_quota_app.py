@@ -235,6 +235,9 @@ class NeverReady:
     async def stop(self) -> None:
         pass
 
+    def positions(self) -> dict[TopicPartition, int]:
+        return {}
+
 
 async def test_without_its_snapshots_an_instance_refuses_to_count_and_asks_for_a_retry(
     bus: InProcessEventBus,

@@ -50,6 +50,7 @@ def _key(upload_id: str) -> str:
 
 
 def _completed(upload_id: str, at: datetime) -> UploadCompleted:
+    assert isinstance(SAMPLE, UploadCompleted)
     return msgspec.structs.replace(
         SAMPLE,
         upload_id=upload_id,

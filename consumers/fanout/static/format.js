@@ -1,4 +1,5 @@
-// How sizes, speeds, durations and moments are written on the pages.
+// How sizes, speeds, durations and moments are written on the pages, and the two
+// helpers that draw them: `el` builds an element, `setBar` fills a progress bar.
 "use strict";
 
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -65,4 +66,11 @@ export function el(tag, props = {}, ...children) {
     node.append(child instanceof Node ? child : String(child));
   }
   return node;
+}
+
+/** Fills a progress bar to `share` percent; `kind` (completed, failed, paused, retrying) colours it. */
+export function setBar(bar, share, kind) {
+  bar.firstElementChild.style.width = `${share}%`;
+  bar.setAttribute("aria-valuenow", String(Math.round(share)));
+  bar.className = bar.className.replace(/ ?(completed|failed|paused|retrying)/g, "") + (kind ? ` ${kind}` : "");
 }

@@ -3,18 +3,11 @@
 
 from __future__ import annotations
 
-import pytest
-
 from infra import layout
 from ingest.usecases.sessions import SessionService
 from schemas.api import CreateUploadRequest
-from tests.unit.test_sweep import ANN, open_entries, stored, streaming_on, sweeper
+from tests.unit.sweep.support import ANN, open_entries, stored, streaming_on, sweeper
 from tests.unit.test_tus_support import TTL, TusRig
-
-
-@pytest.fixture
-def rig() -> TusRig:
-    return TusRig()
 
 
 async def test_sessions_without_an_entry_are_entered_and_then_swept(rig: TusRig) -> None:

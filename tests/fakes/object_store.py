@@ -1,20 +1,8 @@
-"""Hand-written in-memory implementations of the ports in `ingest.ports`, for tests.
+"""`ObjectStore`, `ResumableObjectStore` and `MultipartUpload` in memory: `MemoryObjectStore`.
 
-These are working fakes, not mocks: each passes the contract suite the real
-adapters pass (tests/contract: S3 verifies part checksums and refuses unknown
-or aborted uploads, with the same error types and `details`; the document
-store is compare-and-swap), keeps what it stored for assertions, and has a few
-knobs to inject faults or slowness.
-Everything is plain attributes: set a knob, run the code, read the record.
-Also here: `ScriptedBody` (a request body that can fail, stall or go slowly),
-`video_bytes` (bytes with a real container signature) and `upload_target`.
-
-    store = MemoryObjectStore()
-    store.fail_parts[2] = StorageError("S3 answered 503")
-    sink = RecordingEventSink()
-    ...
-    assert store.uploads[0].state == "aborted"
-    assert sink.types()[-1] == "ingest.upload.failed"
+S3's behaviour the contract suite checks (part checksums verified, unknown or
+aborted uploads refused, the same error types and `details`), with knobs to
+inject failures or slowness per part.
 """
 
 from __future__ import annotations
@@ -22,38 +10,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import random
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
-import msgspec
-
-from infra.feeds import TopicPartition
 from ingest.adapters.local_failures import LocalFailures
-from ingest.errors import (
-    ServiceUnavailable,
-    VersionConflict,
-)
-from ingest.model import UploadTarget
+from ingest.errors import ServiceUnavailable
 from ingest.pipeline.hashing import part_checksum
-from ingest.ports import QuotaStatus, StoredObject, StoredPart, Versioned
-from schemas import Event, UploadEvent, event_type
-from schemas.periods import current_period, rfc3339
+from ingest.ports import StoredObject, StoredPart
 
 if TYPE_CHECKING:
-    from infra.feeds import TopicReader
-    from ingest.ports import (
-        DocumentStore,
-        EventSink,
-        MultipartUpload,
-        ObjectStore,
-        QuotaView,
-        ResumableObjectStore,
-    )
+    from ingest.ports import MultipartUpload, ObjectStore, ResumableObjectStore
 
-E = TypeVar("E", bound=Event)
 
 MAX_PART_NUMBER = 10_000
 S3_MIN_PART_SIZE = 5 * 1024 * 1024
@@ -63,8 +31,6 @@ S3_MIN_PART_SIZE = 5 * 1024 * 1024
 def _quoted_md5(data: bytes) -> str:
     return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
 
-
-# Object storage.
 
 UploadState = Literal["open", "completed", "aborted"]
 
@@ -393,324 +359,8 @@ class MemoryObjectStore:
         self.bytes_in_flight -= size
 
 
-# Events.
-
-
-class RecordingEventSink:
-    """An event bus that keeps every event it accepts, in order, in `events`.
-
-    Knobs: `fail_with` (raised by `emit`, for every type or only `fail_types`),
-    `delay` seconds per emit (for every type or only `delay_types`), `healthy`.
-    Refused events go to `refused`; `attempts` counts every call.
-    """
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.refused: list[Event] = []
-        self.attempts = 0
-        self.fail_with: Exception | None = None
-        self.fail_types: tuple[type[Event], ...] = ()
-        self.delay = 0.0
-        self.delay_types: tuple[type[Event], ...] = ()
-        self.healthy = True
-
-    async def emit(self, event: Event) -> None:
-        self.attempts += 1
-        if self.delay and (not self.delay_types or isinstance(event, self.delay_types)):
-            await asyncio.sleep(self.delay)
-        if self.fail_with is not None and (
-            not self.fail_types or isinstance(event, self.fail_types)
-        ):
-            self.refused.append(event)
-            raise self.fail_with
-        self.events.append(event)
-
-    async def check(self) -> None:
-        if not self.healthy:
-            raise ServiceUnavailable("the event bus does not answer")
-
-    def of_type(self, cls: type[E]) -> list[E]:
-        return [e for e in self.events if isinstance(e, cls)]
-
-    def types(self) -> list[str]:
-        """The CloudEvents type of every event, in order."""
-        return [event_type(e) for e in self.events]
-
-    def for_upload(self, upload_id: str) -> list[UploadEvent]:
-        return [e for e in self.events if isinstance(e, UploadEvent) and e.upload_id == upload_id]
-
-    def clear(self) -> None:
-        self.events.clear()
-        self.refused.clear()
-
-
-# Documents (sessions).
-
-
-class MemoryDocumentStore:
-    """Documents with compare-and-swap versions, like the S3-backed store (conditional writes).
-
-    `fail_with` makes every call raise (e.g. ServiceUnavailable); `writes` counts
-    successful create/replace calls.
-    """
-
-    def __init__(self) -> None:
-        self._documents: dict[str, Versioned] = {}
-        self._versions = itertools.count(1)
-        self.fail_with: Exception | None = None
-        self.writes = 0
-
-    async def create(self, key: str, data: bytes) -> str:
-        self._maybe_fail()
-        if key in self._documents:
-            raise VersionConflict(
-                f"document {key!r} already exists",
-                details={"key": key, "code": "PreconditionFailed"},
-            )
-        return self._put(key, data)
-
-    async def read(self, key: str) -> Versioned | None:
-        self._maybe_fail()
-        return self._documents.get(key)
-
-    async def replace(self, key: str, data: bytes, *, version: str) -> str:
-        self._maybe_fail()
-        current = self._documents.get(key)
-        if current is None or current.version != version:
-            raise VersionConflict(
-                f"document {key!r} changed since version {version}",
-                details={
-                    "key": key,
-                    "code": "NoSuchKey" if current is None else "PreconditionFailed",
-                },
-            )
-        return self._put(key, data)
-
-    async def list_keys(self, prefix: str) -> list[str]:
-        self._maybe_fail()
-        return sorted(k for k in self._documents if k.startswith(prefix))
-
-    async def delete(self, key: str) -> None:
-        self._maybe_fail()
-        self._documents.pop(key, None)
-
-    def snapshot(self) -> dict[str, bytes]:
-        """Every document's current data, by key."""
-        return {k: v.data for k, v in self._documents.items()}
-
-    def _put(self, key: str, data: bytes) -> str:
-        version = f"v{next(self._versions)}"
-        self._documents[key] = Versioned(data=bytes(data), version=version)
-        self.writes += 1
-        return version
-
-    def _maybe_fail(self) -> None:
-        if self.fail_with is not None:
-            raise self.fail_with
-
-
-# Quota.
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class _Usage:
-    bytes_limit: int
-    bytes_used: int
-    uploads_limit: int
-    uploads_used: int = 0
-    counted: frozenset[str] = frozenset()
-
-
-@dataclass
-class FixedQuotaView:
-    """Quota status from fixed numbers: defaults for everyone, overridden per user with `set`.
-
-    Like every quota view, it answers for the current `period_days`-day period
-    by `clock`; what `set` gave a user holds in every period.
-    """
-
-    bytes_limit: int = 10 * 1024**3
-    uploads_limit: int = 100
-    period_days: int = 30
-    clock: Callable[[], datetime] = _utc_now
-    _users: dict[str, _Usage] = field(default_factory=dict, repr=False)
-
-    def set(
-        self,
-        user_id: str,
-        *,
-        bytes_used: int = 0,
-        uploads_used: int = 0,
-        bytes_limit: int | None = None,
-        uploads_limit: int | None = None,
-        counted: Iterable[str] = (),
-    ) -> None:
-        self._users[user_id] = _Usage(
-            bytes_limit=self.bytes_limit if bytes_limit is None else bytes_limit,
-            bytes_used=bytes_used,
-            uploads_limit=self.uploads_limit if uploads_limit is None else uploads_limit,
-            uploads_used=uploads_used,
-            counted=frozenset(counted),
-        )
-
-    def counts(self, user_id: str, upload_id: str) -> bool:
-        usage = self._users.get(user_id)
-        return usage is not None and upload_id in usage.counted
-
-    async def check(self) -> None:
-        return None
-
-    def status(self, user_id: str) -> QuotaStatus:
-        usage = self._users.get(user_id) or _Usage(
-            bytes_limit=self.bytes_limit, bytes_used=0, uploads_limit=self.uploads_limit
-        )
-        start, end = current_period(self.clock(), self.period_days)
-        return QuotaStatus(
-            user_id=user_id,
-            bytes_limit=usage.bytes_limit,
-            bytes_used=usage.bytes_used,
-            uploads_limit=usage.uploads_limit,
-            uploads_used=usage.uploads_used,
-            period_start=rfc3339(start),
-            period_end=rfc3339(end),
-        )
-
-
-# Feeds.
-
-
-@dataclass
-class StaticFeed:
-    """A topic reader that reads nothing itself: a test hands records to the handler and sets
-    the reader's health and readiness by hand."""
-
-    topic: str = "ingest.quota"
-    healthy: bool = False
-    last_error: str | None = None
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def start(self) -> None:
-        self.healthy = True
-        self.ready.set()
-
-    async def stop(self) -> None:
-        self.healthy = False
-
-    def positions(self) -> dict[TopicPartition, int]:
-        return {}
-
-
-# Request bodies and targets.
-
-MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
-MOV_HEAD = b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  "
-AVI_HEAD = b"RIFF\x00\x00\x10\x00AVI LIST"
-MKV_HEAD = (
-    b"\x1a\x45\xdf\xa3\xa3\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81\x04\x42\xf3\x81\x08"
-    b"\x42\x82\x88matroska\x42\x87\x81\x04\x42\x85\x81\x02"
-)
-WEBM_HEAD = (
-    b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\xf2\x81\x04\x42\xf3\x81\x08"
-    b"\x42\x82\x84webm\x42\x87\x81\x02\x42\x85\x81\x02"
-)
-HEADS: dict[str, bytes] = {
-    "mp4": MP4_HEAD,
-    "mov": MOV_HEAD,
-    "avi": AVI_HEAD,
-    "mkv": MKV_HEAD,
-    "webm": WEBM_HEAD,
-}
-
-
-def video_bytes(size: int, *, fmt: str = "mp4", seed: int = 0) -> bytes:
-    """`size` deterministic bytes that start like a `fmt` container (truncated if tiny)."""
-    head = HEADS[fmt]
-    return (head + random.Random(seed).randbytes(max(0, size - len(head))))[:size]
-
-
-class ScriptedBody:
-    """A request body that yields `data` in `chunk`-byte pieces, then ends as scripted.
-
-    `then`: raised after the last chunk (a reset connection, a timeout...);
-    `stall`: instead of ending, wait forever (a client gone quiet), setting `stalled`;
-    `delay`: seconds before each chunk; `before_chunk(index)`: called before each
-    chunk is yielded (index from 1), e.g. to move a fake clock.
-    `sent` counts the bytes handed out: what the server has read.
-    """
-
-    def __init__(
-        self,
-        data: bytes,
-        chunk: int = 100,
-        *,
-        then: BaseException | None = None,
-        stall: bool = False,
-        delay: float = 0.0,
-        before_chunk: Callable[[int], None] | None = None,
-    ) -> None:
-        if chunk <= 0:
-            raise ValueError("chunk must be positive")
-        self.data = data
-        self.chunk = chunk
-        self.then = then
-        self.stall = stall
-        self.delay = delay
-        self.before_chunk = before_chunk
-        self.sent = 0
-        self.started = False
-        self.stalled = asyncio.Event()
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        self.started = True
-        for index, at in enumerate(range(0, len(self.data), self.chunk), start=1):
-            if self.before_chunk is not None:
-                self.before_chunk(index)
-            if self.delay:
-                await asyncio.sleep(self.delay)
-            piece = self.data[at : at + self.chunk]
-            self.sent += len(piece)
-            yield piece
-        if self.then is not None:
-            raise self.then
-        if self.stall:
-            self.stalled.set()
-            await asyncio.Event().wait()
-
-
-def upload_target(**changes: Any) -> UploadTarget:
-    """An UploadTarget for user-1's upload upl-1 of an mp4, with `changes` applied."""
-    target = UploadTarget(
-        upload_id="upl-1",
-        user_id="user-1",
-        bucket="test-bucket",
-        s3_key="dashboard-uploads/user-1/upl-1/clip.mp4",
-        filename="clip.mp4",
-        content_type="video/mp4",
-        declared_format="mp4",
-        allowed_formats=("mp4", "mov", "avi", "mkv", "webm"),
-        protocol="stream",
-        priority=7,
-        auto_analyze=True,
-        metadata={"camera": "front"},
-        dashboard_context={"page": "library"},
-        declared_size=None,
-        max_size=1_000_000,
-        min_size=0,
-        quota_bytes_remaining=None,
-    )
-    return msgspec.structs.replace(target, **changes)
-
-
 if TYPE_CHECKING:
-    # mypy proves each fake still satisfies its port when the port changes.
+    # mypy proves the fake still satisfies its port when the port changes.
     _object_store: ObjectStore = MemoryObjectStore()
     _resumable: ResumableObjectStore = MemoryObjectStore()
     _multipart: MultipartUpload = MemoryMultipartUpload(MemoryObjectStore(), "k", "u", None, {})
-    _sink: EventSink = RecordingEventSink()
-    _documents: DocumentStore = MemoryDocumentStore()
-    _quota: QuotaView = FixedQuotaView()
-    _feed: TopicReader = StaticFeed()

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-import pytest
-
 from ingest.errors import ServiceUnavailable
 from ingest.model import UploadResult, UploadSession
 from ingest.pipeline.hashing import part_checksum
@@ -22,15 +20,10 @@ from ingest.usecases.sweep.settle import LATE_SEQUENCE
 from schemas import UploadCompleted, UploadFailed
 from schemas.api import CreateUploadRequest
 from tests.fakes import video_bytes
-from tests.unit.test_sweep import ANN, open_entries, stored, sweeper
+from tests.unit.sweep.support import ANN, open_entries, stored, sweeper
 from tests.unit.test_tus_support import PART, TTL, TusRig
 
 SIZE = 3 * PART + 100
-
-
-@pytest.fixture
-def rig() -> TusRig:
-    return TusRig()
 
 
 async def stored_whole_by(
