@@ -237,9 +237,7 @@ async def test_a_final_with_a_length_or_a_piece_listed_twice_is_refused(
     (location,) = await upload_partials(nodes, [video_bytes(5 * PART, seed=6)])
     with_length = await post_final(nodes[0].client, [location], **{"Upload-Length": "5"})
     twice = await post_final(nodes[0].client, [location, location])
-    malformed = await nodes[0].client.post(
-        "/v1/tus/", headers=auth(**{"Upload-Concat": "final;"})
-    )
+    malformed = await nodes[0].client.post("/v1/tus/", headers=auth(**{"Upload-Concat": "final;"}))
     for response in (with_length, twice, malformed):
         assert response.status == 400, await response.text()
         assert response.headers["Tus-Resumable"] == "1.0.0"
