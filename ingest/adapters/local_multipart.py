@@ -6,8 +6,10 @@ checks each listed part's ETag and SHA-256 against what is stored, enforces
 the store's minimum part size (S3's by default), assembles the object in
 chunks beside the parts and renames it into place, then forgets the upload;
 its ETag is S3's multipart ETag, `"<md5 of the part MD5s>-<n>"`. `abort`
-removes every part and may be repeated. A handle made by `resume_multipart`
-checks on first use that the upload exists for its key.
+removes every part and may be repeated. An upload started by
+`start_copy_multipart` takes parts copied from stored objects (`copy_part`,
+in chunks) and, like S3's, checks no per-part SHA-256 at `complete`. A handle
+made by `resume_multipart` checks on first use that the upload exists for its key.
 
 How it fails: a part whose data does not match its SHA-256, or a listed part
 whose stored SHA-256 differs, raises ChecksumMismatch (`BadDigest`) and is not

@@ -3,7 +3,8 @@
 It keeps S3's semantics, so the pipeline cannot tell it from the S3 adapter
 through the port (the upload itself is `local_multipart`'s). It also offers the
 optional `ResumableObjectStore` capability (tus): an upload resumed by id, even
-after a restart, its stored parts listed, small objects put, read and deleted.
+after a restart, its stored parts listed, small objects put, read and deleted;
+and `PartCopying` (tus concatenation): an object assembled from stored ones.
 Layout under `root`:
 
     <bucket>/<key>           objects (key segments are directories)

@@ -2,7 +2,11 @@
 
 Every part carries its own SHA-256 (`ChecksumSHA256`), so S3 verifies each part,
 and `complete` checks the composite checksum S3 reports against the parts it
-was given, so the stored object is exactly those parts in that order.
+was given, so the stored object is exactly those parts in that order. The
+`PartCopying` capability (tus concatenation) starts an upload without a
+checksum algorithm, whose parts are copied from stored objects inside S3
+(UploadPartCopy): S3 refuses a copied part into an upload that asks for
+checksums, so such parts carry none and are named by their ETags alone.
 
 A part body goes to the socket as slices of the caller's bytes, never copied
 whole on the way (`SlicedBody`, sent by the client `s3_client_config` builds).

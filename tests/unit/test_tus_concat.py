@@ -312,3 +312,29 @@ async def test_a_final_of_no_video_is_refused_before_anything_changes(
     assert rig.sink.events == []
     for partial_id in ids(locations):
         assert (await rig.session(partial_id)).state.joined_into is None
+
+
+async def test_the_sweep_closes_joined_partials_and_expires_unjoined_ones_silently(
+    rig: TusRig, nodes: tuple[Instance, Instance]
+) -> None:
+    from tests.unit.test_sweep import open_entries, sweeper
+
+    data = video_bytes(10 * PART, seed=10)
+    joined = await upload_partials(nodes, pieces_of(data, 5 * PART, 5 * PART))
+    (left,) = await upload_partials(nodes, [data[: 5 * PART]])
+    left_id = left.rsplit("/", 1)[-1]
+    final = await post_final(nodes[0].client, joined)
+    assert final.status == 201
+    events = list(rig.sink.events)
+
+    report = await sweeper(rig).sweep()
+    assert report.expired == report.tus_cleaned == []
+    assert open_entries(rig) == {left_id}, "joined ones are closed, the waiting one is kept"
+    assert f"_ingest/tus/{left_id}/partial" in rig.store.objects
+
+    rig.clock.advance(3600.0 + 1)
+    report = await sweeper(rig).sweep()
+    assert (report.expired, report.tus_cleaned) == ([left_id], [left_id])
+    assert open_entries(rig) == set()
+    assert not [key for key in rig.store.objects if key.startswith("_ingest/tus/")]
+    assert rig.sink.events == events, "the pieces never emit anything"

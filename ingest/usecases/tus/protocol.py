@@ -214,6 +214,17 @@ def _decode_base64(encoded: str, header: str) -> bytes:
 
 
 @dataclass(frozen=True)
+class Creation:
+    """What a creation request asks for (its Upload-Concat but `final`, which `Concat` holds)."""
+
+    length: int | None
+    metadata: dict[str, str]
+    metadata_header: str | None
+    partial: bool = False
+    """Upload-Concat: partial: a piece of a file, joined later by a final upload."""
+
+
+@dataclass(frozen=True)
 class PatchRequest:
     offset: int
     length: int | None = None

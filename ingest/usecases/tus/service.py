@@ -6,7 +6,10 @@ request may land on any instance. This facade holds what a request does:
 creation (under the size, quota, format and file name rules every way in
 shares, `ingest.usecases.admission`), HEAD, PATCH (the lease, a `PatchRun`,
 and a lease keeper that carries a cancel from any instance to it), and
-termination. Before anything, a request resolves the
+termination. Concatenation: a partial upload is created like any other (no
+events, its bytes held against the quota as a piece, not an upload); a final
+one (`create_final`) is checked, claimed and joined by a `FinalJoin` under
+its own lease, like a PATCH. Before anything, a request resolves the
 upload's state: an upload whose time is up is expired then (`lifecycle`),
 one that ended is cleaned up if nobody did, and one whose last byte is stored
 but which was never recorded as complete is completed.
@@ -16,7 +19,10 @@ failed or expired; SessionNotFound (404) for an unknown one; Forbidden (403)
 for another user's; the refusals of the admission rules (FormatNotAllowed,
 400, for a file name or media type no session may have); UploadLocked (409)
 when another request does not let go in time; ServiceUnavailable (503) while
-the server shuts down.
+the server shuts down; for concatenation, the refusals of `partials` and
+`concat` (404, 400), FinalUploadReadOnly (403) for a PATCH to a final upload,
+SessionConflict (409) for a DELETE of a partial upload being joined, and a
+failed join's StorageError (502).
 """
 
 from __future__ import annotations
@@ -33,7 +39,6 @@ from infra import layout
 from ingest.auth import Principal
 from ingest.errors import (
     FinalUploadReadOnly,
-    InvalidConcat,
     OffsetMismatch,
     ServiceUnavailable,
     SessionConflict,
@@ -42,27 +47,27 @@ from ingest.errors import (
 from ingest.model import UploadResult
 from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.config import PipelineConfig
-from ingest.pipeline.container import CONTENT_TYPES
 from ingest.pipeline.ending import run_to_end
 from ingest.pipeline.parts import plan_part_size
-from ingest.ports import DocumentStore, EventSink, PartCopying, QuotaView
+from ingest.ports import DocumentStore, EventSink, QuotaView
 from ingest.usecases.admission import Admission, UploadLimits
 from ingest.usecases.duplicates import DuplicateIndex
 from ingest.usecases.inflight import InFlightUploads
 from ingest.usecases.sessions import SessionService, utc_now
 from ingest.usecases.tus.admission import PatchAdmission, check_partial_length
 from ingest.usecases.tus.body import TusInterrupt
-from ingest.usecases.tus.concat import JoinLimits, plan_copies
+from ingest.usecases.tus.concat import JoinLimits
 from ingest.usecases.tus.events import TusEvents
-from ingest.usecases.tus.final import FinalJoin, judge_head
-from ingest.usecases.tus.lease import SEQUENCE_BLOCK, Held, LeaseKeeper, LeaseTimes, acquire
+from ingest.usecases.tus.final import FinalJoin
+from ingest.usecases.tus.joining import prepare_final, refuse_final
+from ingest.usecases.tus.lease import Held, LeaseKeeper, LeaseTimes, acquire
 from ingest.usecases.tus.lifecycle import Lifecycle
 from ingest.usecases.tus.metadata import declared_from
-from ingest.usecases.tus.partials import claim, find_partials, give_back, pieces_of
 from ingest.usecases.tus.patching import PatchRun
 from ingest.usecases.tus.protocol import Concat, PatchRequest, UploadInfo
+from ingest.usecases.tus.protocol import Creation as Creation  # where the HTTP edge finds it
 from ingest.usecases.tus.running import RunningHashes
-from ingest.usecases.tus.state import TusLease, TusSession, TusSessions, TusState
+from ingest.usecases.tus.state import TusSession, TusSessions, TusState
 from ingest.usecases.tus.store import TusStore
 from ingest.usecases.tus.tail import read_segments, segments_of
 from ingest.usecases.uploads import ActiveUploads
@@ -80,15 +85,6 @@ class TusConfig:
     )
     join: JoinLimits = field(default_factory=JoinLimits)
     """What a final upload can join (S3's multipart limits)."""
-
-
-@dataclass(frozen=True)
-class Creation:
-    length: int | None
-    metadata: dict[str, str]
-    metadata_header: str | None
-    partial: bool = False
-    """Upload-Concat: partial: a piece of a file, joined later by a final upload."""
 
 
 class TusService:
@@ -129,6 +125,14 @@ class TusService:
     def session_ttl(self) -> float:
         return self._config.session_ttl_seconds
 
+    @property
+    def config(self) -> TusConfig:
+        return self._config
+
+    @property
+    def instance_id(self) -> str:
+        return self._instance_id
+
     def wall_clock(self) -> datetime:
         return self._clock()
 
@@ -153,7 +157,7 @@ class TusService:
         else:
             # Checked again and held with no await between: open uploads count on this instance.
             self.rules.admit(principal.user_id, session_id, length)
-        session = self._new_session(
+        session = self.new_session(
             principal,
             session_id,
             creation,
@@ -174,7 +178,7 @@ class TusService:
             raise
         return session
 
-    def _new_session(
+    def new_session(
         self,
         principal: Principal,
         session_id: str,
@@ -217,90 +221,10 @@ class TusService:
     async def create_final(
         self, principal: Principal, creation: Creation, concat: Concat
     ) -> TusSession:
-        """Join the caller's partial uploads into one upload (see `final`); the completed
+        """Join the caller's partial uploads into one upload (see `joining`); the completed
         final, once its file is stored and reported."""
         self._refuse_when_draining()
-        if not isinstance(self.store, PartCopying):
-            raise InvalidConcat("this server's storage cannot join uploads")
-        now = self._clock()
-        references = concat.references
-        partials = await find_partials(self.sessions, references, principal, now)
-        copies = plan_copies(pieces_of(partials, references), self._config.join)
-        length = sum(partial.state.offset for partial in partials)
-        self.rules.check_upload_length(length)
-        declared = declared_from(creation.metadata)
-        file_format = self.rules.requested_format(
-            declared.file_format, declared.filename, field="Upload-Metadata"
-        )
-        fmt = await judge_head(
-            self.store,
-            partials[0].s3_key,
-            declared=file_format,
-            allowed=self.limits.allowed_formats,
-        )
-        final_id = uuid.uuid4().hex
-        self._admit_final(principal.user_id, final_id, partials, length)
-        owner = uuid.uuid4().hex
-        lease = TusLease(
-            owner=owner,
-            instance_id=self._instance_id,
-            expires_at=now + timedelta(seconds=self._config.lease.lease_seconds),
-        )
-        session = self._new_session(
-            principal,
-            final_id,
-            creation,
-            file_format,
-            TusState(
-                upload_length=length,
-                part_size=self.pipeline.part_size,
-                video_id=str(uuid.uuid4()),
-                analysis_id=str(uuid.uuid4()),
-                metadata_header=creation.metadata_header,
-                format=fmt,
-                content_type=CONTENT_TYPES.get(fmt),
-                started_at=now,
-                next_sequence=SEQUENCE_BLOCK,
-                lease=lease,
-                concat="final",
-                partials=tuple(partial.session_id for partial in partials),
-                concat_header=concat.header,
-            ),
-            message=f"joining {len(partials)} partial uploads",
-        )
-        claimed: list[TusSession] = []
-        try:
-            until = now + timedelta(seconds=self.session_ttl)
-            claimed = await claim(
-                self.sessions, partials, references, final_id, until=until, clock=self._clock
-            )
-            await self.sessions.create(session)
-        except BaseException:
-            await give_back(self.sessions, claimed, final_id)
-            self._refuse_final(final_id, partials)
-            raise
-        events = self.lifecycle.events_for(session, 0)
-        held = Held(session, owner, 0)
-        return await self._join(FinalJoin(self, held, events, claimed, copies, self._config.join))
-
-    def _admit_final(
-        self, user_id: str, final_id: str, partials: list[TusSession], length: int
-    ) -> None:
-        """Count the final once, in place of its partial uploads' bytes (no await between)."""
-        in_flight = self.rules.in_flight
-        for partial in partials:
-            in_flight.release(partial.session_id)
-        try:
-            self.rules.admit(user_id, final_id, length)
-        except BaseException:
-            self._refuse_final(final_id, partials)
-            raise
-
-    def _refuse_final(self, final_id: str, partials: list[TusSession]) -> None:
-        in_flight = self.rules.in_flight
-        in_flight.release(final_id)
-        for partial in partials:
-            in_flight.hold(partial.user_id, partial.session_id, partial.state.offset, piece=True)
+        return await self._join(await prepare_final(self, principal, creation, concat))
 
     async def _join(self, join: FinalJoin) -> TusSession:
         session_id = join.session_id
@@ -317,7 +241,7 @@ class TusService:
             if completed is not None:
                 self.rules.in_flight.settled(session_id, completed.bytes_received)
             else:
-                self._refuse_final(session_id, join.partials)
+                refuse_final(self.rules.in_flight, session_id, join.partials)
 
     async def info(self, session_id: str, principal: Principal) -> UploadInfo:
         session = await self._touch(session_id, principal)
