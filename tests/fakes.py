@@ -144,7 +144,7 @@ class MemoryMultipartUpload:
     async def copy_part(
         self, number: int, source_key: str, byte_range: tuple[int, int] | None = None
     ) -> StoredPart:
-        """Like S3's UploadPartCopy: `fail_parts` applies; the part keeps no SHA-256."""
+        """Like S3's UploadPartCopy: `gate` and `fail_parts` apply; the part keeps no SHA-256."""
         self.part_attempts.append(number)
         self._require_open("upload_part_copy")
         store = self._store
@@ -156,9 +156,12 @@ class MemoryMultipartUpload:
             raise store.failures.refused(
                 "upload_part_copy", source_key, "InvalidRange", f"{byte_range} is out of range"
             )
+        if store.gate is not None:
+            await store.gate.wait()
         failure = store.fail_parts.get(number)
         if failure is not None:
             raise failure
+        self._require_open("upload_part_copy")
         store.copied_bytes += end - start
         data = source[start:end]
         part = StoredPart(number=number, etag=_quoted_md5(data), size=len(data), sha256_b64="")

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from ingest.errors import StorageError
 from ingest.usecases.tus.concat import JoinLimits
-from schemas import UploadCompleted, UploadFailed, UploadStarted
+from schemas import UploadCancelled, UploadCompleted, UploadFailed, UploadStarted
 from tests.fakes import video_bytes
 from tests.unit.test_tus_support import (
     PART,
@@ -338,3 +338,35 @@ async def test_the_sweep_closes_joined_partials_and_expires_unjoined_ones_silent
     assert open_entries(rig) == set()
     assert not [key for key in rig.store.objects if key.startswith("_ingest/tus/")]
     assert rig.sink.events == events, "the pieces never emit anything"
+
+
+async def test_a_final_deleted_while_joining_is_cancelled_and_its_partials_kept(
+    rig: TusRig, nodes: tuple[Instance, Instance]
+) -> None:
+    data = video_bytes(10 * PART, seed=11)
+    locations = await upload_partials(nodes, pieces_of(data, 5 * PART, 5 * PART))
+    rig.store.gate = asyncio.Event()
+    posting = asyncio.create_task(post_final(nodes[0].client, locations))
+    async with asyncio.timeout(5):
+        while not rig.sink.events:
+            await asyncio.sleep(0.01)
+    final_id = rig.sink.events[0].upload_id
+
+    claimed = await nodes[1].client.delete(locations[0], headers=auth())
+    assert claimed.status == 409, "a partial being joined cannot be terminated"
+    head = await nodes[1].client.head(f"/v1/tus/{final_id}", headers=auth())
+    assert head.status == 200
+    assert "Upload-Offset" not in head.headers, "no offset before the join is done"
+    deleted = await nodes[1].client.delete(f"/v1/tus/{final_id}", headers=auth())
+    assert deleted.status == 204
+    response = await posting
+    rig.store.gate.set()
+
+    assert response.status == 410, await response.text()
+    assert [type(e) for e in rig.sink.events] == [UploadStarted, UploadCancelled]
+    (final,) = [u for u in rig.store.uploads if u.key.startswith("dashboard-uploads/")]
+    assert final.state == "aborted"
+    for partial_id in ids(locations):
+        partial = await rig.session(partial_id)
+        assert (partial.status, partial.state.joined_into) == ("uploading", None)
+    assert (await post_final(nodes[1].client, locations)).status == 201
