@@ -370,3 +370,26 @@ async def test_a_final_deleted_while_joining_is_cancelled_and_its_partials_kept(
         partial = await rig.session(partial_id)
         assert (partial.status, partial.state.joined_into) == ("uploading", None)
     assert (await post_final(nodes[1].client, locations)).status == 201
+
+
+async def test_a_shutdown_while_joining_fails_the_final_and_keeps_its_partials(
+    rig: TusRig, nodes: tuple[Instance, Instance]
+) -> None:
+    data = video_bytes(10 * PART, seed=12)
+    locations = await upload_partials(nodes, pieces_of(data, 5 * PART, 5 * PART))
+    rig.store.gate = asyncio.Event()
+    posting = asyncio.create_task(post_final(nodes[0].client, locations))
+    async with asyncio.timeout(5):
+        while not rig.sink.events:
+            await asyncio.sleep(0.01)
+
+    assert await nodes[0].services.active.drain(0.05) == 1
+    response = await posting
+
+    assert response.status == 503, await response.text()
+    assert [type(e) for e in rig.sink.events] == [UploadStarted, UploadFailed]
+    assert rig.store.open_uploads == []
+    for partial_id in ids(locations):
+        assert (await rig.session(partial_id)).state.joined_into is None
+    rig.store.gate.set()
+    assert (await post_final(nodes[1].client, locations)).status == 201

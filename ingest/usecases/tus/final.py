@@ -178,6 +178,10 @@ class FinalJoin:
 
         return await self._host.sessions.mutate(self.session_id, guarded)
 
+    async def abandon(self) -> None:
+        """End the final before joining anything (the server is shutting down)."""
+        await self._undo(None)
+
     async def _undo(self, error: IngestError | None) -> None:
         """End the final without completing it (`error` None: stopped by a cancel or a
         shutdown), and give its partial uploads back."""

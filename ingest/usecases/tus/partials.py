@@ -94,8 +94,8 @@ def check_joinable(
             f"partial upload {reference} is joined into another final upload", details=details
         )
     ended = session.status if session.status != "uploading" else None
-    if ended is None and now >= session.expires_at and not state.stored:
-        ended = "expired"
+    if ended is None and now >= session.expires_at and state.joined_into is None:
+        ended = "expired"  # not yet marked so; the next request or sweep will
     if ended is not None:
         raise InvalidConcat(f"partial upload {reference} is {ended}", details=details)
     if not state.stored:

@@ -229,6 +229,11 @@ class TusService:
     async def _join(self, join: FinalJoin) -> TusSession:
         session_id = join.session_id
         interrupt = TusInterrupt()
+        if self._active.draining:
+            # The server began to shut down meanwhile: end the final, give its pieces back.
+            await join.abandon()
+            refuse_final(self.rules.in_flight, session_id, join.partials)
+            self._refuse_when_draining()
         task = asyncio.create_task(join.run(), name=f"tus-final-{session_id}")
         self._active.add(session_id, cast("asyncio.Task[UploadResult]", task), interrupt)
         completed: TusSession | None = None
