@@ -393,3 +393,28 @@ async def test_a_shutdown_while_joining_fails_the_final_and_keeps_its_partials(
         assert (await rig.session(partial_id)).state.joined_into is None
     rig.store.gate.set()
     assert (await post_final(nodes[1].client, locations)).status == 201
+
+
+def test_upload_concat_is_parsed_and_urls_name_upload_ids() -> None:
+    from ingest.errors import InvalidRequest
+    from ingest.usecases.tus.protocol import parse_concat, upload_id_of
+
+    upload_id = "0123456789abcdef0123456789abcdef"
+    assert parse_concat(None) is None
+    assert parse_concat(" partial ") is not None
+    final = parse_concat(f"final;/v1/tus/{upload_id}  https://h.example/api/v1/tus/{upload_id}/")
+    assert final is not None
+    assert final.is_final
+    assert final.header == f"final;/v1/tus/{upload_id} https://h.example/api/v1/tus/{upload_id}/"
+    assert [upload_id_of(reference) for reference in final.references] == [upload_id] * 2
+    assert upload_id_of(f"/v1/uploads/{upload_id}") == upload_id
+    for name in (
+        "/files/" + upload_id,
+        f"/v1/tus/{upload_id}x",
+        "/v1/tus/",
+        "?/v1/tus/" + upload_id,
+    ):
+        assert upload_id_of(name) is None, name
+    for value in ("final;", "final", "partial;x", "whole", "final;a\tb\x01"):
+        with pytest.raises(InvalidRequest):
+            parse_concat(value)
