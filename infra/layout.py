@@ -87,6 +87,11 @@ def tus_segment_key(session_id: str, start: int, end: int) -> str:
     return f"{TUS_PREFIX}{session_id}/tail-{start}-{end}"
 
 
+def tus_partial_key(session_id: str) -> str:
+    """Where a partial upload (tus concatenation) keeps its bytes until a final joins them."""
+    return f"{TUS_PREFIX}{session_id}/partial"
+
+
 # Keys of the document store, relative to STATE_PREFIX.
 
 

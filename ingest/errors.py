@@ -150,3 +150,33 @@ class UploadLocked(IngestError):
 
     error_code = "UPLOAD_LOCKED"
     retriable_by_default = True
+
+
+# The tus concatenation extension.
+class InvalidConcat(InvalidRequest):
+    """A final upload that cannot be made from the partial uploads it names."""
+
+    error_code = "INVALID_CONCAT"
+
+
+class PartialUploadNotFound(SessionNotFound):
+    """A partial upload named by a final that does not exist or is not the caller's: the same
+    answer for both, so that nobody learns of another user's uploads."""
+
+    error_code = "PARTIAL_UPLOAD_NOT_FOUND"
+
+
+class PartialUploadNotFinished(InvalidConcat):
+    error_code = "PARTIAL_UPLOAD_NOT_FINISHED"
+
+
+class PartialUploadTooSmall(InvalidConcat):
+    """A partial upload other than the last under S3's smallest part (5 MiB)."""
+
+    error_code = "PARTIAL_UPLOAD_TOO_SMALL"
+
+
+class FinalUploadReadOnly(Forbidden):
+    """A PATCH to a final upload: its bytes come from its partial uploads only."""
+
+    error_code = "FINAL_UPLOAD_READ_ONLY"

@@ -236,6 +236,47 @@ class ResumableObjectStore(Protocol):
         ...
 
 
+class CopyingMultipartUpload(Protocol):
+    """A multipart upload whose parts are copied from objects already stored: no byte passes
+    through this process (S3's UploadPartCopy).
+
+    It keeps no per-part checksums: S3 refuses a copied part into an upload created with a
+    checksum algorithm. A copied part's `StoredPart.sha256_b64` is therefore empty; its
+    ETag still names its bytes. Same errors as `MultipartUpload`; a source that does not
+    exist, or a range outside it, raises StorageError.
+    """
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def upload_id(self) -> str: ...
+
+    async def copy_part(
+        self, number: int, source_key: str, byte_range: tuple[int, int] | None = None
+    ) -> StoredPart:
+        """Store part `number` as bytes [start, end) of the object `source_key` (all of it when
+        `byte_range` is None; S3 copies a range only out of an object over 5 MiB)."""
+        ...
+
+    async def complete(self, parts: Sequence[StoredPart]) -> StoredObject: ...
+
+    async def abort(self) -> None: ...
+
+
+@runtime_checkable
+class PartCopying(Protocol):
+    """Optional capability: an object assembled from objects already stored (tus concatenation).
+
+    Parts of at most 5 GiB each, all but the last at least the store's minimum part size
+    (S3: 5 MiB), as for any multipart upload.
+    """
+
+    async def start_copy_multipart(
+        self, key: str, *, content_type: str | None, metadata: Mapping[str, str]
+    ) -> CopyingMultipartUpload: ...
+
+
 @runtime_checkable
 class ObjectSizes(Protocol):
     """Optional capability: whether an object is stored, and its size (one HEAD request)."""

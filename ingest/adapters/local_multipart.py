@@ -6,8 +6,10 @@ checks each listed part's ETag and SHA-256 against what is stored, enforces
 the store's minimum part size (S3's by default), assembles the object in
 chunks beside the parts and renames it into place, then forgets the upload;
 its ETag is S3's multipart ETag, `"<md5 of the part MD5s>-<n>"`. `abort`
-removes every part and may be repeated. A handle made by `resume_multipart`
-checks on first use that the upload exists for its key.
+removes every part and may be repeated. An upload started by
+`start_copy_multipart` takes parts copied from stored objects (`copy_part`,
+in chunks) and, like S3's, checks no per-part SHA-256 at `complete`. A handle
+made by `resume_multipart` checks on first use that the upload exists for its key.
 
 How it fails: a part whose data does not match its SHA-256, or a listed part
 whose stored SHA-256 differs, raises ChecksumMismatch (`BadDigest`) and is not
@@ -38,6 +40,7 @@ from ingest.adapters.local_parts import (
     MANIFEST,
     UPLOAD_ID,
     b64,
+    copy_part,
     part_digests,
     part_numbers,
     quoted_md5,
@@ -77,9 +80,17 @@ class LocalMultipartUpload:
     """One open multipart upload of a `LocalObjectStore`; parts may arrive concurrently."""
 
     def __init__(
-        self, store: UploadsHome, key: str, upload_id: str, *, verified: bool = False
+        self,
+        store: UploadsHome,
+        key: str,
+        upload_id: str,
+        *,
+        verified: bool = False,
+        checksums: bool = True,
     ) -> None:
         self._store = store
+        self._checksums = checksums
+        """Whether `complete` checks each part's SHA-256 (not for parts copied from objects)."""
         self._key = key
         self._upload_id = upload_id
         # An id we never issued names no directory at all: it must not become a path.
@@ -115,6 +126,34 @@ class LocalMultipartUpload:
         except OSError as error:
             raise self._fail.disk("upload_part", self._key, error) from error
         return StoredPart(number=number, etag=etag, size=len(data), sha256_b64=sha256_b64)
+
+    async def copy_part(
+        self, number: int, source_key: str, byte_range: tuple[int, int] | None = None
+    ) -> StoredPart:
+        """Part `number` copied from the stored object `source_key`, in chunks."""
+        operation = "upload_part_copy"
+        if not 1 <= number <= MAX_PART_NUMBER:
+            raise self._fail.refused(
+                operation, self._key, "InvalidArgument", f"part number {number} is not 1-10000"
+            )
+        await self._verify(operation)
+        source = self._store.path_of(source_key)
+        try:
+            size = (await aiofiles.os.stat(source)).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._fail.missing_key(operation, source_key) from None
+        start, end = byte_range if byte_range is not None else (0, size)
+        if not 0 <= start < end <= size:
+            raise self._fail.refused(
+                operation, source_key, "InvalidRange", f"{byte_range} is not within {size} bytes"
+            )
+        try:
+            _, etag = await copy_part(self._directory, number, source, start, end)
+        except FileNotFoundError:
+            raise self._missing(operation) from None
+        except OSError as error:
+            raise self._fail.disk(operation, self._key, error) from error
+        return StoredPart(number=number, etag=etag, size=end - start, sha256_b64="")
 
     async def stored_parts(self) -> list[StoredPart]:
         """The parts held now, by number; MultipartUploadMissing once the upload is gone."""
@@ -183,6 +222,7 @@ class LocalMultipartUpload:
         manifest = await read_manifest(self._directory) if self._exists else None
         if manifest is None or manifest.key != self._key or manifest.bucket != self._store.bucket:
             raise self._missing(operation)
+        self._checksums = manifest.checksums
         self._verified = True
 
     async def _require_manifest(self, operation: str) -> None:
@@ -228,7 +268,7 @@ class LocalMultipartUpload:
                     raise self._invalid_part(part, "was never stored") from None
                 if quoted_md5(md5.digest()) != part.etag:
                     raise self._invalid_part(part, "its ETag is not the stored part's")
-                if b64(sha256.digest()) != part.sha256_b64:
+                if self._checksums and b64(sha256.digest()) != part.sha256_b64:
                     raise self._fail.checksum(
                         _COMPLETE,
                         self._key,

@@ -60,6 +60,8 @@ class UploadManifest(msgspec.Struct, frozen=True, kw_only=True):
     content_type: str | None
     metadata: dict[str, str]
     created: datetime
+    checksums: bool = True
+    """Parts carry a SHA-256 that `complete` checks; False for parts copied from objects."""
 
 
 class PartDigests(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,15 +117,50 @@ async def write_part(
     # Own scratch names: two uploads of one part number race, and the last rename wins.
     scratch = f"{number}.{uuid.uuid4().hex}"
     temporary = directory / f"{scratch}.tmp"
-    temporary_digests = directory / f"{scratch}.json.tmp"
     try:
         async with aiofiles.open(temporary, "xb") as file:
             await file.write(data)
+    except BaseException:
+        await remove_quietly(temporary)
+        raise
+    await _place(directory, number, temporary, etag=etag, sha256_b64=sha256_b64)
+
+
+async def copy_part(
+    directory: Path, number: int, source: Path, start: int, end: int
+) -> tuple[str, str]:
+    """Store bytes [start, end) of the file `source` as part `number`, in chunks; its
+    (base64 SHA-256, quoted MD5 ETag). OSError as `write_part`; FileNotFoundError also when
+    `source` is gone."""
+    temporary = directory / f"{number}.{uuid.uuid4().hex}.tmp"
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    try:
+        async with aiofiles.open(source, "rb") as chunks, aiofiles.open(temporary, "xb") as out:
+            await chunks.seek(start)
+            left = end - start
+            while left > 0 and (chunk := await chunks.read(min(CHUNK_SIZE, left))):
+                await asyncio.to_thread(update_all, (md5, sha256), chunk)
+                await out.write(chunk)
+                left -= len(chunk)
+    except BaseException:
+        await remove_quietly(temporary)
+        raise
+    sha256_b64, etag = b64(sha256.digest()), quoted_md5(md5.digest())
+    await _place(directory, number, temporary, etag=etag, sha256_b64=sha256_b64)
+    return sha256_b64, etag
+
+
+async def _place(
+    directory: Path, number: int, temporary: Path, *, etag: str, sha256_b64: str
+) -> None:
+    """Rename the written `temporary` into place as part `number`, with its digests."""
+    temporary_digests = temporary.with_suffix(".json.tmp")
+    try:
         written = await aiofiles.os.stat(temporary)
         digests = PartDigests(
             etag=etag,
             sha256_b64=sha256_b64,
-            size=len(data),
+            size=written.st_size,
             inode=written.st_ino,
             mtime_ns=written.st_mtime_ns,
         )

@@ -3,7 +3,8 @@
 It keeps S3's semantics, so the pipeline cannot tell it from the S3 adapter
 through the port (the upload itself is `local_multipart`'s). It also offers the
 optional `ResumableObjectStore` capability (tus): an upload resumed by id, even
-after a restart, its stored parts listed, small objects put, read and deleted.
+after a restart, its stored parts listed, small objects put, read and deleted;
+and `PartCopying` (tus concatenation): an object assembled from stored ones.
 Layout under `root`:
 
     <bucket>/<key>           objects (key segments are directories)
@@ -123,6 +124,18 @@ class LocalObjectStore:
     async def start_multipart(
         self, key: str, *, content_type: str | None, metadata: Mapping[str, str]
     ) -> LocalMultipartUpload:
+        return await self._start(key, content_type, metadata, checksums=True)
+
+    async def start_copy_multipart(
+        self, key: str, *, content_type: str | None, metadata: Mapping[str, str]
+    ) -> LocalMultipartUpload:
+        """An upload whose parts are copied from stored objects; like S3's, without per-part
+        checksums (`complete` still checks each part's ETag)."""
+        return await self._start(key, content_type, metadata, checksums=False)
+
+    async def _start(
+        self, key: str, content_type: str | None, metadata: Mapping[str, str], *, checksums: bool
+    ) -> LocalMultipartUpload:
         self.path_of(key)  # refuse an unsafe key now, not at complete
         upload_id = uuid.uuid4().hex
         directory = self._uploads / upload_id
@@ -132,6 +145,7 @@ class LocalObjectStore:
             content_type=content_type,
             metadata=dict(metadata),
             created=datetime.now(UTC),
+            checksums=checksums,
         )
         try:
             await aiofiles.os.makedirs(directory)
@@ -142,7 +156,7 @@ class LocalObjectStore:
         except OSError as error:
             await remove_tree_quietly(directory)
             raise self.failures.disk("create_multipart_upload", key, error) from error
-        return LocalMultipartUpload(self, key, upload_id, verified=True)
+        return LocalMultipartUpload(self, key, upload_id, verified=True, checksums=checksums)
 
     def resume_multipart(self, key: str, upload_id: str) -> LocalMultipartUpload:
         """A handle on an upload started earlier, by this process or a previous one.

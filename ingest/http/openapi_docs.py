@@ -3,7 +3,7 @@
 Only what the code cannot tell is written here (which msgspec type a handler
 decodes and answers with, and which headers it reads); schemas, paths and
 aliases are generated. tus header names follow the tus 1.0.0 core protocol
-and its creation, termination, checksum and expiration extensions.
+and its creation, termination, checksum, expiration and concatenation extensions.
 """
 
 from __future__ import annotations
@@ -40,6 +40,19 @@ UPLOAD_EXPIRES = Header("Upload-Expires", "when the unfinished upload expires (H
 UPLOAD_LENGTH = Header("Upload-Length", "total size of the upload in bytes", schema_type="integer")
 UPLOAD_METADATA = Header("Upload-Metadata", "comma-separated `key base64(value)` pairs")
 DEFER_LENGTH = Header("Upload-Defer-Length", "`1`: the length is sent later", schema_type="integer")
+UPLOAD_CONCAT = Header(
+    "Upload-Concat",
+    "concatenation: `partial` creates a piece of a file (no events, no upload count of its "
+    "own); `final;<url> <url> ...` (no Upload-Length, no body) joins the caller's finished "
+    "pieces in order into one upload, answered 201 once stored. Refusals: 404 "
+    "PARTIAL_UPLOAD_NOT_FOUND (unknown, or another user's), 400 PARTIAL_UPLOAD_NOT_FINISHED, "
+    "400 PARTIAL_UPLOAD_TOO_SMALL (every piece but the last must hold 5 MiB, S3's smallest "
+    "part), 400 INVALID_CONCAT (not a partial upload, listed twice, already joined, ended); "
+    "a PATCH to a final is 403 FINAL_UPLOAD_READ_ONLY",
+)
+UPLOAD_CONCAT_OUT = Header(
+    "Upload-Concat", "`partial`, or `final;` and the partial uploads, as the upload was created"
+)
 
 SESSION_ERRORS = (403, 404, 502)
 """A session named in the path: another user's (403), unknown or expired (404), S3 failing."""
@@ -128,13 +141,14 @@ TUS_OPTIONS = Operation(
 )
 TUS_CREATE = Operation(
     summary="tus: create an upload (a body of type application/offset+octet-stream starts it)",
-    responses=((201, "created; Location names the upload", None),),
-    headers=(TUS_RESUMABLE, UPLOAD_LENGTH, DEFER_LENGTH, UPLOAD_METADATA),
+    responses=((201, "created; Location names the upload (a final one is joined by then)", None),),
+    headers=(TUS_RESUMABLE, UPLOAD_LENGTH, DEFER_LENGTH, UPLOAD_METADATA, UPLOAD_CONCAT),
     response_headers=(
         TUS_RESUMABLE_OUT,
         Header("Location", "URL of the new upload"),
         UPLOAD_EXPIRES,
         UPLOAD_OFFSET,
+        UPLOAD_CONCAT_OUT,
     ),
     errors=TUS_ERRORS,
 )
@@ -149,6 +163,7 @@ TUS_HEAD = Operation(
         DEFER_LENGTH,
         UPLOAD_METADATA,
         UPLOAD_EXPIRES,
+        UPLOAD_CONCAT_OUT,
     ),
     errors=TUS_ERRORS,
 )
@@ -160,7 +175,7 @@ TUS_PATCH_HEADERS = (
     EXPECT,
 )
 TUS_PATCH = Operation(
-    summary="tus: append a chunk at Upload-Offset",
+    summary="tus: append a chunk at Upload-Offset (403 for a final upload)",
     body="application/offset+octet-stream",
     responses=((204, "appended", None),),
     headers=TUS_PATCH_HEADERS,

@@ -5,6 +5,13 @@ they keep the service's JSON error body (`ingest.http.errors`) and add the tus
 headers (`Tus-Version` on 412). A request that does not say `Tus-Resumable:
 1.0.0` is refused with 412 before anything else. `X-HTTP-Method-Override` on
 a POST to an upload is honoured, as the core protocol requires.
+
+Concatenation: a POST with `Upload-Concat: partial` creates a piece of a file
+(an upload like any other, answered with the same header); one with
+`Upload-Concat: final;<url> <url> ...` and no Upload-Length joins the caller's
+finished pieces, in order, and is answered 201 once the file is stored (see
+`ingest.usecases.tus.final`). HEAD echoes `Upload-Concat`, and a final's
+Upload-Offset only once it is joined; PATCH to a final is 403.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from aiohttp import web
 from ingest.errors import (
     ChecksumMismatch,
     IngestError,
+    InvalidConcat,
     SessionNotFound,
     UnsupportedFormat,
     UnsupportedProtocolVersion,
@@ -32,11 +40,13 @@ from ingest.usecases.tus.protocol import (
     OFFSET_CONTENT_TYPE,
     SUPPORTED_VERSIONS,
     VERSION,
+    Concat,
     PatchRequest,
     UploadInfo,
     check_version,
     http_date,
     parse_checksum,
+    parse_concat,
     parse_creation_length,
     parse_length,
     parse_metadata,
@@ -97,18 +107,25 @@ async def create(request: web.Request) -> web.StreamResponse:
     user = handlers.principal(request)
     header = request.headers.get("Upload-Metadata")
     metadata = parse_metadata(header)
+    metadata_header = header.strip() if metadata and header else None
+    concat = parse_concat(request.headers.get("Upload-Concat"))
+    if concat is not None and concat.is_final:
+        return await _create_final(request, Creation(None, metadata, metadata_header), concat)
     creation = Creation(
         length=parse_creation_length(
             request.headers.get("Upload-Length"), request.headers.get("Upload-Defer-Length")
         ),
         metadata=metadata,
-        metadata_header=header.strip() if metadata and header else None,
+        metadata_header=metadata_header,
+        partial=concat is not None,
     )
     with_upload = request.content_type == OFFSET_CONTENT_TYPE
     patch = _patch_request(request, offset=0) if with_upload else None
     session = await tus.create(user, creation)
     location = f"{PREFIX}{session.session_id}"
     headers = {"Location": location, "Upload-Expires": http_date(session.expires_at)}
+    if concat is not None:
+        headers["Upload-Concat"] = concat.header
     if patch is not None and request.can_read_body:
         body = raw_body(request, svc.settings.body_idle_timeout_seconds)
         note = note_upload(request, session.session_id, "tus")
@@ -125,6 +142,29 @@ async def create(request: web.Request) -> web.StreamResponse:
     return web.Response(status=201, headers=headers)
 
 
+async def _create_final(
+    request: web.Request, creation: Creation, concat: Concat
+) -> web.StreamResponse:
+    """`Upload-Concat: final;...`: join the partial uploads; answered once the file is stored."""
+    svc, tus = _services(request)
+    for name in ("Upload-Length", "Upload-Defer-Length"):
+        if name in request.headers:
+            raise InvalidConcat(
+                f"a final upload takes no {name}: its length is its partial uploads' sum",
+                details={"header": name},
+            )
+    if request.content_length or request.content_type == OFFSET_CONTENT_TYPE:
+        raise InvalidConcat(
+            "a final upload takes no body: its bytes are its partial uploads'",
+            details={"header": "Upload-Concat"},
+        )
+    session = await tus.create_final(handlers.principal(request), creation, concat)
+    note = note_upload(request, session.session_id, "tus")
+    note.completed, note.size = True, session.bytes_received
+    _count_completed(svc, session.bytes_received)
+    return web.Response(status=201, headers={"Location": f"{PREFIX}{session.session_id}"})
+
+
 @tus_endpoint
 async def head(request: web.Request) -> web.StreamResponse:
     _, tus = _services(request)
@@ -132,7 +172,12 @@ async def head(request: web.Request) -> web.StreamResponse:
         info = await tus.info(request.match_info["session_id"], handlers.principal(request))
     except IngestError as error:
         return tus_error(request, error, {"Cache-Control": "no-store"})
-    headers = {"Upload-Offset": str(info.offset), "Cache-Control": "no-store"}
+    headers = {"Cache-Control": "no-store"}
+    if not info.joining:
+        # A final upload's offset is not defined until its partial uploads are joined.
+        headers["Upload-Offset"] = str(info.offset)
+    if info.concat is not None:
+        headers["Upload-Concat"] = info.concat
     if info.length is None:
         headers["Upload-Defer-Length"] = "1"
     else:
@@ -159,10 +204,14 @@ async def patch(request: web.Request) -> web.StreamResponse:
     if info.expires_at is None and info.length is not None:
         # This request completed the upload.
         note.completed, note.size = True, info.length
-        svc.metrics.uploads.labels("completed").inc()
-        svc.metrics.upload_bytes.inc(info.length)
-        svc.metrics.upload_size.observe(info.length)
+        _count_completed(svc, info.length)
     return web.Response(status=204, headers=_offset_headers(info))
+
+
+def _count_completed(svc: IngestServices, size: int) -> None:
+    svc.metrics.uploads.labels("completed").inc()
+    svc.metrics.upload_bytes.inc(size)
+    svc.metrics.upload_size.observe(size)
 
 
 @tus_endpoint

@@ -220,7 +220,7 @@ class Admission:
             excluding=excluding,
             counted=lambda upload_id: self.quota.counts(user_id, upload_id),
         )
-        if not in_flight.uploads:
+        if not in_flight.uploads and not in_flight.bytes:
             return status
         return replace(
             status,

@@ -8,7 +8,8 @@ declared size from its creation while it is open (held until the session
 ends, or for at most the session TTL when nobody ends it here, as when its
 body is sent to another instance), then, while its body streams, the larger
 of that and the bytes actually received. An upload counts one against the
-upload limit from the moment it is held. A completed upload stays held
+upload limit from the moment it is held, but for a piece of a file (a tus
+partial upload), whose final upload is the one counted. A completed upload stays held
 (`settled`) until the user's published snapshot charges it, so the window
 between an upload's end and the quota consumer's snapshot is no gap in the
 count; if no snapshot charges it within `settle_seconds` (the consumer is
@@ -39,6 +40,9 @@ class _Entry:
     """Completed: held until a snapshot charges it (or `expires_at`)."""
     allowance: int = 0
     """Bytes the body may reach before the quota is checked again (see `Admission.charge`)."""
+    piece: bool = False
+    """A piece of a file (a tus partial upload): its bytes count, but it is no upload of its
+    own; the final upload that joins the pieces counts once."""
 
 
 Counted = Callable[[str], bool]
@@ -86,20 +90,24 @@ class InFlightUploads:
                 self.release(upload_id)
             elif upload_id != excluding:
                 total += entry.size
-                uploads += 1
+                uploads += 0 if entry.piece else 1
         return InFlightUsage(bytes=total, uploads=uploads)
 
-    def hold(self, user_id: str, upload_id: str, size: int | None) -> None:
+    def hold(self, user_id: str, upload_id: str, size: int | None, *, piece: bool = False) -> None:
         """Hold `size` bytes for an open upload until it ends or the hold expires."""
         entry = self._entry(user_id, upload_id)
         entry.size = max(entry.size, size or 0)
         entry.expires_at = self._clock() + self._hold_seconds
+        entry.piece = piece
 
-    def streaming(self, user_id: str, upload_id: str, size: int | None) -> None:
+    def streaming(
+        self, user_id: str, upload_id: str, size: int | None, *, piece: bool = False
+    ) -> None:
         """A body is streaming: held without expiry until `release` (or `hold` again)."""
         entry = self._entry(user_id, upload_id)
         entry.size = max(entry.size, size or 0)
         entry.expires_at = None
+        entry.piece = piece
 
     def settled(self, upload_id: str, size: int) -> None:
         """The upload completed with `size` bytes: held until a snapshot charges it."""

@@ -10,7 +10,7 @@ import random
 import pytest
 
 from ingest.errors import ChecksumMismatch, MultipartUploadMissing, StorageError
-from ingest.ports import ObjectSizes, ObjectStore, ResumableObjectStore, StoredPart
+from ingest.ports import ObjectSizes, ObjectStore, PartCopying, ResumableObjectStore, StoredPart
 from tests.contract.conftest import ObjectBackend
 
 MiB = 1024 * 1024
@@ -283,3 +283,89 @@ async def test_an_stored_size_is_read_without_its_bytes(object_store: ObjectBack
     assert await store.stored_size("dashboard-uploads/user-1/u-9") is None, "a prefix is no object"
     await object_store.store.delete(key)
     assert await store.stored_size(key) is None
+
+
+# --- the part-copying capability (tus concatenation) ----------------------------------
+
+
+def copying(store: ObjectStore) -> PartCopying:
+    """The store as a PartCopying store; a store without the capability fails, never skips."""
+    if not isinstance(store, PartCopying):
+        pytest.fail(f"{type(store).__name__} does not offer PartCopying")
+    return store
+
+
+async def _stored_by_parts(store: ObjectStore, key: str, body: bytes) -> None:
+    """`body` stored the way a tus upload stores it: parts with a SHA-256 each, completed."""
+    upload = await store.start_multipart(key, content_type=None, metadata={})
+    cut = min(len(body), 5 * MiB)
+    pieces = [body[:cut], body[cut:]] if cut < len(body) else [body]
+    parts = [
+        await upload.upload_part(number, piece, sha256_b64(piece))
+        for number, piece in enumerate(pieces, start=1)
+    ]
+    await upload.complete(parts)
+
+
+async def test_objects_stored_by_parts_are_joined_by_copying_without_their_bytes(
+    object_store: ObjectBackend,
+) -> None:
+    store = object_store.store
+    rng = random.Random(31)
+    first, second, last = rng.randbytes(5 * MiB + 3), rng.randbytes(5 * MiB), rng.randbytes(999)
+    sources = ["tus/partials/a", "tus/partials/b", "tus/partials/c"]
+    for key, body in zip(sources, (first, second, last), strict=True):
+        await _stored_by_parts(store, key, body)
+    key = "uploads/user-1/joined.mp4"
+    joined = await copying(store).start_copy_multipart(key, content_type="video/mp4", metadata={})
+
+    parts = await asyncio.gather(
+        *(joined.copy_part(number, source) for number, source in enumerate(sources, start=1))
+    )
+
+    assert [part.size for part in parts] == [5 * MiB + 3, 5 * MiB, 999]
+    assert [part.etag for part in parts] == [quoted_md5(b) for b in (first, second, last)]
+    result = await joined.complete(parts)
+    assert result.size == 10 * MiB + 1002
+    assert result.etag == multipart_etag([first, second, last])
+    assert await object_store.read(key) == first + second + last
+    assert await store.incomplete_uploads(key) == []
+
+
+async def test_a_large_object_is_copied_in_ranges(object_store: ObjectBackend) -> None:
+    store = object_store.store
+    body = random.Random(32).randbytes(10 * MiB + 5)
+    await _stored_by_parts(store, "tus/partials/large", body)
+    key = "uploads/user-1/ranges.mp4"
+    joined = await copying(store).start_copy_multipart(key, content_type=None, metadata={})
+    ranges = [(0, 5 * MiB), (5 * MiB, 10 * MiB), (10 * MiB, 10 * MiB + 5)]
+
+    parts = [
+        await joined.copy_part(number, "tus/partials/large", byte_range)
+        for number, byte_range in enumerate(ranges, start=1)
+    ]
+
+    assert [part.size for part in parts] == [5 * MiB, 5 * MiB, 5]
+    await joined.complete(parts)
+    assert await object_store.read(key) == body
+
+
+async def test_copying_from_nothing_or_past_the_end_is_refused(
+    object_store: ObjectBackend,
+) -> None:
+    store = object_store.store
+    body = random.Random(33).randbytes(5 * MiB + 10)
+    await _stored_by_parts(store, "tus/partials/short", body)
+    joined = await copying(store).start_copy_multipart(
+        "uploads/user-1/refused.mp4", content_type=None, metadata={}
+    )
+    with pytest.raises(StorageError) as missing:
+        await joined.copy_part(1, "tus/partials/never-stored")
+    assert not isinstance(missing.value, MultipartUploadMissing)
+    with pytest.raises(StorageError):
+        await joined.copy_part(1, "tus/partials/short", (5 * MiB, 5 * MiB + 11))
+
+    await joined.abort()
+    with pytest.raises(MultipartUploadMissing):
+        await joined.copy_part(1, "tus/partials/short")
+    assert await store.incomplete_uploads("uploads/user-1/refused.mp4") == []

@@ -107,6 +107,33 @@ class MemoryMultipartUpload:
         self.parts[number] = (part, bytes(data))
         return part
 
+    async def copy_part(
+        self, number: int, source_key: str, byte_range: tuple[int, int] | None = None
+    ) -> StoredPart:
+        """Like S3's UploadPartCopy: `gate` and `fail_parts` apply; the part keeps no SHA-256."""
+        self.part_attempts.append(number)
+        self._require_open("upload_part_copy")
+        store = self._store
+        source = store.objects.get(source_key)
+        if source is None:
+            raise store.failures.missing_key("upload_part_copy", source_key)
+        start, end = byte_range if byte_range is not None else (0, len(source))
+        if not 0 <= start < end <= len(source):
+            raise store.failures.refused(
+                "upload_part_copy", source_key, "InvalidRange", f"{byte_range} is out of range"
+            )
+        if store.gate is not None:
+            await store.gate.wait()
+        failure = store.fail_parts.get(number)
+        if failure is not None:
+            raise failure
+        self._require_open("upload_part_copy")
+        store.copied_bytes += end - start
+        data = source[start:end]
+        part = StoredPart(number=number, etag=_quoted_md5(data), size=len(data), sha256_b64="")
+        self.parts[number] = (part, data)
+        return part
+
     async def complete(self, parts: Sequence[StoredPart]) -> StoredObject:
         store = self._store
         fail, operation = store.failures, "complete_multipart_upload"
@@ -228,6 +255,8 @@ class MemoryObjectStore:
         self.small_bytes_written = 0
         """Bytes `put_small` stored, rewrites included: the write amplification of tails."""
         """Keys `read_object` was asked for, in order."""
+        self.copied_bytes = 0
+        """Bytes `copy_part` copied inside the store (none went through the caller)."""
         self.healthy = True
         self.objects: dict[str, bytes] = {}
         self.object_info: dict[str, StoredObjectInfo] = {}
@@ -265,6 +294,12 @@ class MemoryObjectStore:
         upload = MemoryMultipartUpload(self, key, f"mpu-{next(self._ids)}", content_type, metadata)
         self.uploads.append(upload)
         return upload
+
+    async def start_copy_multipart(
+        self, key: str, *, content_type: str | None, metadata: Mapping[str, str]
+    ) -> MemoryMultipartUpload:
+        """The same upload: copied parts simply carry no SHA-256 to check."""
+        return await self.start_multipart(key, content_type=content_type, metadata=metadata)
 
     async def put_object(
         self,

@@ -32,6 +32,7 @@ from ingest.usecases.duplicates import DuplicateIndex
 from ingest.usecases.instances import Heartbeats
 from ingest.usecases.sessions import SessionService
 from ingest.usecases.sweep.settle import Settler
+from ingest.usecases.tus.concat import JoinLimits
 from ingest.usecases.tus.lease import LeaseTimes
 from ingest.usecases.tus.service import TusConfig, TusService
 from ingest.usecases.tus.state import TusSession, TusSessions
@@ -87,6 +88,8 @@ class TusRig:
         default_factory=lambda: LeaseTimes(lease_seconds=30.0, poll_seconds=0.02, wait_seconds=5.0)
     )
     idle_timeout: float = 60.0
+    join: JoinLimits = field(default_factory=lambda: JoinLimits(min_part=4 * PART))
+    """S3's limits on joined parts, scaled down to this rig's part size."""
     cors: CorsPolicy = field(default_factory=CorsPolicy)
 
     def services(self, instance_id: str) -> IngestServices:
@@ -126,7 +129,7 @@ class TusRig:
         tus = TusService(
             **common,
             documents=self.documents,
-            config=TusConfig(session_ttl_seconds=TTL, lease=self.lease),
+            config=TusConfig(session_ttl_seconds=TTL, lease=self.lease, join=self.join),
             clock=self.clock,
         )
         return IngestServices(

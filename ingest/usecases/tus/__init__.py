@@ -5,6 +5,8 @@ the resumable state in the session document, `lease` lets one request at a
 time write, `patching` runs one PATCH through `writer` (the pipeline's part
 engine at part numbers that follow offsets, and a tail object), `completion`
 finishes the file, `events` numbers its events; `admission` holds the PATCH's
-own checks, over the rules every way in shares.
+own checks, over the rules every way in shares. Concatenation: `partials`
+(pieces of a file, checked, claimed and consumed), `concat` (what S3 can join,
+and the copies), `final` (one file joined from its pieces).
 Nothing is kept on local disk: S3 holds the parts, the tail and the state.
 """

@@ -105,3 +105,19 @@ class PatchAdmission:
             )
         self.rules.check_upload_length(request.length)
         return request.length
+
+
+def check_partial_length(length: int | None, max_size: int) -> None:
+    """A partial upload's Upload-Length: no file's minimum (its final's is checked), but
+    never past the maximum, and never empty (a piece of nothing joins nothing)."""
+    if length is None:
+        return
+    if length > max_size:
+        raise TooLarge(
+            f"the upload is {length} bytes; the maximum is {max_size}",
+            details={"upload_length": length, "max_size": max_size},
+        )
+    if length == 0:
+        raise InvalidRequest(
+            "a partial upload must hold at least one byte", details={"header": "Upload-Length"}
+        )

@@ -42,7 +42,7 @@ async def complete_upload(
     length = state.upload_length
     if length is None or state.multipart_upload_id is None or state.format is None:
         raise StorageError(f"tus upload {session.session_id} is not ready to complete")
-    parts, etag = await _complete_multipart(session, store, length)
+    parts, etag = await complete_multipart(session, store, length)
     if sha256 is None:
         sha256, size = await sha256_of_object(store, session.s3_key)
         if size != length:
@@ -71,7 +71,7 @@ async def complete_upload(
     )
 
 
-async def _complete_multipart(
+async def complete_multipart(
     session: TusSession, store: TusStore, length: int
 ) -> tuple[int, str | None]:
     """Complete the multipart upload from its parts: (how many parts the file has, its ETag)."""

@@ -39,6 +39,20 @@ from schemas import ErrorCode
 log = logging.getLogger(__name__)
 
 
+class Unheard:
+    """Where a partial upload's events go: nowhere. A piece of a file is no upload of its own;
+    its final upload reports the file once (see `final`)."""
+
+    async def emit(self, event: object) -> None:
+        return None
+
+    async def check(self) -> None:
+        return None
+
+
+UNHEARD = Unheard()
+
+
 def upload_target(
     session: TusSession, *, bucket: str, allowed_formats: tuple[str, ...], max_size: int
 ) -> UploadTarget:

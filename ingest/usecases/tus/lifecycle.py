@@ -26,12 +26,14 @@ import msgspec
 
 from infra import layout
 from ingest.errors import IngestError, StorageError, UploadGone
+from ingest.model import UploadResult
 from ingest.pipeline.config import PipelineConfig
+from ingest.pipeline.ending import ClaimOriginal
 from ingest.ports import EventSink
 from ingest.usecases.admission import UploadLimits
 from ingest.usecases.duplicates import DuplicateIndex, StoredFile
-from ingest.usecases.tus.completion import complete_upload
-from ingest.usecases.tus.events import TusEvents, upload_target
+from ingest.usecases.tus.completion import complete_multipart, complete_upload
+from ingest.usecases.tus.events import UNHEARD, TusEvents, upload_target
 from ingest.usecases.tus.state import TusSession, TusSessions, TusState, with_state
 from ingest.usecases.tus.store import TusStore
 from ingest.usecases.tus.tail import segments_of
@@ -66,7 +68,8 @@ class Lifecycle:
             allowed_formats=self.limits.allowed_formats,
             max_size=self.limits.max_size,
         )
-        events = TusEvents(target, self.sink, self.pipeline, first_sequence=first_sequence)
+        sink = UNHEARD if state.concat == "partial" else self.sink
+        events = TusEvents(target, sink, self.pipeline, first_sequence=first_sequence)
         events.start_from(state.offset)
         events.parts_stored = state.offset // state.part_size
         events.started = state.started_at is not None
@@ -81,19 +84,15 @@ class Lifecycle:
         """Complete the file under the lease `owner` holds, record it, report it.
 
         `sha256` is the file's, when the caller carried it; otherwise it is read back.
+        A partial upload is only stored, to be joined (`store_partial`).
         """
+        if session.state.concat == "partial":
+            return await self.store_partial(session, owner, events)
         try:
             result = await complete_upload(
                 session,
                 store=self.store,
-                claim_original=lambda result: self.duplicates.claim(
-                    StoredFile(
-                        user_id=session.user_id,
-                        session_id=session.session_id,
-                        filename=session.filename,
-                        result=result,
-                    )
-                ),
+                claim_original=self.claim_original(session),
                 lookup_timeout=self.pipeline.event_timeout,
                 wall_clock=self.clock,
                 sha256=sha256,
@@ -101,7 +100,28 @@ class Lifecycle:
         except IngestError:
             await self.release(session.session_id, owner, events.next_sequence)
             raise
+        return await self.finish(session, events, result)
 
+    def claim_original(self, session: TusSession) -> ClaimOriginal:
+        """How the file of `session` is recorded as its bytes' original (or found a duplicate)."""
+        return lambda result: self.duplicates.claim(
+            StoredFile(
+                user_id=session.user_id,
+                session_id=session.session_id,
+                filename=session.filename,
+                result=result,
+            )
+        )
+
+    async def finish(
+        self,
+        session: TusSession,
+        events: TusEvents,
+        result: UploadResult,
+        *,
+        change: Callable[[TusSession], TusSession] = lambda session: session,
+    ) -> TusSession:
+        """Record the upload completed with `result` (and `change`), then report it."""
         recorded: list[TusSession] = []
 
         async def record(event: Event) -> None:
@@ -111,7 +131,7 @@ class Lifecycle:
 
             def finish(current: TusSession) -> TusSession:
                 completed = msgspec.structs.replace(
-                    current,
+                    change(current),
                     status="completed",
                     message="upload completed",
                     bytes_received=result.size_bytes,
@@ -132,6 +152,36 @@ class Lifecycle:
             # The completion is recorded either way; reconcile sends what the sink did not take.
             log.warning("could not emit the completion of tus upload %s", session.session_id)
         return recorded[-1]
+
+    async def store_partial(self, session: TusSession, owner: str, events: TusEvents) -> TusSession:
+        """Make a partial upload's parts one object, the source its final upload copies from.
+
+        It stays "uploading" (and expires like any upload) until a final joins it.
+        """
+        length = session.state.upload_length
+        assert length is not None
+        try:
+            await complete_multipart(session, self.store, length)
+            stored = await self.store.stored_size(session.s3_key)
+            if stored != length:
+                raise StorageError(
+                    f"the object of partial upload {session.session_id} is not {length} bytes",
+                    details={"key": session.s3_key, "size": stored, "upload_length": length},
+                )
+        except IngestError:
+            await self.release(session.session_id, owner, events.next_sequence)
+            raise
+
+        def joinable(current: TusSession) -> TusSession:
+            message = f"all {length} bytes stored; join it with Upload-Concat: final"
+            return with_state(
+                msgspec.structs.replace(current, message=message),
+                stored=True,
+                lease=None,
+                next_sequence=events.next_sequence,
+            )
+
+        return await self.sessions.mutate(session.session_id, joinable)
 
     async def fail(self, session: TusSession, events: TusEvents, error: IngestError) -> None:
         """End the upload for good on `error` (a body that is not a video)."""
@@ -279,6 +329,9 @@ class Lifecycle:
                 await self.store.delete(self.tail_key(session.session_id, offset))
             for segment in segments_of(session.session_id, state) if state else []:
                 await self.store.delete(segment.key)
+            if state is not None and state.concat is not None:
+                # A partial's stored piece, or a final joined but never recorded: nobody's file.
+                await self.store.delete(session.s3_key)
             if state is not None:
                 await self.sessions.mutate(session.session_id, _mark_cleaned)
         except IngestError as error:

@@ -205,7 +205,7 @@ class PatchRun:
     async def _judge_first_bytes(self, reader: PartReader) -> None:
         """Refuse a non-video before any part exists (415, and the upload fails for good)."""
         state = self._session.state
-        if state.format is not None:
+        if state.judged:
             return
         head = await reader.peek(HEAD_BYTES)
         whole_file = (

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
+from urllib.parse import urlsplit
 
 from ingest.errors import InvalidRequest, UnsupportedProtocolVersion
 
@@ -29,11 +30,20 @@ EXTENSIONS: Final = (
     "termination",
     "expiration",
     "checksum",
+    "concatenation",
 )
 CHECKSUM_ALGORITHMS: Final = ("sha1", "sha256", "md5")
 OFFSET_CONTENT_TYPE: Final = "application/offset+octet-stream"
 
+UPLOAD_PATHS: Final = ("/v1/tus/", "/v1/uploads/")
+"""Where a partial upload named in `Upload-Concat: final;...` may live: its tus URL, or the
+session route of the same id."""
+MAX_PARTIALS: Final = 1_000
+"""Partial uploads one final may join (each takes at least one of S3's 10,000 parts)."""
+
 _METADATA_KEY = re.compile(r"^[!-+\--~]+$")  # printable ASCII without space and comma
+_REFERENCE = re.compile(r"^[!-~]{1,2048}$")  # printable ASCII, no space (RFC 3986)
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 _BASE64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
 _DIGITS = re.compile(r"^[0-9]+$")
 
@@ -121,6 +131,61 @@ def parse_checksum(value: str | None) -> Checksum | None:
     return Checksum(algorithm, digest)
 
 
+@dataclass(frozen=True)
+class Concat:
+    """`Upload-Concat` of a creation request: a partial upload, or a final one joining others."""
+
+    references: tuple[str, ...] = ()
+    """The partial uploads' URLs, in order, as sent; empty for a partial upload."""
+
+    @property
+    def is_final(self) -> bool:
+        return bool(self.references)
+
+    @property
+    def header(self) -> str:
+        """The header's value, as HEAD answers it."""
+        return f"final;{' '.join(self.references)}" if self.references else "partial"
+
+
+def parse_concat(value: str | None) -> Concat | None:
+    """`partial`, or `final;<url> <url> ...` (absolute URLs or paths); None when absent."""
+    if value is None:
+        return None
+    cleaned = value.strip()
+    if cleaned == "partial":
+        return Concat()
+    kind, semicolon, listed = cleaned.partition(";")
+    references = tuple(listed.split())
+    if kind.strip() != "final" or not semicolon or not references:
+        raise InvalidRequest(
+            "Upload-Concat must be `partial` or `final;` followed by the partial uploads' URLs",
+            details={"header": "Upload-Concat"},
+        )
+    if len(references) > MAX_PARTIALS:
+        raise InvalidRequest(
+            f"a final upload joins at most {MAX_PARTIALS} partial uploads",
+            details={"header": "Upload-Concat", "max_partials": MAX_PARTIALS},
+        )
+    if not all(_REFERENCE.match(reference) for reference in references):
+        raise InvalidRequest(
+            "Upload-Concat holds a URL that is not printable ASCII or is too long",
+            details={"header": "Upload-Concat"},
+        )
+    return Concat(references)
+
+
+def upload_id_of(reference: str) -> str | None:
+    """The upload id a partial upload's URL names (its path ends `/v1/tus/<id>`, behind any
+    prefix a proxy adds), or None."""
+    path = urlsplit(reference).path.rstrip("/")
+    for prefix in UPLOAD_PATHS:
+        _, found, upload_id = path.rpartition(prefix)
+        if found and _UPLOAD_ID.match(upload_id):
+            return upload_id
+    return None
+
+
 def http_date(moment: datetime) -> str:
     """An RFC 9110 date (`Wed, 25 Jun 2014 16:00:00 GMT`), as Upload-Expires wants it."""
     return email.utils.format_datetime(moment.astimezone(UTC), usegmt=True)
@@ -149,6 +214,17 @@ def _decode_base64(encoded: str, header: str) -> bytes:
 
 
 @dataclass(frozen=True)
+class Creation:
+    """What a creation request asks for (its Upload-Concat but `final`, which `Concat` holds)."""
+
+    length: int | None
+    metadata: dict[str, str]
+    metadata_header: str | None
+    partial: bool = False
+    """Upload-Concat: partial: a piece of a file, joined later by a final upload."""
+
+
+@dataclass(frozen=True)
 class PatchRequest:
     offset: int
     length: int | None = None
@@ -165,3 +241,7 @@ class UploadInfo:
     length: int | None
     metadata_header: str | None
     expires_at: datetime | None
+    concat: str | None = None
+    """`Upload-Concat` as the upload was created with, for a partial or final upload."""
+    joining: bool = False
+    """A final upload whose partial uploads are still being joined: its offset is not known."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
+from typing import Literal
 
 import msgspec
 
@@ -68,6 +69,17 @@ class TusState(msgspec.Struct, frozen=True, kw_only=True):
     lease: TusLease | None = None
     cleaned: bool = False
     """Parts and tail were removed after the upload ended without completing."""
+    concat: Literal["partial", "final"] | None = None
+    """The concatenation extension: a piece of a file (no events, no quota of its own) or a
+    file joined from pieces (see `final`); None for any other upload."""
+    stored: bool = False
+    """A partial upload's bytes are all stored, as one object: it may be joined."""
+    joined_into: str | None = None
+    """The final upload a partial upload is being (or was) joined into."""
+    partials: tuple[str, ...] = ()
+    """A final upload's partial uploads, in order."""
+    concat_header: str | None = None
+    """A final upload's Upload-Concat as the client sent it, echoed by HEAD."""
 
     def lease_alive(self, now: datetime) -> bool:
         return self.lease is not None and self.lease.expires_at > now
@@ -75,6 +87,12 @@ class TusState(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def complete(self) -> bool:
         return self.upload_length is not None and self.offset == self.upload_length
+
+    @property
+    def judged(self) -> bool:
+        """Whether the first bytes no longer need judging: a partial upload's are not the
+        file's (a final's first bytes are judged when it is made)."""
+        return self.format is not None or self.concat == "partial"
 
 
 class TusSession(UploadSession, frozen=True, kw_only=True):

@@ -65,7 +65,7 @@ def appends(state: TusState, request: PatchRequest) -> bool:
     """Whether this PATCH only adds to the tail: its body ends before the next part boundary
     and before the end of the file, and the tail is already kept in segments."""
     size = request.content_length
-    if not size or request.length is not None or state.format is None:
+    if not size or request.length is not None or not state.judged:
         return False
     if state.offset % state.part_size and not state.tail_segments:
         return False  # one tail object from before segments: the next full part rewrites it
