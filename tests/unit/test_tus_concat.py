@@ -273,7 +273,8 @@ async def test_a_join_that_fails_fails_the_final_and_gives_the_partials_back(
     assert final.state == "aborted"
     events = rig.sink.events
     assert [type(e) for e in events] == [UploadStarted, UploadFailed]
-    failed_id = events[0].upload_id
+    (started,) = rig.sink.of_type(UploadStarted)
+    failed_id = started.upload_id
     assert (await rig.session(failed_id)).status == "failed"
     for partial_id in ids(locations):
         assert (await rig.session(partial_id)).state.joined_into is None
@@ -317,7 +318,7 @@ async def test_a_final_of_no_video_is_refused_before_anything_changes(
 async def test_the_sweep_closes_joined_partials_and_expires_unjoined_ones_silently(
     rig: TusRig, nodes: tuple[Instance, Instance]
 ) -> None:
-    from tests.unit.test_sweep import open_entries, sweeper
+    from tests.unit.sweep.support import open_entries, sweeper
 
     data = video_bytes(10 * PART, seed=10)
     joined = await upload_partials(nodes, pieces_of(data, 5 * PART, 5 * PART))
@@ -350,7 +351,8 @@ async def test_a_final_deleted_while_joining_is_cancelled_and_its_partials_kept(
     async with asyncio.timeout(5):
         while not rig.sink.events:
             await asyncio.sleep(0.01)
-    final_id = rig.sink.events[0].upload_id
+    (started,) = rig.sink.of_type(UploadStarted)
+    final_id = started.upload_id
 
     claimed = await nodes[1].client.delete(locations[0], headers=auth())
     assert claimed.status == 409, "a partial being joined cannot be terminated"
