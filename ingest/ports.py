@@ -22,7 +22,8 @@ class StoredPart:
     number: int
     etag: str
     size: int
-    sha256_b64: str
+    crc32c_b64: str
+    """The part's base64 CRC32C, which the store verified (`infra.checksums`)."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,8 @@ class MultipartUpload(Protocol):
     @property
     def upload_id(self) -> str: ...
 
-    async def upload_part(self, number: int, data: bytes, sha256_b64: str) -> StoredPart:
-        """Store one part; the store verifies `sha256_b64` (ChecksumMismatch when it differs)."""
+    async def upload_part(self, number: int, data: bytes, crc32c_b64: str) -> StoredPart:
+        """Store one part; the store verifies `crc32c_b64` (ChecksumMismatch when it differs)."""
         ...
 
     async def complete(self, parts: Sequence[StoredPart]) -> StoredObject:

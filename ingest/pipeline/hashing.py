@@ -1,14 +1,18 @@
-"""SHA-256 of a whole upload and of each of its parts, computed in worker threads.
+"""The SHA-256 of a whole upload and the CRC32C of each of its parts, in worker threads.
 
-hashlib releases the GIL on large buffers, so hashing a part in a thread lets
-the event loop keep reading the next part meanwhile. The whole-file hash must
-see the parts in order, so each part's job waits for the previous one: the jobs
-form a chain, and the loop never waits on it unless it asks for a result
-(`StreamHasher`): each byte is read by one worker-thread job, which feeds it to
-the whole-file hash and checksums its part. A request that sees only part of a
-file either checksums each part on its own (`PartChecksums`) or, when the hash
-of the bytes before it is at hand (a tus PATCH on the instance that wrote the
-previous one), carries that hash on (`StreamHasher(resume=..., skip=...)`).
+The whole-file SHA-256 is the file's identity (duplicates, a declared hash);
+each part carries a CRC32C that S3 verifies (`infra.checksums`: a part's
+checksum only has to catch bytes changed on the way, and CRC32C costs a
+fortieth of a SHA-256). hashlib releases the GIL on large buffers, so hashing
+a part in a thread lets the event loop keep reading the next part meanwhile.
+The whole-file hash must see the parts in order, so each part's job waits for
+the previous one: the jobs form a chain, and the loop never waits on it unless
+it asks for a result (`StreamHasher`): each byte is read by one worker-thread
+job, which feeds it to the whole-file hash and checksums its part. A request
+that sees only part of a file either checksums each part on its own
+(`PartChecksums`) or, when the hash of the bytes before it is at hand (a tus
+PATCH on the instance that wrote the previous one), carries that hash on
+(`StreamHasher(resume=..., skip=...)`).
 
 A job fails only when cancelled or when an earlier job in the chain failed
 (`HashChainBroken`), since the whole-file digest is then meaningless.
@@ -17,10 +21,11 @@ A job fails only when cancelled or when an earlier job in the chain failed
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from infra.checksums import crc32c_b64
 
 if TYPE_CHECKING:
     from _hashlib import HASH
@@ -31,8 +36,8 @@ class HashChainBroken(RuntimeError):
 
 
 def part_checksum(data: bytes) -> str:
-    """The base64 SHA-256 of `data`, as S3's `ChecksumSHA256` wants it."""
-    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+    """The base64 CRC32C of a part, as S3's `ChecksumCRC32C` wants it."""
+    return crc32c_b64(data)
 
 
 def _hash_part(whole: HASH, data: bytes, start: int) -> str:
@@ -54,7 +59,7 @@ class PartChecksums:
         self._pending: set[asyncio.Task[str]] = set()
 
     def submit(self, data: bytes) -> asyncio.Task[str]:
-        """Start checksumming the next part; the task's result is its base64 SHA-256."""
+        """Start checksumming the next part; the task's result is its `part_checksum`."""
         return self._track(asyncio.create_task(asyncio.to_thread(part_checksum, data)))
 
     def cancel(self) -> list[asyncio.Task[str]]:
@@ -97,7 +102,7 @@ class StreamHasher(PartChecksums):
         return self._fed
 
     def submit(self, data: bytes) -> asyncio.Task[str]:
-        """Start hashing the next part; the task's result is its base64 SHA-256."""
+        """Start hashing the next part; the task's result is its checksum (`part_checksum`)."""
         return self._chain(_hash_part, data)
 
     def feed(self, data: bytes) -> asyncio.Task[str]:

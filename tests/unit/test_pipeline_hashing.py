@@ -15,9 +15,10 @@ from ingest.pipeline import hashing
 from ingest.pipeline.hashing import HashChainBroken, StreamHasher, part_checksum
 
 
-def test_part_checksum_is_base64_sha256() -> None:
-    data = b"hello"
-    assert part_checksum(data) == base64.b64encode(hashlib.sha256(data).digest()).decode()
+def test_part_checksum_is_base64_crc32c() -> None:
+    # CRC-32C's published check value: the CRC of "123456789" is 0xE3069283.
+    assert part_checksum(b"123456789") == base64.b64encode(bytes.fromhex("e3069283")).decode()
+    assert part_checksum(b"") == base64.b64encode(bytes(4)).decode()
 
 
 async def test_parts_submitted_together_are_hashed_in_order() -> None:
