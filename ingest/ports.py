@@ -22,7 +22,8 @@ class StoredPart:
     number: int
     etag: str
     size: int
-    sha256_b64: str
+    crc32c_b64: str
+    """The part's base64 CRC32C, which the store verified (`infra.checksums`)."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,8 @@ class MultipartUpload(Protocol):
     @property
     def upload_id(self) -> str: ...
 
-    async def upload_part(self, number: int, data: bytes, sha256_b64: str) -> StoredPart:
-        """Store one part; the store verifies `sha256_b64` (ChecksumMismatch when it differs)."""
+    async def upload_part(self, number: int, data: bytes, crc32c_b64: str) -> StoredPart:
+        """Store one part; the store verifies `crc32c_b64` (ChecksumMismatch when it differs)."""
         ...
 
     async def complete(self, parts: Sequence[StoredPart]) -> StoredObject:
@@ -241,7 +242,7 @@ class CopyingMultipartUpload(Protocol):
     through this process (S3's UploadPartCopy).
 
     It keeps no per-part checksums: S3 refuses a copied part into an upload created with a
-    checksum algorithm. A copied part's `StoredPart.sha256_b64` is therefore empty; its
+    checksum algorithm. A copied part's `StoredPart.crc32c_b64` is therefore empty; its
     ETag still names its bytes. Same errors as `MultipartUpload`; a source that does not
     exist, or a range outside it, raises StorageError.
     """

@@ -1,18 +1,18 @@
 """One multipart upload of the local object store, with S3's semantics.
 
 Parts may arrive concurrently and in any order; each is verified against the
-SHA-256 sent with it before it is kept (`local_parts` writes it). `complete`
-checks each listed part's ETag and SHA-256 against what is stored, enforces
+CRC32C sent with it before it is kept (`local_parts` writes it). `complete`
+checks each listed part's ETag and CRC32C against what is stored, enforces
 the store's minimum part size (S3's by default), assembles the object in
 chunks beside the parts and renames it into place, then forgets the upload;
 its ETag is S3's multipart ETag, `"<md5 of the part MD5s>-<n>"`. `abort`
 removes every part and may be repeated. An upload started by
 `start_copy_multipart` takes parts copied from stored objects (`copy_part`,
-in chunks) and, like S3's, checks no per-part SHA-256 at `complete`. A handle
+in chunks) and, like S3's, checks no per-part CRC32C at `complete`. A handle
 made by `resume_multipart` checks on first use that the upload exists for its key.
 
-How it fails: a part whose data does not match its SHA-256, or a listed part
-whose stored SHA-256 differs, raises ChecksumMismatch (`BadDigest`) and is not
+How it fails: a part whose data does not match its CRC32C, or a listed part
+whose stored CRC32C differs, raises ChecksumMismatch (`BadDigest`) and is not
 kept; a call on an upload that is gone, or not this key's, or whose id this
 store never issued, raises MultipartUploadMissing (`NoSuchUpload`); every other
 refusal (`InvalidPart`, `EntityTooSmall`, `InvalidArgument`, ...) or disk
@@ -33,13 +33,13 @@ from typing import Final, Protocol
 import aiofiles
 import aiofiles.os
 
+from infra.checksums import Crc32c
 from ingest.adapters.local_failures import LocalFailures
 from ingest.adapters.local_files import remove_quietly
 from ingest.adapters.local_parts import (
     CHUNK_SIZE,
     MANIFEST,
     UPLOAD_ID,
-    b64,
     copy_part,
     part_digests,
     part_numbers,
@@ -107,25 +107,25 @@ class LocalMultipartUpload:
     def upload_id(self) -> str:
         return self._upload_id
 
-    async def upload_part(self, number: int, data: bytes, sha256_b64: str) -> StoredPart:
+    async def upload_part(self, number: int, data: bytes, crc32c_b64: str) -> StoredPart:
         if not 1 <= number <= MAX_PART_NUMBER:
             raise self._fail.refused(
                 "upload_part", self._key, "InvalidArgument", f"part number {number} is not 1-10000"
             )
         await self._verify("upload_part")
-        sha256, etag = await asyncio.to_thread(part_digests, data)
-        if sha256 != sha256_b64:
+        crc, etag = await asyncio.to_thread(part_digests, data)
+        if crc != crc32c_b64:
             raise self._fail.checksum(
-                "upload_part", self._key, f"part {number}: the data's SHA-256 is not {sha256_b64}"
+                "upload_part", self._key, f"part {number}: the data's CRC32C is not {crc32c_b64}"
             )
         try:
-            await write_part(self._directory, number, data, sha256_b64=sha256_b64, etag=etag)
+            await write_part(self._directory, number, data, crc32c_b64=crc32c_b64, etag=etag)
         except FileNotFoundError:
             # The directory went away under us: the upload was aborted or completed.
             raise self._missing("upload_part") from None
         except OSError as error:
             raise self._fail.disk("upload_part", self._key, error) from error
-        return StoredPart(number=number, etag=etag, size=len(data), sha256_b64=sha256_b64)
+        return StoredPart(number=number, etag=etag, size=len(data), crc32c_b64=crc32c_b64)
 
     async def copy_part(
         self, number: int, source_key: str, byte_range: tuple[int, int] | None = None
@@ -153,7 +153,7 @@ class LocalMultipartUpload:
             raise self._missing(operation) from None
         except OSError as error:
             raise self._fail.disk(operation, self._key, error) from error
-        return StoredPart(number=number, etag=etag, size=end - start, sha256_b64="")
+        return StoredPart(number=number, etag=etag, size=end - start, crc32c_b64="")
 
     async def stored_parts(self) -> list[StoredPart]:
         """The parts held now, by number; MultipartUploadMissing once the upload is gone."""
@@ -249,17 +249,17 @@ class LocalMultipartUpload:
     async def _assemble(
         self, ordered: Sequence[StoredPart], target: Path
     ) -> tuple[int, list[bytes]]:
-        """Copy the parts into `target` in chunks, checking each against its ETag and SHA-256."""
+        """Copy the parts into `target` in chunks, checking each against its ETag and CRC32C."""
         size = 0
         part_md5s: list[bytes] = []
         async with aiofiles.open(target, "xb") as out:
             for part in ordered:
-                md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+                md5, crc = hashlib.md5(usedforsecurity=False), Crc32c()
                 try:
                     source = aiofiles.open(self._directory / str(part.number), "rb")
                     async with source as chunks:
                         while chunk := await chunks.read(CHUNK_SIZE):
-                            await asyncio.to_thread(update_all, (md5, sha256), chunk)
+                            await asyncio.to_thread(update_all, (md5, crc), chunk)
                             await out.write(chunk)
                             size += len(chunk)
                 except FileNotFoundError:
@@ -268,11 +268,11 @@ class LocalMultipartUpload:
                     raise self._invalid_part(part, "was never stored") from None
                 if quoted_md5(md5.digest()) != part.etag:
                     raise self._invalid_part(part, "its ETag is not the stored part's")
-                if self._checksums and b64(sha256.digest()) != part.sha256_b64:
+                if self._checksums and crc.b64() != part.crc32c_b64:
                     raise self._fail.checksum(
                         _COMPLETE,
                         self._key,
-                        f"part {part.number}: the stored part's SHA-256 is not the one listed",
+                        f"part {part.number}: the stored part's CRC32C is not the one listed",
                     )
                 part_md5s.append(md5.digest())
         return size, part_md5s

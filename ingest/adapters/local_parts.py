@@ -5,7 +5,7 @@ made into paths):
 
     manifest.json   key, bucket, content type, metadata, created (`UploadManifest`)
     <n>             part n, exactly the bytes uploaded
-    <n>.json        part n's ETag and SHA-256 (`PartDigests`), trusted only for its inode
+    <n>.json        part n's ETag and CRC32C (`PartDigests`), trusted only for its inode
     *.tmp           a part or the object being written
 
 A part is written to its own scratch files and renamed into place, the bytes
@@ -37,6 +37,7 @@ import aiofiles
 import aiofiles.os
 import msgspec
 
+from infra.checksums import Crc32c, crc32c_b64
 from ingest.adapters.local_files import remove_quietly
 from ingest.ports import StoredPart
 
@@ -68,7 +69,7 @@ class PartDigests(msgspec.Struct, frozen=True, kw_only=True):
     """Beside part n as `n.json`, so listing parts needs no hashing; trusted only for its inode."""
 
     etag: str
-    sha256_b64: str
+    crc32c_b64: str
     size: int
     inode: int
     mtime_ns: int
@@ -87,12 +88,17 @@ def b64(digest: bytes) -> str:
 
 
 def part_digests(data: bytes) -> tuple[str, str]:
-    """(base64 SHA-256, quoted MD5 ETag) of a part; hashlib releases the GIL, so a thread helps."""
+    """(base64 CRC32C, quoted MD5 ETag) of a part; both release the GIL, so a thread helps."""
+    return crc32c_b64(data), quoted_md5(hashlib.md5(data, usedforsecurity=False).digest())
+
+
+def object_digests(data: bytes) -> tuple[str, str]:
+    """(base64 SHA-256, quoted MD5 ETag) of a whole object stored by one PUT."""
     sha256 = b64(hashlib.sha256(data).digest())
     return sha256, quoted_md5(hashlib.md5(data, usedforsecurity=False).digest())
 
 
-def update_all(hashes: tuple[HASH, HASH], chunk: bytes) -> None:
+def update_all(hashes: tuple[HASH, Crc32c], chunk: bytes) -> None:
     for digest in hashes:
         digest.update(chunk)
 
@@ -111,7 +117,7 @@ async def read_manifest(directory: Path) -> UploadManifest | None:
 
 
 async def write_part(
-    directory: Path, number: int, data: bytes, *, sha256_b64: str, etag: str
+    directory: Path, number: int, data: bytes, *, crc32c_b64: str, etag: str
 ) -> None:
     """Store part `number` with its digests; OSError (FileNotFoundError: no directory) if not."""
     # Own scratch names: two uploads of one part number race, and the last rename wins.
@@ -123,35 +129,35 @@ async def write_part(
     except BaseException:
         await remove_quietly(temporary)
         raise
-    await _place(directory, number, temporary, etag=etag, sha256_b64=sha256_b64)
+    await _place(directory, number, temporary, etag=etag, crc32c_b64=crc32c_b64)
 
 
 async def copy_part(
     directory: Path, number: int, source: Path, start: int, end: int
 ) -> tuple[str, str]:
     """Store bytes [start, end) of the file `source` as part `number`, in chunks; its
-    (base64 SHA-256, quoted MD5 ETag). OSError as `write_part`; FileNotFoundError also when
+    (base64 CRC32C, quoted MD5 ETag). OSError as `write_part`; FileNotFoundError also when
     `source` is gone."""
     temporary = directory / f"{number}.{uuid.uuid4().hex}.tmp"
-    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    md5, crc = hashlib.md5(usedforsecurity=False), Crc32c()
     try:
         async with aiofiles.open(source, "rb") as chunks, aiofiles.open(temporary, "xb") as out:
             await chunks.seek(start)
             left = end - start
             while left > 0 and (chunk := await chunks.read(min(CHUNK_SIZE, left))):
-                await asyncio.to_thread(update_all, (md5, sha256), chunk)
+                await asyncio.to_thread(update_all, (md5, crc), chunk)
                 await out.write(chunk)
                 left -= len(chunk)
     except BaseException:
         await remove_quietly(temporary)
         raise
-    sha256_b64, etag = b64(sha256.digest()), quoted_md5(md5.digest())
-    await _place(directory, number, temporary, etag=etag, sha256_b64=sha256_b64)
-    return sha256_b64, etag
+    crc32c_b64, etag = crc.b64(), quoted_md5(md5.digest())
+    await _place(directory, number, temporary, etag=etag, crc32c_b64=crc32c_b64)
+    return crc32c_b64, etag
 
 
 async def _place(
-    directory: Path, number: int, temporary: Path, *, etag: str, sha256_b64: str
+    directory: Path, number: int, temporary: Path, *, etag: str, crc32c_b64: str
 ) -> None:
     """Rename the written `temporary` into place as part `number`, with its digests."""
     temporary_digests = temporary.with_suffix(".json.tmp")
@@ -159,7 +165,7 @@ async def _place(
         written = await aiofiles.os.stat(temporary)
         digests = PartDigests(
             etag=etag,
-            sha256_b64=sha256_b64,
+            crc32c_b64=crc32c_b64,
             size=written.st_size,
             inode=written.st_ino,
             mtime_ns=written.st_mtime_ns,
@@ -198,7 +204,7 @@ async def read_part(directory: Path, number: int) -> StoredPart | None:
         # No digests to trust for these bytes: hash them again (slow, but right).
         return await _hash_part(path, number)
     return StoredPart(
-        number=number, etag=digests.etag, size=digests.size, sha256_b64=digests.sha256_b64
+        number=number, etag=digests.etag, size=digests.size, crc32c_b64=digests.crc32c_b64
     )
 
 
@@ -214,15 +220,13 @@ async def _read_digests(directory: Path, number: int) -> PartDigests | None:
 
 
 async def _hash_part(path: Path, number: int) -> StoredPart | None:
-    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    md5, crc = hashlib.md5(usedforsecurity=False), Crc32c()
     size = 0
     try:
         async with aiofiles.open(path, "rb") as chunks:
             while chunk := await chunks.read(CHUNK_SIZE):
-                await asyncio.to_thread(update_all, (md5, sha256), chunk)
+                await asyncio.to_thread(update_all, (md5, crc), chunk)
                 size += len(chunk)
     except FileNotFoundError:
         return None
-    return StoredPart(
-        number=number, etag=quoted_md5(md5.digest()), size=size, sha256_b64=b64(sha256.digest())
-    )
+    return StoredPart(number=number, etag=quoted_md5(md5.digest()), size=size, crc32c_b64=crc.b64())

@@ -57,7 +57,7 @@ from ingest.adapters.local_parts import (
     MANIFEST,
     UPLOAD_ID,
     UploadManifest,
-    part_digests,
+    object_digests,
     read_manifest,
 )
 from ingest.errors import ServiceUnavailable, StorageError
@@ -182,7 +182,7 @@ class LocalObjectStore:
         """Store a whole object, verified against `sha256_b64`; like a completed multipart
         upload, its content type and metadata are not kept."""
         path = self.path_of(key)
-        sha256, etag = await asyncio.to_thread(part_digests, data)
+        sha256, etag = await asyncio.to_thread(object_digests, data)
         if sha256 != sha256_b64:
             raise self.failures.checksum(
                 "put_object", key, f"the data's SHA-256 is not {sha256_b64}"

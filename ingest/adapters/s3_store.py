@@ -1,8 +1,9 @@
 """S3 multipart uploads for the write path: `ObjectStore` over one shared aiobotocore client.
 
-Every part carries its own SHA-256 (`ChecksumSHA256`), so S3 verifies each part,
+Every part carries its own CRC32C (`ChecksumCRC32C`), so S3 verifies each part,
 and `complete` checks the composite checksum S3 reports against the parts it
-was given, so the stored object is exactly those parts in that order. The
+was given, so the stored object is exactly those parts in that order. A whole
+object stored by one PUT carries its SHA-256 (`ChecksumSHA256`). The
 `PartCopying` capability (tus concatenation) starts an upload without a
 checksum algorithm, whose parts are copied from stored objects inside S3
 (UploadPartCopy): S3 refuses a copied part into an upload that asks for
@@ -37,6 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import HTTPClientError as BotoHTTPClientError
 
+from infra.checksums import composite_crc32c
 from infra.describe import in_words
 from infra.s3 import S3Endpoint, open_s3_client, send_data_bodies_as_is
 from ingest.errors import (
@@ -167,11 +169,13 @@ class S3Calls:
             log.exception("the S3 call observer failed on %s", operation)
 
 
-def _check_echoed_checksum(response: Mapping[str, Any], sent: str, key: str, what: str) -> None:
-    echoed = response.get("ChecksumSHA256")
+def _check_echoed_checksum(
+    response: Mapping[str, Any], field: str, sent: str, key: str, what: str
+) -> None:
+    echoed = response.get(field)
     if echoed is not None and echoed != sent:
         raise ChecksumMismatch(
-            f"S3 stored {what} of {key!r} with another SHA-256",
+            f"S3 stored {what} of {key!r} with another checksum ({field})",
             details={"key": key, "what": what, "sent": sent, "stored": echoed},
         )
 
@@ -193,7 +197,7 @@ class S3MultipartUpload:
     def upload_id(self) -> str:
         return self._upload_id
 
-    async def upload_part(self, number: int, data: bytes, sha256_b64: str) -> StoredPart:
+    async def upload_part(self, number: int, data: bytes, crc32c_b64: str) -> StoredPart:
         async with self._calls.call("upload_part", self._key):
             response = await self._client.upload_part(
                 Bucket=self._calls.bucket,
@@ -201,12 +205,13 @@ class S3MultipartUpload:
                 UploadId=self._upload_id,
                 PartNumber=number,
                 Body=data,
-                ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=sha256_b64,
+                # The value alone, no ChecksumAlgorithm: botocore would then insist on
+                # computing CRC32C itself (with awscrt); S3 verifies the header either way.
+                ChecksumCRC32C=crc32c_b64,
             )
-        _check_echoed_checksum(response, sha256_b64, self._key, f"part {number}")
+        _check_echoed_checksum(response, "ChecksumCRC32C", crc32c_b64, self._key, f"part {number}")
         return StoredPart(
-            number=number, etag=response["ETag"], size=len(data), sha256_b64=sha256_b64
+            number=number, etag=response["ETag"], size=len(data), crc32c_b64=crc32c_b64
         )
 
     async def copy_part(
@@ -238,7 +243,7 @@ class S3MultipartUpload:
         async with self._calls.call("upload_part_copy", self._key):
             response = await self._client.upload_part_copy(**params)
         etag = response["CopyPartResult"]["ETag"]
-        return StoredPart(number=number, etag=etag, size=size, sha256_b64="")
+        return StoredPart(number=number, etag=etag, size=size, crc32c_b64="")
 
     async def complete(self, parts: Sequence[StoredPart]) -> StoredObject:
         ordered = sorted(parts, key=lambda part: part.number)
@@ -249,10 +254,10 @@ class S3MultipartUpload:
                 UploadId=self._upload_id,
                 MultipartUpload={"Parts": [_listed(part) for part in ordered]},
             )
-        reported = response.get("ChecksumSHA256")
+        reported = response.get("ChecksumCRC32C")
         # Copied parts carry no checksum (see `copy_part`): nothing composite to compare then.
-        checked = all(part.sha256_b64 for part in ordered)
-        expected = composite_sha256(ordered) if checked else None
+        checked = all(part.crc32c_b64 for part in ordered)
+        expected = composite_crc32c(part.crc32c_b64 for part in ordered) if checked else None
         if checked and reported is not None and reported != expected:
             # The assembled object is not the parts we sent, in our order: never keep it.
             await self._delete_quietly()
@@ -286,15 +291,9 @@ class S3MultipartUpload:
 def _listed(part: StoredPart) -> dict[str, Any]:
     """A part as CompleteMultipartUpload lists it; a copied part has no checksum to list."""
     listed: dict[str, Any] = {"PartNumber": part.number, "ETag": part.etag}
-    if part.sha256_b64:
-        listed["ChecksumSHA256"] = part.sha256_b64
+    if part.crc32c_b64:
+        listed["ChecksumCRC32C"] = part.crc32c_b64
     return listed
-
-
-def composite_sha256(parts: Sequence[StoredPart]) -> str:
-    """The checksum S3 reports for a multipart object: SHA-256 of the part digests, `-<n>`."""
-    digests = b"".join(base64.b64decode(part.sha256_b64) for part in parts)
-    return f"{base64.b64encode(hashlib.sha256(digests).digest()).decode()}-{len(parts)}"
 
 
 class S3ObjectStore:
@@ -349,7 +348,7 @@ class S3ObjectStore:
     ) -> S3MultipartUpload:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Metadata": dict(metadata)}
         if checksums:
-            params["ChecksumAlgorithm"] = "SHA256"
+            params["ChecksumAlgorithm"] = "CRC32C"
         if content_type is not None:
             params["ContentType"] = content_type
         async with self._calls.call("create_multipart_upload", key):
@@ -377,7 +376,7 @@ class S3ObjectStore:
             params["ContentType"] = content_type
         async with self._calls.call("put_object", key):
             response = await self._client.put_object(**params)
-        _check_echoed_checksum(response, sha256_b64, key, "object")
+        _check_echoed_checksum(response, "ChecksumSHA256", sha256_b64, key, "object")
         return StoredObject(key=key, etag=response.get("ETag"), size=len(data))
 
     async def incomplete_uploads(self, key: str) -> list[str]:
@@ -423,7 +422,7 @@ class S3ObjectStore:
                         number=part["PartNumber"],
                         etag=part["ETag"],
                         size=part["Size"],
-                        sha256_b64=part.get("ChecksumSHA256", ""),
+                        crc32c_b64=part.get("ChecksumCRC32C", ""),
                     )
                     for part in page.get("Parts", [])
                 )

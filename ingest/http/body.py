@@ -6,7 +6,7 @@ streamed. Nothing is read ahead beyond aiohttp's own flow-control buffer, which
 is widened to `READ_SIZE` once a body is being read past its first few KiB (and
 not before: a body waiting for memory should hold as little as the server's
 `read_bufsize`).
-Chunks of a body with a Content-Length are handed on one at a time as aiohttp
+Chunks of a raw body, sized or chunked, are handed on one at a time as aiohttp
 received them, never joined (a join would copy every byte once more). aiohttp
 puts no time limit on reading a body, so every read that has to wait is
 bounded by `idle_timeout`: a client that stops sending raises TimeoutError,
@@ -33,14 +33,16 @@ MULTIPART_READ_SIZE = 1024 * 1024
 
 
 def raw_body(request: web.Request, idle_timeout: float) -> AsyncIterator[bytes]:
-    """The body's chunks as they arrive, each read that has to wait bounded by `idle_timeout`."""
-    if request.content_length is None:
-        return _chunked_body(request, idle_timeout)
-    return _sized_body(request, idle_timeout)
+    """The body's chunks as they arrive, each read that has to wait bounded by `idle_timeout`.
+
+    A body with a Content-Length and a chunked one are read alike: one chunk at
+    a time as aiohttp buffered it (never joined), so the chunk that passes a
+    limit is refused whole, with what arrived with it.
+    """
+    return _buffered_chunks(request, idle_timeout)
 
 
-async def _sized_body(request: web.Request, idle_timeout: float) -> AsyncIterator[bytes]:
-    """A body with a Content-Length: aiohttp stops at its end, so no limit is passed inside it."""
+async def _buffered_chunks(request: web.Request, idle_timeout: float) -> AsyncIterator[bytes]:
     content = request.content
     # The first chunk is small: the pipeline looks at the first bytes, then may
     # wait for memory, and until then the rest of what aiohttp holds stays there,
@@ -62,24 +64,15 @@ async def _sized_body(request: web.Request, idle_timeout: float) -> AsyncIterato
     while True:
         if content.total_bytes > consumed:
             # Already buffered: no wait, so no timer to arm and cancel.
-            chunk, _ = await content.readchunk()
+            chunk, chunk_ended = await content.readchunk()
         else:
             async with asyncio.timeout(idle_timeout):
-                chunk, _ = await content.readchunk()
+                chunk, chunk_ended = await content.readchunk()
         if not chunk:
+            if chunk_ended:
+                continue  # the end of an HTTP chunk (chunked encoding), not of the body
             return
         consumed += len(chunk)
-        yield chunk
-
-
-async def _chunked_body(request: web.Request, idle_timeout: float) -> AsyncIterator[bytes]:
-    """A body of unknown length: read as buffered, so the chunk that passes a limit is refused
-    whole, with what arrived with it."""
-    while True:
-        async with asyncio.timeout(idle_timeout):
-            chunk = await request.content.readany()
-        if not chunk:
-            return
         yield chunk
 
 

@@ -4,7 +4,7 @@ Every way in stores its parts here: the one-shot upload (`stream`) and a tus
 PATCH (`ingest.usecases.tus.writer`). A part is read only once a slot is free
 and its bytes are taken from the process-wide memory budget, so a slow store
 slows the client (through TCP), never the heap; each part goes to a task of
-its own that checksums it off the event loop (for S3's `ChecksumSHA256`) and
+its own that checksums it off the event loop (for S3's `ChecksumCRC32C`) and
 uploads it, while the next part is read. `store_full_parts` hands back the
 short piece a body ends with, still reserved, for the caller to place: the
 last part of a file, or a tus tail.
@@ -31,7 +31,7 @@ class PartHasher(Protocol):
     """Checksums parts off the event loop, in the order they are submitted."""
 
     def submit(self, data: bytes) -> asyncio.Task[str]:
-        """The base64 SHA-256 of `data`, as a task."""
+        """The part's checksum for the store to verify (`part_checksum`), as a task."""
         ...
 
     def cancel(self) -> list[asyncio.Task[str]]:

@@ -4,13 +4,13 @@
 exists in S3, then hands the body to the part engine (`engine`), which cuts it
 into parts within the process-wide memory budget, hashes them off the event
 loop and uploads several at once into a multipart upload, each with its
-SHA-256 for S3 to verify; the whole-file SHA-256 is fed as the parts go. A
-body that fits in its first part is stored by one PUT, with its SHA-256
-likewise. Limits are enforced on the chunk that passes them; `meter(received)`,
-when given, is asked on every chunk and stops the body with what it raises (the
-quota, which moves while a body streams). It emits
-`upload.started`, throttled `upload.progress` (and one per stored part) and
-`upload.completed` (`events`), after recording the file as the original of its
+CRC32C for S3 to verify; the whole-file SHA-256 is fed as the parts go. A
+body that fits in its first part is stored by one PUT, with its SHA-256 (the
+file's own, hashed once) for S3 to verify. Limits are enforced on the chunk
+that passes them; `meter(received)`, when given, is asked on every chunk and
+stops the body with what it raises (the quota, which moves while a body
+streams). It emits `upload.started`, throttled `upload.progress` (and one per
+stored part) and `upload.completed` (`events`), after recording the file as the original of its
 bytes for its user, or removing it as a duplicate of the original already
 recorded (`duplicate_of`). `record_completion`, when given, gets the result and
 the completed event as built, before the sink does (the caller records it where `ingest
@@ -29,6 +29,7 @@ the object is complete it is never removed.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -283,7 +284,8 @@ class _Upload:
 
     async def _put_whole(self, piece: Piece) -> StoredObject:
         data = piece.take()
-        checksum = self._hasher.submit(data)
+        # The whole file is this one piece: its SHA-256 is both the file's and the PUT's.
+        checksum = asyncio.ensure_future(self._sha256_b64(self._hasher.feed(data)))
         if self._target.expected_sha256 is not None:
             # Before the PUT: a body that is not the declared file is never stored.
             await self._verify_sha256()
@@ -300,8 +302,12 @@ class _Upload:
         await self._emit_progress(forced=True)
         return stored
 
+    async def _sha256_b64(self, fed: asyncio.Task[str]) -> str:
+        await fed
+        return base64.b64encode((await self._hasher.finish()).digest()).decode("ascii")
+
     async def _put_object(
-        self, data: bytes, checksum: asyncio.Task[str], piece: Piece
+        self, data: bytes, checksum: asyncio.Future[str], piece: Piece
     ) -> StoredObject:
         content_type, metadata = self._stored_as()
         try:

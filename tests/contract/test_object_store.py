@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+from infra.checksums import crc32c_b64
 from ingest.errors import ChecksumMismatch, MultipartUploadMissing, StorageError
 from ingest.ports import ObjectSizes, ObjectStore, PartCopying, ResumableObjectStore, StoredPart
 from tests.contract.conftest import ObjectBackend
@@ -42,14 +43,14 @@ async def test_three_parts_uploaded_out_of_order_complete_to_the_right_bytes(
 
     stored = await asyncio.gather(
         *(
-            upload.upload_part(number, body, sha256_b64(body))
+            upload.upload_part(number, body, crc32c_b64(body))
             for number, body in reversed(list(enumerate(bodies, start=1)))
         )
     )
     assert [part.number for part in stored] == [3, 2, 1]
     assert [part.size for part in stored] == [MiB + 17, 5 * MiB, 5 * MiB]
     assert [part.etag for part in stored] == [quoted_md5(body) for body in reversed(bodies)]
-    assert [part.sha256_b64 for part in stored] == [sha256_b64(b) for b in reversed(bodies)]
+    assert [part.crc32c_b64 for part in stored] == [crc32c_b64(b) for b in reversed(bodies)]
 
     result = await upload.complete(stored)
 
@@ -67,8 +68,8 @@ async def test_a_part_uploaded_again_replaces_the_earlier_one(
     key = "uploads/user-1/retried-part.bin"
     upload = await store.start_multipart(key, content_type=None, metadata={})
     first, second = b"first attempt", b"second attempt, longer"
-    await upload.upload_part(1, first, sha256_b64(first))
-    part = await upload.upload_part(1, second, sha256_b64(second))
+    await upload.upload_part(1, first, crc32c_b64(first))
+    part = await upload.upload_part(1, second, crc32c_b64(second))
 
     result = await upload.complete([part])
 
@@ -85,13 +86,13 @@ async def test_a_part_with_a_wrong_checksum_is_refused_and_not_kept(
     body = random.Random(5).randbytes(MiB)
     try:
         with pytest.raises(ChecksumMismatch) as refused:
-            await upload.upload_part(1, body, sha256_b64(body + b"tampered"))
+            await upload.upload_part(1, body, crc32c_b64(body + b"tampered"))
         assert refused.value.details["key"] == key
         assert refused.value.details["operation"] == "upload_part"
         assert refused.value.retriable is False
 
         # What S3 would have kept is the part with these digests: there is none.
-        phantom = StoredPart(1, quoted_md5(body), len(body), sha256_b64(body))
+        phantom = StoredPart(1, quoted_md5(body), len(body), crc32c_b64(body))
         with pytest.raises(StorageError) as missing:
             await upload.complete([phantom])
         assert missing.value.details["code"] == "InvalidPart"
@@ -139,7 +140,7 @@ async def test_abort_leaves_no_incomplete_upload_and_may_be_repeated(
     key = "uploads/user-1/aborted.mp4"
     upload = await store.start_multipart(key, content_type="video/mp4", metadata={})
     body = random.Random(6).randbytes(MiB)
-    part = await upload.upload_part(1, body, sha256_b64(body))
+    part = await upload.upload_part(1, body, crc32c_b64(body))
     assert await store.incomplete_uploads(key) == [upload.upload_id]
 
     await upload.abort()
@@ -152,7 +153,7 @@ async def test_abort_leaves_no_incomplete_upload_and_may_be_repeated(
     assert completed.value.details["code"] == "NoSuchUpload"
     assert completed.value.retriable is False
     with pytest.raises(MultipartUploadMissing) as uploaded:
-        await upload.upload_part(2, body, sha256_b64(body))
+        await upload.upload_part(2, body, crc32c_b64(body))
     assert uploaded.value.details["code"] == "NoSuchUpload"
 
 
@@ -190,8 +191,8 @@ async def test_a_part_under_the_minimum_size_is_refused_unless_it_is_the_last(
     small, last = b"s" * 1024, b"l" * 10
     try:
         parts = [
-            await upload.upload_part(1, small, sha256_b64(small)),
-            await upload.upload_part(2, last, sha256_b64(last)),
+            await upload.upload_part(1, small, crc32c_b64(small)),
+            await upload.upload_part(2, last, crc32c_b64(last)),
         ]
         with pytest.raises(StorageError) as refused:
             await upload.complete(parts)
@@ -210,8 +211,8 @@ async def test_completing_with_a_part_etag_that_was_not_stored_fails(
     upload = await store.start_multipart(key, content_type=None, metadata={})
     body = b"only part"
     try:
-        part = await upload.upload_part(1, body, sha256_b64(body))
-        forged = StoredPart(part.number, quoted_md5(b"another body"), part.size, part.sha256_b64)
+        part = await upload.upload_part(1, body, crc32c_b64(body))
+        forged = StoredPart(part.number, quoted_md5(b"another body"), part.size, part.crc32c_b64)
         with pytest.raises(StorageError) as refused:
             await upload.complete([forged])
         assert refused.value.details["code"] == "InvalidPart"
@@ -245,8 +246,8 @@ async def test_an_upload_is_resumed_by_id_and_lists_the_parts_it_holds(
     started = await object_store.store.start_multipart(key, content_type=None, metadata={})
     rng = random.Random(21)
     first, last = rng.randbytes(5 * MiB), rng.randbytes(1000)
-    second_part = await started.upload_part(2, last, sha256_b64(last))
-    first_part = await started.upload_part(1, first, sha256_b64(first))
+    second_part = await started.upload_part(2, last, crc32c_b64(last))
+    first_part = await started.upload_part(1, first, crc32c_b64(first))
 
     assert await store.stored_parts(key, started.upload_id) == [first_part, second_part]
     resumed = store.resume_multipart(key, started.upload_id)
@@ -296,12 +297,12 @@ def copying(store: ObjectStore) -> PartCopying:
 
 
 async def _stored_by_parts(store: ObjectStore, key: str, body: bytes) -> None:
-    """`body` stored the way a tus upload stores it: parts with a SHA-256 each, completed."""
+    """`body` stored the way a tus upload stores it: parts with a CRC32C each, completed."""
     upload = await store.start_multipart(key, content_type=None, metadata={})
     cut = min(len(body), 5 * MiB)
     pieces = [body[:cut], body[cut:]] if cut < len(body) else [body]
     parts = [
-        await upload.upload_part(number, piece, sha256_b64(piece))
+        await upload.upload_part(number, piece, crc32c_b64(piece))
         for number, piece in enumerate(pieces, start=1)
     ]
     await upload.complete(parts)

@@ -8,6 +8,7 @@ inject failures or slowness per part.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import itertools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
 MAX_PART_NUMBER = 10_000
 S3_MIN_PART_SIZE = 5 * 1024 * 1024
 """What real S3 demands of every part but the last; pass it as `min_part_size` to enforce it."""
+
+
+def _sha256_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
 def _quoted_md5(data: bytes) -> str:
@@ -72,7 +77,7 @@ class MemoryMultipartUpload:
         """Sizes of the parts held, by part number."""
         return [self.parts[n][0].size for n in sorted(self.parts)]
 
-    async def upload_part(self, number: int, data: bytes, sha256_b64: str) -> StoredPart:
+    async def upload_part(self, number: int, data: bytes, crc32c_b64: str) -> StoredPart:
         self.part_attempts.append(number)
         self._require_open("upload_part")
         store = self._store
@@ -91,18 +96,18 @@ class MemoryMultipartUpload:
             failure = store.fail_parts.get(number)
             if failure is not None:
                 raise failure
-            if part_checksum(data) != sha256_b64:
+            if part_checksum(data) != crc32c_b64:
                 raise store.failures.checksum(
                     "upload_part",
                     self._key,
-                    f"part {number}: the data's SHA-256 is not {sha256_b64}",
+                    f"part {number}: the data's CRC32C is not {crc32c_b64}",
                 )
             # An abort that lands while the part is in transit wins: nothing is kept.
             self._require_open("upload_part")
         finally:
             store._part_finished(len(data))
         part = StoredPart(
-            number=number, etag=_quoted_md5(data), size=len(data), sha256_b64=sha256_b64
+            number=number, etag=_quoted_md5(data), size=len(data), crc32c_b64=crc32c_b64
         )
         self.parts[number] = (part, bytes(data))
         return part
@@ -130,7 +135,7 @@ class MemoryMultipartUpload:
         self._require_open("upload_part_copy")
         store.copied_bytes += end - start
         data = source[start:end]
-        part = StoredPart(number=number, etag=_quoted_md5(data), size=len(data), sha256_b64="")
+        part = StoredPart(number=number, etag=_quoted_md5(data), size=len(data), crc32c_b64="")
         self.parts[number] = (part, data)
         return part
 
@@ -158,9 +163,9 @@ class MemoryMultipartUpload:
                     "InvalidPart",
                     f"part {part.number} was not stored with this ETag",
                 )
-            if held[0].sha256_b64 != part.sha256_b64:
+            if held[0].crc32c_b64 != part.crc32c_b64:
                 raise fail.checksum(
-                    operation, self._key, f"part {part.number}: the SHA-256 is not the one listed"
+                    operation, self._key, f"part {part.number}: the CRC32C is not the one listed"
                 )
             if index < len(ordered) - 1 and held[0].size < store.min_part_size:
                 raise fail.refused(
@@ -320,7 +325,7 @@ class MemoryObjectStore:
                 await asyncio.sleep(self.part_delay)
             if self.fail_put is not None:
                 raise self.fail_put
-            if part_checksum(data) != sha256_b64:
+            if _sha256_b64(data) != sha256_b64:
                 raise self.failures.checksum(
                     "put_object", key, f"the data's SHA-256 is not {sha256_b64}"
                 )

@@ -9,11 +9,13 @@ import random
 from collections.abc import AsyncIterator
 from typing import Any
 
+import crc32c
 import pytest
 
+from infra.checksums import composite_crc32c, crc32c_b64
 from infra.s3 import S3Endpoint, open_s3_client, s3_client_config
 from ingest.adapters.s3_documents import S3DocumentStore
-from ingest.adapters.s3_store import S3ObjectStore, composite_sha256
+from ingest.adapters.s3_store import S3ObjectStore
 from ingest.errors import (
     ChecksumMismatch,
     MultipartUploadMissing,
@@ -21,7 +23,6 @@ from ingest.errors import (
     StorageError,
     VersionConflict,
 )
-from ingest.ports import StoredPart
 from ingest.settings import IngestSettings
 
 MiB = 1024 * 1024
@@ -90,7 +91,7 @@ async def test_three_parts_uploaded_out_of_order_complete_to_the_same_bytes(
 
     stored = await asyncio.gather(
         *(
-            upload.upload_part(number, body, sha256_b64(body))
+            upload.upload_part(number, body, crc32c_b64(body))
             for number, body in reversed(list(enumerate(bodies, start=1)))
         )
     )
@@ -125,7 +126,7 @@ async def test_a_part_is_sent_as_the_callers_bytes_without_a_copy(
     body = random.Random(3).randbytes(5 * MiB)
     upload = await store.start_multipart("uploads/no-copy.bin", content_type=None, metadata={})
     try:
-        await upload.upload_part(1, body, sha256_b64(body))
+        await upload.upload_part(1, body, crc32c_b64(body))
     finally:
         client.meta.events.unregister("before-send.s3.UploadPart", capture)
         await upload.abort()
@@ -166,7 +167,7 @@ async def test_a_part_with_a_wrong_checksum_raises_checksum_mismatch(
     body = random.Random(5).randbytes(MiB)
     try:
         with pytest.raises(ChecksumMismatch) as refused:
-            await upload.upload_part(1, body, sha256_b64(body + b"tampered"))
+            await upload.upload_part(1, body, crc32c_b64(body + b"tampered"))
         assert refused.value.details["operation"] == "upload_part"
         assert refused.value.details["key"] == key
         assert refused.value.details["code"] in {
@@ -186,7 +187,7 @@ async def test_abort_leaves_no_upload_and_may_be_repeated(store: S3ObjectStore) 
     other = await store.start_multipart(key + ".other", content_type=None, metadata={})
     upload = await store.start_multipart(key, content_type="video/mp4", metadata={})
     body = random.Random(6).randbytes(MiB)
-    await upload.upload_part(1, body, sha256_b64(body))
+    await upload.upload_part(1, body, crc32c_b64(body))
     assert await store.incomplete_uploads(key) == [upload.upload_id]
 
     await upload.abort()
@@ -202,7 +203,7 @@ async def test_completing_an_aborted_upload_is_a_storage_error(store: S3ObjectSt
     key = "uploads/complete-after-abort.mp4"
     upload = await store.start_multipart(key, content_type=None, metadata={})
     body = random.Random(9).randbytes(MiB)
-    part = await upload.upload_part(1, body, sha256_b64(body))
+    part = await upload.upload_part(1, body, crc32c_b64(body))
     await upload.abort()
     with pytest.raises(MultipartUploadMissing) as failed:
         await upload.complete([part])
@@ -211,14 +212,12 @@ async def test_completing_an_aborted_upload_is_a_storage_error(store: S3ObjectSt
     assert "complete_multipart_upload" in failed.value.message
 
 
-def test_composite_checksum_is_the_digest_of_the_part_digests() -> None:
+def test_composite_checksum_is_the_crc32c_of_the_part_crc32cs() -> None:
     bodies = [b"a" * 10, b"b" * 20]
-    parts = [
-        StoredPart(number=n, etag="e", size=len(body), sha256_b64=sha256_b64(body))
-        for n, body in enumerate(bodies, start=1)
-    ]
-    digests = hashlib.sha256(b"".join(hashlib.sha256(body).digest() for body in bodies))
-    assert composite_sha256(parts) == base64.b64encode(digests.digest()).decode() + "-2"
+    checksums = [crc32c_b64(body) for body in bodies]
+    joined = b"".join(crc32c.crc32c(body).to_bytes(4, "big") for body in bodies)
+    expected = base64.b64encode(crc32c.crc32c(joined).to_bytes(4, "big")).decode()
+    assert composite_crc32c(checksums) == expected + "-2"
 
 
 async def test_check_answers_for_the_bucket_and_refuses_a_missing_one(

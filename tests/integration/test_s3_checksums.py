@@ -1,4 +1,6 @@
-"""The S3 server really verifies per-part SHA-256 checksums, which the write path relies on."""
+"""The S3 server really verifies the checksums the write path relies on: each part's CRC32C
+(sent as the adapter sends it, the value alone), the composite it reports for the object,
+and a whole object's SHA-256."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from infra.checksums import composite_crc32c, crc32c_b64
 from infra.s3 import open_s3, warm_session
 from ingest.settings import IngestSettings
 
 MiB = 1024 * 1024
+CHECKSUM_REFUSALS = {"BadDigest", "XAmzContentChecksumMismatch", "InvalidDigest"}
 
 
 def _sha256_b64(data: bytes) -> str:
@@ -28,14 +32,14 @@ async def s3(settings: IngestSettings) -> AsyncIterator[Any]:
         yield client
 
 
-async def test_three_part_upload_with_sha256_checksums_completes(
+async def test_three_part_upload_with_crc32c_checksums_completes(
     s3: Any, settings: IngestSettings
 ) -> None:
     rng = random.Random(7)
     parts = [rng.randbytes(5 * MiB), rng.randbytes(5 * MiB), rng.randbytes(MiB + 17)]
     key = "checksums/three-parts.bin"
     created = await s3.create_multipart_upload(
-        Bucket=settings.s3_bucket, Key=key, ChecksumAlgorithm="SHA256"
+        Bucket=settings.s3_bucket, Key=key, ChecksumAlgorithm="CRC32C"
     )
     upload_id = created["UploadId"]
     completed_parts = []
@@ -46,19 +50,19 @@ async def test_three_part_upload_with_sha256_checksums_completes(
             UploadId=upload_id,
             PartNumber=number,
             Body=body,
-            ChecksumAlgorithm="SHA256",
-            ChecksumSHA256=_sha256_b64(body),
+            ChecksumCRC32C=crc32c_b64(body),
         )
-        assert response["ChecksumSHA256"] == _sha256_b64(body)
+        assert response["ChecksumCRC32C"] == crc32c_b64(body)
         completed_parts.append(
-            {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": _sha256_b64(body)}
+            {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC32C": crc32c_b64(body)}
         )
-    await s3.complete_multipart_upload(
+    completed = await s3.complete_multipart_upload(
         Bucket=settings.s3_bucket,
         Key=key,
         UploadId=upload_id,
         MultipartUpload={"Parts": completed_parts},
     )
+    assert completed["ChecksumCRC32C"] == composite_crc32c(crc32c_b64(body) for body in parts)
 
     stored = await s3.get_object(Bucket=settings.s3_bucket, Key=key)
     async with stored["Body"] as body:
@@ -66,15 +70,18 @@ async def test_three_part_upload_with_sha256_checksums_completes(
     assert hashlib.sha256(data).digest() == hashlib.sha256(b"".join(parts)).digest()
     remaining = await s3.list_multipart_uploads(Bucket=settings.s3_bucket, Prefix=key)
     assert remaining.get("Uploads", []) == []
+    await s3.delete_object(Bucket=settings.s3_bucket, Key=key)
 
 
 async def test_part_with_wrong_checksum_is_refused(s3: Any, settings: IngestSettings) -> None:
     key = "checksums/wrong.bin"
     created = await s3.create_multipart_upload(
-        Bucket=settings.s3_bucket, Key=key, ChecksumAlgorithm="SHA256"
+        Bucket=settings.s3_bucket, Key=key, ChecksumAlgorithm="CRC32C"
     )
     upload_id = created["UploadId"]
     body = random.Random(8).randbytes(MiB)
+    corrupted = bytearray(body)
+    corrupted[MiB // 2] ^= 0x01  # one bit flipped on the way
     try:
         with pytest.raises(ClientError) as refused:
             await s3.upload_part(
@@ -82,16 +89,26 @@ async def test_part_with_wrong_checksum_is_refused(s3: Any, settings: IngestSett
                 Key=key,
                 UploadId=upload_id,
                 PartNumber=1,
-                Body=body,
-                ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=_sha256_b64(body + b"tampered"),
+                Body=bytes(corrupted),
+                ChecksumCRC32C=crc32c_b64(body),
             )
-        assert refused.value.response["Error"]["Code"] in {
-            "BadDigest",
-            "XAmzContentChecksumMismatch",
-            "InvalidDigest",
-        }
+        assert refused.value.response["Error"]["Code"] in CHECKSUM_REFUSALS
         listed = await s3.list_parts(Bucket=settings.s3_bucket, Key=key, UploadId=upload_id)
         assert listed.get("Parts", []) == []
     finally:
         await s3.abort_multipart_upload(Bucket=settings.s3_bucket, Key=key, UploadId=upload_id)
+
+
+async def test_whole_object_with_wrong_sha256_is_refused(s3: Any, settings: IngestSettings) -> None:
+    key = "checksums/wrong-whole.bin"
+    body = random.Random(9).randbytes(MiB)
+    with pytest.raises(ClientError) as refused:
+        await s3.put_object(
+            Bucket=settings.s3_bucket,
+            Key=key,
+            Body=body,
+            ChecksumSHA256=_sha256_b64(body + b"tampered"),
+        )
+    assert refused.value.response["Error"]["Code"] in CHECKSUM_REFUSALS
+    with pytest.raises(ClientError):
+        await s3.head_object(Bucket=settings.s3_bucket, Key=key)

@@ -19,6 +19,7 @@ import msgspec
 import pytest
 
 from infra.bus import BusRecord, InProcessEventBus, SubscriberDropped
+from infra.checksums import crc32c_b64
 from infra.env import GiB
 from ingest.adapters.local_documents import LocalDocumentStore, version_of
 from ingest.adapters.local_store import LocalObjectStore
@@ -105,7 +106,7 @@ async def test_parts_are_files_beside_a_manifest_until_complete_assembles_them(
 
     bodies = [b"a" * 1000, b"b" * 1000, b"c" * 10]
     parts = [
-        await upload.upload_part(number, body, sha256_b64(body))
+        await upload.upload_part(number, body, crc32c_b64(body))
         for number, body in reversed(list(enumerate(bodies, start=1)))
     ]
     assert await listing(directory) == [
@@ -133,7 +134,7 @@ async def test_parts_are_files_beside_a_manifest_until_complete_assembles_them(
 
 async def test_abort_removes_the_upload_directory_and_every_part(store: LocalObjectStore) -> None:
     upload = await store.start_multipart("k.bin", content_type=None, metadata={})
-    await upload.upload_part(1, b"x" * 100, sha256_b64(b"x" * 100))
+    await upload.upload_part(1, b"x" * 100, crc32c_b64(b"x" * 100))
     await upload.abort()
     await upload.abort()
     assert await listing(store.uploads_dir) == []
@@ -146,7 +147,7 @@ async def test_abort_removes_the_upload_directory_and_every_part(store: LocalObj
 async def test_an_abort_racing_part_uploads_leaves_nothing(store: LocalObjectStore) -> None:
     upload = await store.start_multipart("raced.bin", content_type=None, metadata={})
     body = b"p" * 200_000
-    checksum = sha256_b64(body)
+    checksum = crc32c_b64(body)
     outcomes = await asyncio.gather(
         *(upload.upload_part(number, body, checksum) for number in range(1, 9)),
         upload.abort(),
@@ -162,14 +163,14 @@ async def test_an_abort_racing_part_uploads_leaves_nothing(store: LocalObjectSto
 
 async def test_part_lists_s3_would_refuse_are_refused(store: LocalObjectStore) -> None:
     upload = await store.start_multipart("lists.bin", content_type=None, metadata={})
-    part = await upload.upload_part(1, b"one", sha256_b64(b"one"))
+    part = await upload.upload_part(1, b"one", crc32c_b64(b"one"))
     for parts, code in [([], "MalformedXML"), ([part, part], "InvalidPartOrder")]:
         with pytest.raises(StorageError) as refused:
             await upload.complete(parts)
         assert refused.value.details["code"] == code
     for number in (0, 10_001):
         with pytest.raises(StorageError) as refused:
-            await upload.upload_part(number, b"one", sha256_b64(b"one"))
+            await upload.upload_part(number, b"one", crc32c_b64(b"one"))
         assert refused.value.details["code"] == "InvalidArgument"
     await upload.abort()
 
@@ -185,9 +186,9 @@ async def test_a_key_cannot_be_an_object_and_a_directory_of_others(
     store: LocalObjectStore,
 ) -> None:
     first = await store.start_multipart("a", content_type=None, metadata={})
-    await first.complete([await first.upload_part(1, b"1", sha256_b64(b"1"))])
+    await first.complete([await first.upload_part(1, b"1", crc32c_b64(b"1"))])
     second = await store.start_multipart("a/b", content_type=None, metadata={})
-    part = await second.upload_part(1, b"2", sha256_b64(b"2"))
+    part = await second.upload_part(1, b"2", crc32c_b64(b"2"))
     with pytest.raises(StorageError):
         await second.complete([part])
     assert await store.incomplete_uploads("a/b") == [second.upload_id]
@@ -208,14 +209,14 @@ async def test_a_resumed_upload_lists_its_parts_even_without_their_digests(
 ) -> None:
     upload = await store.start_multipart("tus/file.bin", content_type=None, metadata={})
     bodies = {1: b"a" * 500, 2: b"b" * 500, 4: b"d" * 7}
-    stored = [await upload.upload_part(n, body, sha256_b64(body)) for n, body in bodies.items()]
+    stored = [await upload.upload_part(n, body, crc32c_b64(body)) for n, body in bodies.items()]
     await aiofiles.os.remove(store.uploads_dir / upload.upload_id / "2.json")  # as after a crash
 
     assert await store.stored_parts("tus/file.bin", upload.upload_id) == stored
 
     resumed = store.resume_multipart("tus/file.bin", upload.upload_id)
     body = b"c" * 500
-    part = await resumed.upload_part(3, body, sha256_b64(body))
+    part = await resumed.upload_part(3, body, crc32c_b64(body))
     result = await resumed.complete([*stored[:2], part, stored[2]])
     assert await read_file(store.path_of("tus/file.bin")) == b"".join(
         [bodies[1], bodies[2], body, bodies[4]]
@@ -230,9 +231,9 @@ async def test_an_upload_resumed_under_another_key_or_a_forged_id_does_not_exist
     for key, upload_id in [("theirs.bin", upload.upload_id), ("mine.bin", "../../etc")]:
         stranger = store.resume_multipart(key, upload_id)
         for call in (
-            stranger.upload_part(1, b"x", sha256_b64(b"x")),
+            stranger.upload_part(1, b"x", crc32c_b64(b"x")),
             stranger.stored_parts(),
-            stranger.complete([StoredPart(1, '"e"', 1, sha256_b64(b"x"))]),
+            stranger.complete([StoredPart(1, '"e"', 1, crc32c_b64(b"x"))]),
         ):
             with pytest.raises(MultipartUploadMissing) as missing:
                 await call

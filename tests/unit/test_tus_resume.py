@@ -95,6 +95,28 @@ async def test_patches_of_odd_sizes_through_two_instances_make_fixed_parts_and_o
     assert progress[-1].percentage == 100.0
 
 
+async def test_patches_of_odd_sizes_on_one_instance_carry_the_hash_on_without_a_read_back(
+    rig: TusRig, nodes: tuple[Instance, Instance], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts that start with a tail read back, tails appended to, a last short part: the
+    file's SHA-256 is carried from PATCH to PATCH, never computed from the stored object."""
+    data = video_bytes(5 * PART + 77, seed=11)
+    upload_id = await create(nodes[0].client, len(data))
+
+    def no_read_back(key: str) -> None:
+        raise AssertionError(f"{key} was read back: the running hash was not carried on")
+
+    monkeypatch.setattr(rig.store, "read_object", no_read_back)
+    offset = 0
+    for size in _sizes(len(data), seed=4):
+        offset = await send(nodes[0].client, upload_id, offset, data[offset : offset + size])
+    assert offset == len(data)
+    session = await rig.session(upload_id)
+    assert session.result is not None
+    assert session.result.sha256 == hashlib.sha256(data).hexdigest()
+    assert rig.store.objects[session.s3_key] == data
+
+
 async def test_the_same_file_uploaded_again_is_a_duplicate(
     rig: TusRig, nodes: tuple[Instance, Instance]
 ) -> None:

@@ -25,7 +25,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
@@ -43,6 +43,8 @@ from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.config import PipelineConfig
 from ingest.pipeline.container import CONTENT_TYPES, HEAD_BYTES, detect_format, resolve_format
 from ingest.pipeline.ending import run_to_end
+from ingest.pipeline.engine import PartHasher
+from ingest.pipeline.hashing import StreamHasher
 from ingest.pipeline.parts import PartReader
 from ingest.ports import MultipartUpload
 from ingest.usecases.admission import UploadLimits
@@ -57,6 +59,22 @@ from ingest.usecases.tus.state import TusSession, TusSessions, TusState, with_st
 from ingest.usecases.tus.store import TusStore
 from ingest.usecases.tus.tail import Segment, append_segment, appends, bounds, segments_of
 from ingest.usecases.tus.writer import Layout, PartWriter, Written
+
+if TYPE_CHECKING:
+    from _hashlib import HASH
+
+
+class RunningDigest(Protocol):
+    """The file's SHA-256 as one request carries it on (`StreamHasher`, `OrderedDigest`)."""
+
+    @property
+    def fed(self) -> int:
+        """Bytes of this request added to the hash so far."""
+        ...
+
+    async def finish(self) -> HASH: ...
+
+    async def close(self) -> None: ...
 
 
 class PatchHost(Protocol):
@@ -106,13 +124,13 @@ class PatchRun:
         )
         checksum = request.checksum
         self._digest = OrderedDigest(checksum.algorithm) if checksum is not None else None
-        carried = service.running.at(self.session_id, state.offset)
-        self._whole = OrderedDigest("sha256", resume=carried) if carried is not None else None
         arrived: AsyncIterator[bytes] = self._metered
-        for digest in (self._digest, self._whole):
-            if digest is not None:
-                arrived = digesting(arrived, digest)
+        if self._digest is not None:
+            arrived = digesting(arrived, self._digest)
         self._arrived = EndOnFailure(arrived)
+        self._carried = service.running.at(self.session_id, state.offset)
+        self._whole: RunningDigest | None = None
+        """The file's SHA-256 carried on through this request, when this instance had it."""
         self._quota_remaining: int | None = None
         self._new_tail: str | None = None
         self._segments = segments_of(self.session_id, state)
@@ -164,7 +182,7 @@ class PatchRun:
             await self._events.progress(forced=True)
         session = await self._commit(end)
         await self._tidy_tails(written, end)
-        await self._carry_hash(end)
+        await self._carry_hash(end, written)
         if session.state.complete:
             # Even for a request cut short: every byte of the file is stored.
             self.interrupt.completing = True
@@ -184,17 +202,30 @@ class PatchRun:
         # budget (holding it apart while waiting for more budget could deadlock uploads).
         reader = PartReader(_after(self._read_tail, self._arrived))
         await self._judge_first_bytes(reader)
-        written = await self._writer().write(reader)
+        hasher: PartHasher | None = None
+        if self._carried is not None:
+            # The part engine's one job per part feeds the file's hash too; the tail
+            # read back ahead of the body is in that hash already.
+            layout = self._layout
+            hasher = self._whole = StreamHasher(
+                resume=self._carried, skip=layout.committed - layout.base
+            )
+        written = await self._writer(hasher).write(reader)
         self._replaced = self._segments
         return written
 
     async def _append_to_tail(self) -> Written:
         content_length = self._request.content_length
         assert content_length is not None
+        body: AsyncIterator[bytes] = self._arrived
+        if self._carried is not None:
+            # No parts here to hash with: the (short) body is hashed as it arrives.
+            self._whole = OrderedDigest("sha256", resume=self._carried)
+            body = digesting(body, self._whole)
         appended = await append_segment(
             self.session_id,
             self._session.state,
-            self._arrived,
+            body,
             declared=content_length,
             store=self._svc.store,
             budget=self._svc.budget,
@@ -235,7 +266,7 @@ class PatchRun:
     async def _read_tail(self) -> bytes:
         return await self._svc.read_tail(self._session)
 
-    def _writer(self) -> PartWriter:
+    def _writer(self, hasher: PartHasher | None) -> PartWriter:
         return PartWriter(
             self._layout,
             store=self._svc.store,
@@ -244,6 +275,7 @@ class PatchRun:
             parts_in_flight=self._svc.pipeline.parts_in_flight,
             open_multipart=self._open_multipart,
             on_stored=self._on_part_stored,
+            hasher=hasher,
         )
 
     async def _open_multipart(self) -> MultipartUpload:
@@ -333,9 +365,11 @@ class PatchRun:
 
         return await self._svc.sessions.mutate(self.session_id, commit)
 
-    async def _carry_hash(self, end: int) -> None:
+    async def _carry_hash(self, end: int, written: Written) -> None:
         """Keep the file's hash up to `end` for the next PATCH, when it covers exactly that."""
         whole, committed = self._whole, self._layout.committed
+        if isinstance(whole, StreamHasher) and written.tail:
+            whole.feed(written.tail)  # the new tail: stored, but not as a part
         if whole is not None and end == committed + whole.fed:
             self._svc.running.keep(self.session_id, end, await whole.finish())
         elif end != committed:

@@ -6,10 +6,12 @@ so part numbers follow offsets and any instance can carry on where another
 stopped. A PATCH starting at committed offset O reads the tail (bytes
 [floor(O/P)P, O), kept as a small object) ahead of its body; the pipeline's
 part engine stores each full part while the next is read (its bytes taken from
-the memory budget before they are read, several parts in flight), numbered
-from the part the PATCH starts in; what is left when the body ends is the
-file's last part, when the upload length is reached, or else the new tail,
-stored as one segment under a key naming its start and end (see `tail`).
+the memory budget before they are read, several parts in flight, each one
+checksummed, and fed to the file's running hash when there is one, by a single
+worker-thread job), numbered from the part the PATCH starts in; what is left
+when the body ends is the file's last part, when the upload length is
+reached, or else the new tail, stored as one segment under a key naming its
+start and end (see `tail`).
 
 How it fails: a part that cannot be stored stops the reading; the writer lets
 the parts in flight finish and reports how far the parts are stored without a
@@ -26,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ingest.pipeline.budget import MemoryBudget
-from ingest.pipeline.engine import PartEngine
+from ingest.pipeline.engine import PartEngine, PartHasher
 from ingest.pipeline.hashing import PartChecksums
 from ingest.pipeline.parts import PartReader
 from ingest.ports import MultipartUpload, ResumableObjectStore, StoredPart
@@ -79,7 +81,10 @@ class PartWriter:
         parts_in_flight: int,
         open_multipart: Callable[[], Awaitable[MultipartUpload]],
         on_stored: Callable[[int], Awaitable[None]],
+        hasher: PartHasher | None = None,
     ) -> None:
+        """`hasher` checksums the parts (and may carry the file's hash on, see
+        `StreamHasher`); by default each part is only checksummed."""
         self._layout = layout
         self._store = store
         self._tail_key = tail_key
@@ -89,7 +94,7 @@ class PartWriter:
             part_size=layout.part_size,
             budget=budget,
             parts_in_flight=parts_in_flight,
-            hasher=PartChecksums(),
+            hasher=hasher if hasher is not None else PartChecksums(),
             open_multipart=open_multipart,
             on_stored=self._part_stored,
             name="tus",
