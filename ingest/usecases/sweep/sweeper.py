@@ -267,7 +267,10 @@ class Sweeper:
             elif completion.verdict == "refused":
                 report.refused.append(session_id)
             elif completion.verdict == "absent":
-                session, failed = await self._sessions.mutate(session_id, _fail_for_gone_streamer)
+                now = self._clock()
+                session, failed = await self._sessions.mutate(
+                    session_id, lambda s: _fail_for_gone_streamer(s, now)
+                )
                 if failed:
                     report.failed.append(session_id)
             elif session.status == "uploading":
@@ -360,8 +363,12 @@ class Sweeper:
         report.closed += 1
 
 
-def _fail_for_gone_streamer(session: UploadSession) -> UploadSession | None:
+def _fail_for_gone_streamer(session: UploadSession, now: datetime) -> UploadSession | None:
     if session.status != "uploading":
+        return None
+    if session.settling_until is not None and session.settling_until > now:
+        # Another sweeper holds it: one that found the object not the file declared has
+        # deleted it already and is about to fail it with the reason.
         return None
     return msgspec.structs.replace(
         session,
