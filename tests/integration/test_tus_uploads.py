@@ -18,7 +18,6 @@ import aiohttp
 import msgspec
 import pytest
 
-from infra.s3 import open_s3, warm_session
 from ingest.settings import IngestSettings
 from schemas import UploadCancelled, UploadCompleted, UploadProgress, UploadStarted
 from tests.integration.harness import (
@@ -26,6 +25,7 @@ from tests.integration.harness import (
     ended,
     object_exists,
     open_uploads,
+    part_sizes,
     running_ingest,
     stored_sha256,
     upload_events,
@@ -103,16 +103,6 @@ async def _patch(
         return response
 
 
-async def _part_sizes(settings: IngestSettings, key: str) -> list[int]:
-    async with open_s3(await warm_session(), settings.s3_endpoint()) as s3:
-        first = await s3.head_object(Bucket=settings.s3_bucket, Key=key, PartNumber=1)
-        sizes = [first["ContentLength"]]
-        for number in range(2, first.get("PartsCount", 1) + 1):
-            part = await s3.head_object(Bucket=settings.s3_bucket, Key=key, PartNumber=number)
-            sizes.append(part["ContentLength"])
-        return sizes
-
-
 async def _session(ingest: RunningIngest, path: str) -> Any:
     session, _ = await ingest.services.sessions.load(path.rsplit("/", 1)[-1])
     return session
@@ -147,7 +137,7 @@ async def test_patches_of_random_sizes_through_two_instances_store_the_file(
     assert session.result.sha256 == expected
     assert await stored_sha256(settings, session.s3_key) == (expected, SIZE)
     part = settings.part_size
-    assert await _part_sizes(settings, session.s3_key) == [part] * (SIZE // part) + (
+    assert await part_sizes(settings, session.s3_key) == [part] * (SIZE // part) + (
         [SIZE % part] if SIZE % part else []
     )
     assert await open_uploads(settings, session.s3_key) == []
