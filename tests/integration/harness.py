@@ -2,7 +2,7 @@
 
 `running_ingest` builds the real services (S3 on MinIO, Kafka) from settings and
 serves them on a free loopback port; `topic_events` and `upload_events` read the
-module's topics (`events_to_end`: every one published so far); `stored_sha256`,
+module's topics (`events_to_end`, `completions`: every one published so far); `stored_sha256`,
 `part_sizes`, `open_uploads` and `bucket_keys` look at the bucket directly.
 """
 
@@ -28,7 +28,7 @@ from ingest.auth import issue_token
 from ingest.http.app import build_app, start_serving, stop_gracefully
 from ingest.http.services import IngestServices
 from ingest.settings import IngestSettings
-from schemas import Event, EventBase, Topics, UploadEvent, decode
+from schemas import Event, EventBase, Topics, UploadCompleted, UploadEvent, decode
 
 E = TypeVar("E", bound=EventBase)
 
@@ -132,9 +132,12 @@ async def upload_events(
     )
 
 
-async def events_to_end(settings: IngestSettings, upload_id: str) -> list[UploadEvent]:
-    """Every event of one upload published so far (the topics read up to the end offsets they
-    had when reading began, not until some event shows up): to count, e.g. completions."""
+async def events_to_end(
+    settings: IngestSettings, keep: Callable[[UploadEvent], bool]
+) -> list[UploadEvent]:
+    """Every upload event `keep` accepts published so far (the topics read up to the end
+    offsets they had when reading began, not until some event shows up), in sequence order:
+    to count, e.g. that an upload completed only once."""
     topics = Topics(settings.topic_prefix)
     consumer = AIOKafkaConsumer(
         topics.uploads,
@@ -156,11 +159,17 @@ async def events_to_end(settings: IngestSettings, upload_id: str) -> list[Upload
                 for records in batch.values():
                     for record in records:
                         event: Event | None = decode(record.value, record.headers)
-                        if isinstance(event, UploadEvent) and event.upload_id == upload_id:
+                        if isinstance(event, UploadEvent) and keep(event):
                             found.append(event)
     finally:
         await consumer.stop()
     return sorted(found, key=lambda event: event.sequence)
+
+
+async def completions(settings: IngestSettings, user_id: str) -> list[UploadCompleted]:
+    """Every upload.completed of one user published so far."""
+    events = await events_to_end(settings, lambda event: event.user_id == user_id)
+    return [event for event in events if isinstance(event, UploadCompleted)]
 
 
 def ended(events: list[UploadEvent]) -> bool:

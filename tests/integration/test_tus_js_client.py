@@ -21,11 +21,10 @@ import aiohttp
 import pytest
 
 from ingest.settings import IngestSettings
-from schemas import UploadCompleted
 from tests.integration.harness import (
     RunningIngest,
+    completions,
     ended,
-    events_to_end,
     stored_sha256,
     upload_events,
 )
@@ -54,10 +53,8 @@ async def check_stored_once(
     assert session.status == "completed"
     assert await stored_sha256(settings, session.s3_key) == (sha256, SIZE)
     await upload_events(settings, session_id, until=ended)
-    completed = [
-        e for e in await events_to_end(settings, session_id) if isinstance(e, UploadCompleted)
-    ]
-    assert len(completed) == 1, completed
+    completed = await completions(settings, session.user_id)
+    assert [c.upload_id for c in completed] == [session_id]
     assert completed[0].sha256 == sha256
     assert completed[0].size_bytes == SIZE
     assert completed[0].protocol == "tus"
