@@ -89,11 +89,11 @@ class Body:
     """The bytes of the object or part itself."""
 
 
-def _decoded_length(request: web.Request) -> int:
+def _decoded_length(request: web.Request, wire: int) -> int:
     """The payload size: `x-amz-decoded-content-length` under aws-chunked signing, else
     the body's length."""
     declared = request.headers.get("x-amz-decoded-content-length")
-    return int(declared) if declared is not None else request.content_length or 0
+    return int(declared) if declared is not None else wire
 
 
 class FaultyS3Proxy:
@@ -119,7 +119,9 @@ class FaultyS3Proxy:
         elif fault is not None:
             return _s3_error(fault, request.path)
         if body:
-            self.bodies.append(Body(name, request.path, len(body), _decoded_length(request)))
+            self.bodies.append(
+                Body(name, request.path, len(body), _decoded_length(request, len(body)))
+            )
         return await self._forward(request, body)
 
     def _pick(self, name: str, path: str, part: int) -> str | None:
