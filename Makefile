@@ -1,7 +1,7 @@
 # Two entry points a new machine needs: `make dev` runs the service, `make test` runs every check.
 # Both create .venv and install the project into it first; nothing else is assumed but
 # Python 3.11+, and for the tests Java 17+, Maven and Go (the stack) and Node.js with npm
-# (the AsyncAPI validator, installed outside the repo): see scripts/system-deps.
+# (the AsyncAPI validator and tus-js-client, installed outside the repo): see scripts/system-deps.
 
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -37,6 +37,7 @@ lint: setup-dev
 test: setup-dev
 	scripts/system-deps
 	scripts/asyncapi-validator install
+	scripts/tus-js-client install
 	$(MAKE) lint
 	$(BIN)/pytest
 
@@ -46,6 +47,7 @@ unit: setup-dev
 
 integration: setup-dev
 	scripts/system-deps
+	scripts/tus-js-client install
 	$(BIN)/pytest tests/integration
 
 stack-up: setup

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 MiB = 1024 * 1024
 
@@ -49,3 +50,13 @@ async def async_chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
 def fake_video(size: int, *, seed: int = 1, head: bytes = MP4_HEAD) -> bytes:
     """A whole small file, for tests of small uploads only."""
     return b"".join(fake_video_chunks(size, seed=seed, head=head))
+
+
+def write_fake_video(path: Path, size: int, *, seed: int = 1) -> str:
+    """Write a generated video of `size` bytes to `path`, a chunk at a time; its SHA-256."""
+    digest = hashlib.sha256()
+    with path.open("wb") as out:
+        for data in fake_video_chunks(size, seed=seed):
+            digest.update(data)
+            out.write(data)
+    return digest.hexdigest()

@@ -12,16 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.e2e.conftest import DevServer
-from tests.media import MiB, fake_video_chunks
-
-
-def _write_video(path: Path, size: int, seed: int) -> str:
-    digest = hashlib.sha256()
-    with path.open("wb") as out:
-        for chunk in fake_video_chunks(size, seed=seed):
-            out.write(chunk)
-            digest.update(chunk)
-    return digest.hexdigest()
+from tests.media import MiB, write_fake_video
 
 
 def test_upload_command_stores_files_and_prints_their_results(
@@ -29,8 +20,8 @@ def test_upload_command_stores_files_and_prints_their_results(
 ) -> None:
     first = tmp_path / "first.mp4"
     second = tmp_path / "second.mov"
-    first_sha = _write_video(first, 12 * MiB, seed=1)
-    second_sha = _write_video(second, 3 * MiB + 5, seed=2)
+    first_sha = write_fake_video(first, 12 * MiB, seed=1)
+    second_sha = write_fake_video(second, 3 * MiB + 5, seed=2)
 
     done = dev_server.cli("upload", str(first), str(second), "--parallel", "2", "--json")
     assert done.returncode == 0, done.stderr
@@ -79,7 +70,7 @@ def test_an_interrupted_resumable_upload_finishes_from_the_servers_offset(
 ) -> None:
     video = tmp_path / "resumed.mp4"
     size = 96 * MiB
-    digest = _write_video(video, size, seed=7)
+    digest = write_fake_video(video, size, seed=7)
     env = {**dev_server.env, "INGEST_URL": dev_server.url, "INGEST_TOKEN": dev_server.token}
     command = [
         sys.executable,
@@ -136,7 +127,7 @@ async def test_the_live_feed_and_live_progress_run_on_the_dev_port(
     import aiohttp
 
     video = tmp_path / "live.mp4"
-    await asyncio.to_thread(_write_video, video, 3 * MiB, 3)
+    await asyncio.to_thread(write_fake_video, video, 3 * MiB, seed=3)
     async with aiohttp.ClientSession() as http:
         ws = await http.ws_connect(
             f"{dev_server.url}/ws/upload-progress", params={"token": dev_server.token}

@@ -7,7 +7,6 @@ sees it, and keeps the transcript in `test-artifacts/` (not in git) for a look.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import pty
@@ -29,19 +28,10 @@ import pytest
 from deploy.stack.process import free_port
 from ingest.auth import issue_token
 from tests.e2e.conftest import DevServer
-from tests.media import MiB, fake_video_chunks
+from tests.media import MiB, write_fake_video
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
-
-
-def _write_video(path: Path, size: int, seed: int) -> str:
-    digest = hashlib.sha256()
-    with path.open("wb") as out:
-        for chunk in fake_video_chunks(size, seed=seed):
-            out.write(chunk)
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @pytest.fixture
@@ -92,7 +82,7 @@ def test_a_taken_port_is_one_line_naming_it_and_another(
 
 def test_a_token_that_is_not_a_jwt_is_explained(dev_server: DevServer, tmp_path: Path) -> None:
     video = tmp_path / "clip.mp4"
-    _write_video(video, 64 * 1024, seed=1)
+    write_fake_video(video, 64 * 1024, seed=1)
     done = _ingest(
         "upload",
         str(video),
@@ -107,7 +97,7 @@ def test_a_token_that_is_not_a_jwt_is_explained(dev_server: DevServer, tmp_path:
 
 def test_a_token_the_server_refuses_is_explained(dev_server: DevServer, tmp_path: Path) -> None:
     video = tmp_path / "clip.mp4"
-    _write_video(video, 64 * 1024, seed=1)
+    write_fake_video(video, 64 * 1024, seed=1)
     forged = issue_token("not-the-dev-servers-secret-but-long-enough", "dev", ttl_seconds=60)
     done = _ingest(
         "upload",
@@ -134,7 +124,7 @@ def test_the_banner_s_upload_command_works_as_printed(
     example = re.search(r"try: (.+) upload some-video\.mp4", banner)
     assert example is not None, banner
     video = tmp_path / "some-video.mp4"
-    _write_video(video, 256 * 1024, seed=3)
+    write_fake_video(video, 256 * 1024, seed=3)
     done = subprocess.run(
         [*shlex.split(example.group(1)), "upload", str(video)],
         env={**dev_server.env, "INGEST_URL": dev_server.url, "INGEST_TOKEN": dev_server.token},
@@ -168,7 +158,7 @@ def test_progress_and_results_as_a_terminal_shows_them(
     dev_server: DevServer, tmp_path: Path
 ) -> None:
     video = tmp_path / "on-a-terminal.mp4"
-    _write_video(video, 24 * MiB, seed=11)
+    write_fake_video(video, 24 * MiB, seed=11)
     env = {
         **dev_server.env,
         "INGEST_URL": dev_server.url,

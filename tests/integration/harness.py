@@ -2,8 +2,8 @@
 
 `running_ingest` builds the real services (S3 on MinIO, Kafka) from settings and
 serves them on a free loopback port; `topic_events` and `upload_events` read the
-module's topics; `stored_sha256`, `open_uploads` and `bucket_keys` look at the
-bucket directly.
+module's topics (`events_to_end`, `completions`: every one published so far); `stored_sha256`,
+`part_sizes`, `open_uploads` and `bucket_keys` look at the bucket directly.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ingest.auth import issue_token
 from ingest.http.app import build_app, start_serving, stop_gracefully
 from ingest.http.services import IngestServices
 from ingest.settings import IngestSettings
-from schemas import Event, EventBase, Topics, UploadEvent, decode
+from schemas import Event, EventBase, Topics, UploadCompleted, UploadEvent, decode
 
 E = TypeVar("E", bound=EventBase)
 
@@ -132,6 +132,46 @@ async def upload_events(
     )
 
 
+async def events_to_end(
+    settings: IngestSettings, keep: Callable[[UploadEvent], bool]
+) -> list[UploadEvent]:
+    """Every upload event `keep` accepts published so far (the topics read up to the end
+    offsets they had when reading began, not until some event shows up), in sequence order:
+    to count, e.g. that an upload completed only once."""
+    topics = Topics(settings.topic_prefix)
+    consumer = AIOKafkaConsumer(
+        topics.uploads,
+        topics.progress,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[UploadEvent] = []
+    try:
+        async with asyncio.timeout(30):
+            while not consumer.assignment():  # partitions are assigned once metadata is in
+                await asyncio.sleep(0.05)
+            partitions = sorted(consumer.assignment())
+            ends = await consumer.end_offsets(partitions)
+            while [p for p in partitions if await consumer.position(p) < ends[p]]:
+                batch = await consumer.getmany(*partitions, timeout_ms=500)
+                for records in batch.values():
+                    for record in records:
+                        event: Event | None = decode(record.value, record.headers)
+                        if isinstance(event, UploadEvent) and keep(event):
+                            found.append(event)
+    finally:
+        await consumer.stop()
+    return sorted(found, key=lambda event: event.sequence)
+
+
+async def completions(settings: IngestSettings, user_id: str) -> list[UploadCompleted]:
+    """Every upload.completed of one user published so far."""
+    events = await events_to_end(settings, lambda event: event.user_id == user_id)
+    return [event for event in events if isinstance(event, UploadCompleted)]
+
+
 def ended(events: list[UploadEvent]) -> bool:
     return any(
         type(e).__name__ in {"UploadCompleted", "UploadFailed", "UploadCancelled"} for e in events
@@ -148,6 +188,17 @@ async def stored_sha256(settings: IngestSettings, key: str) -> tuple[str, int]:
                 digest.update(chunk)
                 size += len(chunk)
         return digest.hexdigest(), size
+
+
+async def part_sizes(settings: IngestSettings, key: str) -> list[int]:
+    """The sizes of a completed multipart object's parts, in order (HEAD with PartNumber)."""
+    async with open_s3(await warm_session(), settings.s3_endpoint()) as s3:
+        first = await s3.head_object(Bucket=settings.s3_bucket, Key=key, PartNumber=1)
+        sizes = [first["ContentLength"]]
+        for number in range(2, first.get("PartsCount", 1) + 1):
+            part = await s3.head_object(Bucket=settings.s3_bucket, Key=key, PartNumber=number)
+            sizes.append(part["ContentLength"])
+        return sizes
 
 
 async def open_uploads(settings: IngestSettings, key: str) -> list[dict[str, Any]]:

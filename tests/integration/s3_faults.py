@@ -11,8 +11,12 @@ may, so a test can see the service never passes them on), or a stall of
 part uploads of parts up to `spared_parts`, so an upload can hold parts when
 it fails).
 
+With no faults planned it is a plain recording proxy: `counts` records what it
+did, `bodies` the size of every request body it forwarded (what the service
+wrote to S3, for write-amplification tests).
+
 How it fails: a request the S3 server does not answer becomes a 502 from the
-proxy (S3 clients retry it like any 5xx). `counts` records what it did.
+proxy (S3 clients retry it like any 5xx).
 """
 
 from __future__ import annotations
@@ -74,14 +78,34 @@ def operation(request: web.Request) -> str:
     return f"{request.method} object"
 
 
+@dataclass(frozen=True)
+class Body:
+    operation: str
+    path: str
+    """/bucket/key"""
+    size: int
+    """The bytes on the wire (with aws-chunked signing framing, when the client used it)."""
+    decoded_size: int
+    """The bytes of the object or part itself."""
+
+
+def _decoded_length(request: web.Request, wire: int) -> int:
+    """The payload size: `x-amz-decoded-content-length` under aws-chunked signing, else
+    the body's length."""
+    declared = request.headers.get("x-amz-decoded-content-length")
+    return int(declared) if declared is not None else wire
+
+
 class FaultyS3Proxy:
-    def __init__(self, upstream: str, faults: Faults) -> None:
+    def __init__(self, upstream: str, faults: Faults | None = None) -> None:
         self._upstream = upstream.rstrip("/")
-        self._faults = faults
-        self._random = random.Random(faults.seed)
+        self._faults = faults or Faults()
+        self._random = random.Random(self._faults.seed)
         self._client: aiohttp.ClientSession | None = None
         self.counts: Counter[str] = Counter()
         """`<operation>` per call seen, `<operation> <kind>` per fault injected."""
+        self.bodies: list[Body] = []
+        """Every request forwarded with a body, in order."""
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -94,6 +118,10 @@ class FaultyS3Proxy:
             await asyncio.sleep(self._faults.stall_seconds)
         elif fault is not None:
             return _s3_error(fault, request.path)
+        if body:
+            self.bodies.append(
+                Body(name, request.path, len(body), _decoded_length(request, len(body)))
+            )
         return await self._forward(request, body)
 
     def _pick(self, name: str, path: str, part: int) -> str | None:

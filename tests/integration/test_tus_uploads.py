@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import msgspec
 import pytest
 
-from infra.s3 import open_s3, warm_session
 from ingest.settings import IngestSettings
 from schemas import UploadCancelled, UploadCompleted, UploadProgress, UploadStarted
 from tests.integration.harness import (
@@ -26,35 +25,23 @@ from tests.integration.harness import (
     ended,
     object_exists,
     open_uploads,
+    part_sizes,
     running_ingest,
     stored_sha256,
     upload_events,
 )
 from tests.integration.rawhttp import open_request
-from tests.media import MiB, fake_video_chunks, sha256_of
+from tests.integration.tus_requests import (
+    OFFSET_STREAM,
+    Source,
+    create_upload,
+    head_offset,
+    patch_upload,
+    tus_headers,
+)
+from tests.media import MiB, sha256_of
 
 SIZE = 40 * MiB
-OFFSET_STREAM = "application/offset+octet-stream"
-
-
-class Source:
-    """The bytes of a generated file, taken in order a piece at a time, never held whole."""
-
-    def __init__(self, size: int, seed: int) -> None:
-        self._chunks: Iterator[bytes] = fake_video_chunks(size, seed=seed, chunk=MiB)
-        self._pending = b""
-
-    def take(self, size: int) -> bytes:
-        while len(self._pending) < size:
-            chunk = next(self._chunks, b"")
-            if not chunk:
-                break
-            self._pending += chunk
-        taken, self._pending = self._pending[:size], self._pending[size:]
-        return taken
-
-    def skip(self, size: int) -> None:
-        self.take(size)
 
 
 @pytest.fixture
@@ -63,54 +50,6 @@ async def pair(settings: IngestSettings) -> AsyncIterator[tuple[RunningIngest, R
     b = msgspec.structs.replace(settings, instance_id="tus-b")
     async with running_ingest(a) as first, running_ingest(b) as second:
         yield first, second
-
-
-def _tus(ingest: RunningIngest, user: str, **headers: str) -> dict[str, str]:
-    return {**ingest.auth(user), "Tus-Resumable": "1.0.0", **headers}
-
-
-async def _create(
-    http: aiohttp.ClientSession, ingest: RunningIngest, user: str, length: int, name: str
-) -> str:
-    import base64
-
-    metadata = f"filename {base64.b64encode(name.encode()).decode()}"
-    headers = _tus(ingest, user, **{"Upload-Length": str(length), "Upload-Metadata": metadata})
-    async with http.post(f"{ingest.url}/v1/tus/", headers=headers) as response:
-        assert response.status == 201, await response.text()
-        assert response.headers["Tus-Resumable"] == "1.0.0"
-        return response.headers["Location"]
-
-
-async def _head(http: aiohttp.ClientSession, ingest: RunningIngest, user: str, path: str) -> int:
-    async with http.head(f"{ingest.url}{path}", headers=_tus(ingest, user)) as response:
-        assert response.status == 200, response.status
-        assert response.headers["Cache-Control"] == "no-store"
-        return int(response.headers["Upload-Offset"])
-
-
-async def _patch(
-    http: aiohttp.ClientSession,
-    ingest: RunningIngest,
-    user: str,
-    path: str,
-    offset: int,
-    data: bytes,
-) -> aiohttp.ClientResponse:
-    headers = _tus(ingest, user, **{"Upload-Offset": str(offset), "Content-Type": OFFSET_STREAM})
-    async with http.patch(f"{ingest.url}{path}", data=data, headers=headers) as response:
-        await response.read()
-        return response
-
-
-async def _part_sizes(settings: IngestSettings, key: str) -> list[int]:
-    async with open_s3(await warm_session(), settings.s3_endpoint()) as s3:
-        first = await s3.head_object(Bucket=settings.s3_bucket, Key=key, PartNumber=1)
-        sizes = [first["ContentLength"]]
-        for number in range(2, first.get("PartsCount", 1) + 1):
-            part = await s3.head_object(Bucket=settings.s3_bucket, Key=key, PartNumber=number)
-            sizes.append(part["ContentLength"])
-        return sizes
 
 
 async def _session(ingest: RunningIngest, path: str) -> Any:
@@ -123,7 +62,7 @@ async def test_patches_of_random_sizes_through_two_instances_store_the_file(
     http: aiohttp.ClientSession,
     settings: IngestSettings,
 ) -> None:
-    path = await _create(http, pair[0], "tusser", SIZE, "resumed.mp4")
+    path = await create_upload(http, pair[0], "tusser", SIZE, "resumed.mp4")
     source = Source(SIZE, seed=21)
     rng = random.Random(21)
     offset = 0
@@ -131,14 +70,14 @@ async def test_patches_of_random_sizes_through_two_instances_store_the_file(
     while offset < SIZE:
         size = min(rng.randint(1, 12 * MiB) + rng.randint(0, 999), SIZE - offset)
         node = pair[turn % 2]
-        response = await _patch(http, node, "tusser", path, offset, source.take(size))
+        response = await patch_upload(http, node, "tusser", path, offset, source.take(size))
         assert response.status == 204, response.status
         assert int(response.headers["Upload-Offset"]) == offset + size
         offset += size
         # A complete upload no longer expires; one still open says until when it may resume.
         assert ("Upload-Expires" in response.headers) == (offset < SIZE)
         turn += 1
-        assert await _head(http, pair[turn % 2], "tusser", path) == offset
+        assert await head_offset(http, pair[turn % 2], "tusser", path) == offset
     assert turn >= 4
 
     expected = sha256_of(SIZE, seed=21)
@@ -147,7 +86,7 @@ async def test_patches_of_random_sizes_through_two_instances_store_the_file(
     assert session.result.sha256 == expected
     assert await stored_sha256(settings, session.s3_key) == (expected, SIZE)
     part = settings.part_size
-    assert await _part_sizes(settings, session.s3_key) == [part] * (SIZE // part) + (
+    assert await part_sizes(settings, session.s3_key) == [part] * (SIZE // part) + (
         [SIZE % part] if SIZE % part else []
     )
     assert await open_uploads(settings, session.s3_key) == []
@@ -173,8 +112,8 @@ async def test_a_patch_cut_mid_body_is_resumed_from_the_head_offset(
     settings: IngestSettings,
 ) -> None:
     size = 30 * MiB
-    path = await _create(http, pair[0], "cutter", size, "cut.mp4")
-    headers = _tus(
+    path = await create_upload(http, pair[0], "cutter", size, "cut.mp4")
+    headers = tus_headers(
         pair[0],
         "cutter",
         **{"Upload-Offset": "0", "Content-Type": OFFSET_STREAM, "Content-Length": str(size)},
@@ -194,12 +133,12 @@ async def test_a_patch_cut_mid_body_is_resumed_from_the_head_offset(
     offset = 0
     while offset == 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-        offset = await _head(http, pair[1], "cutter", path)
+        offset = await head_offset(http, pair[1], "cutter", path)
     assert offset >= settings.part_size, offset
 
     source = Source(size, seed=22)
     source.skip(offset)
-    response = await _patch(http, pair[1], "cutter", path, offset, source.take(size - offset))
+    response = await patch_upload(http, pair[1], "cutter", path, offset, source.take(size - offset))
     assert response.status == 204, response.status
     assert int(response.headers["Upload-Offset"]) == size
 
@@ -220,22 +159,24 @@ async def test_termination_leaves_no_multipart_upload_and_no_tail(
     settings: IngestSettings,
 ) -> None:
     size = 20 * MiB
-    path = await _create(http, pair[0], "quitter", size, "quit.mp4")
+    path = await create_upload(http, pair[0], "quitter", size, "quit.mp4")
     source = Source(size, seed=23)
     sent = 9 * MiB + 77
-    response = await _patch(http, pair[0], "quitter", path, 0, source.take(sent))
+    response = await patch_upload(http, pair[0], "quitter", path, 0, source.take(sent))
     assert response.status == 204
     session = await _session(pair[0], path)
     assert await open_uploads(settings, session.s3_key) != []
     tail = f"_ingest/tus/{session.session_id}/tail-{8 * MiB}-{sent}"
     assert await object_exists(settings, tail)
 
-    async with http.delete(f"{pair[1].url}{path}", headers=_tus(pair[1], "quitter")) as deleted:
+    async with http.delete(
+        f"{pair[1].url}{path}", headers=tus_headers(pair[1], "quitter")
+    ) as deleted:
         assert deleted.status == 204
         assert deleted.headers["Tus-Resumable"] == "1.0.0"
     assert await open_uploads(settings, session.s3_key) == []
     assert not await object_exists(settings, tail)
-    async with http.head(f"{pair[0].url}{path}", headers=_tus(pair[0], "quitter")) as gone:
+    async with http.head(f"{pair[0].url}{path}", headers=tus_headers(pair[0], "quitter")) as gone:
         assert gone.status == 410
     events = await upload_events(settings, session.session_id, until=ended)
     assert isinstance(events[-1], UploadCancelled)
@@ -247,12 +188,14 @@ async def test_small_patches_on_a_large_tail_add_segments_on_real_s3(
     settings: IngestSettings,
 ) -> None:
     size = 12 * MiB
-    path = await _create(http, pair[0], "nibbler", size, "nibbled.mp4")
+    path = await create_upload(http, pair[0], "nibbler", size, "nibbled.mp4")
     source = Source(size, seed=31)
     offset = 15 * MiB // 2  # a 7.5 MiB tail
-    assert (await _patch(http, pair[0], "nibbler", path, 0, source.take(offset))).status == 204
+    assert (
+        await patch_upload(http, pair[0], "nibbler", path, 0, source.take(offset))
+    ).status == 204
     for n in range(40):
-        response = await _patch(http, pair[n % 2], "nibbler", path, offset, source.take(1024))
+        response = await patch_upload(http, pair[n % 2], "nibbler", path, offset, source.take(1024))
         assert response.status == 204, response.status
         offset += 1024
     assert pair[0].services.tus is not None
@@ -262,7 +205,9 @@ async def test_small_patches_on_a_large_tail_add_segments_on_real_s3(
     assert 2 <= len(segments) <= 8
     assert segments[-1][1] == offset
 
-    response = await _patch(http, pair[1], "nibbler", path, offset, source.take(size - offset))
+    response = await patch_upload(
+        http, pair[1], "nibbler", path, offset, source.take(size - offset)
+    )
     assert response.status == 204
     expected = sha256_of(size, seed=31)
     session = await _session(pair[1], path)
