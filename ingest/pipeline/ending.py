@@ -4,7 +4,9 @@
 when the caller is cancelled meanwhile, within a bound; `settle_duplicate`
 records a stored file as the original of its bytes for its user, or, when an
 original is recorded already (an earlier or a concurrent upload), removes this
-copy and names the original, before the completed event says which it is.
+copy and names the original, before the completed event says which it is
+(`original_of`, `discard_copy` and `as_duplicate` are its steps, for a caller
+that records the outcome meanwhile).
 
 How it fails: neither raises. A clean-up that fails or runs out of time is
 logged, so it cannot hide the error being cleaned up after; a claim that
@@ -65,22 +67,44 @@ async def settle_duplicate(
     """`result` as the original of its bytes, or as a duplicate of the original already
     recorded for its user: then this copy is discarded and the result names the original
     (`duplicate_of`, and its object)."""
+    original = await original_of(claim, result, within=within, upload_id=upload_id)
+    if original is None:
+        return result
+    await discard_copy(discard, within=within, upload_id=upload_id)
+    return as_duplicate(result, original)
+
+
+async def original_of(
+    claim: ClaimOriginal, result: UploadResult, *, within: float, upload_id: str
+) -> UploadResult | None:
+    """Record `result` as the original of its bytes for its user; the original recorded
+    before it when there is one (another upload's), else None."""
     try:
         async with asyncio.timeout(within):
             original = await claim(result)
     except Exception:
         # Not recorded either way: the file stays stored, as an original.
         log.warning("duplicate lookup failed for upload %s", upload_id, exc_info=True)
-        return result
+        return None
     if original is None or original.video_id == result.video_id:
         # The first to record these bytes, or this very upload recorded by an earlier try.
-        return result
+        return None
+    return original
+
+
+async def discard_copy(
+    discard: Callable[[], Awaitable[None]], *, within: float, upload_id: str
+) -> None:
+    """Remove the copy of a duplicate (the original holds the same bytes); a failure is logged."""
     try:
         async with asyncio.timeout(within):
-            # The original holds the same bytes: a second copy would only be stored twice.
             await discard()
     except Exception:
         log.warning("could not remove the duplicate copy of upload %s", upload_id, exc_info=True)
+
+
+def as_duplicate(result: UploadResult, original: UploadResult) -> UploadResult:
+    """`result` naming `original` as what it duplicates, and pointing at its object."""
     return msgspec.structs.replace(
         result, duplicate_of=original.video_id, s3_key=original.s3_key, etag=original.etag
     )

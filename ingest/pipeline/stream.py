@@ -33,7 +33,6 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Literal
 
 from infra import layout
@@ -43,7 +42,13 @@ from ingest.pipeline.body import MeteredBody, SizeLimits
 from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.config import PipelineConfig
 from ingest.pipeline.container import CONTENT_TYPES, HEAD_BYTES, detect_format, resolve_format
-from ingest.pipeline.ending import ClaimOriginal, run_to_end, settle_duplicate
+from ingest.pipeline.ending import (
+    ClaimOriginal,
+    as_duplicate,
+    discard_copy,
+    original_of,
+    run_to_end,
+)
 from ingest.pipeline.engine import PartEngine, Piece
 from ingest.pipeline.events import (
     BuildEvent,
@@ -167,6 +172,7 @@ class _Upload:
         self._body: MeteredBody | None = None
         self._format: str | None = None
         self._started = False
+        self._start: asyncio.Task[Event] | None = None
         self._completed = False
         self._parts_stored = 0
         self._put: asyncio.Task[StoredObject] | None = None
@@ -203,7 +209,8 @@ class _Upload:
             detect_format(head), declared=target.declared_format, allowed=target.allowed_formats
         )
         self._events.format = fmt
-        await self._events.emit(started_event(self._started_at))
+        # Sent while the body is stored; accepted before the upload may complete (`_committing`).
+        self._start = self._events.post(self._events.prepare(started_event(self._started_at)))
         self._started = True
 
         stored, parts = await self._store_body(reader)
@@ -222,17 +229,38 @@ class _Upload:
             started_at=self._started_at,
             completed_at=completed_at,
         )
-        result = await settle_duplicate(
-            self._claim_original,
-            result,
-            discard=lambda: self._store.delete(stored.key),
-            within=self._config.event_timeout,
-            upload_id=target.upload_id,
+        return await self._report_completed(result, discard=lambda: self._store.delete(stored.key))
+
+    async def _report_completed(
+        self, result: UploadResult, *, discard: Callable[[], Awaitable[None]]
+    ) -> UploadResult:
+        """Record the file in the duplicate index and the upload as completed, then send its
+        completed event; the result as reported (a duplicate names its original).
+
+        The index and the record are written at once, the record saying the bytes are new
+        (what they nearly always are). For a duplicate the record is written again, naming
+        the original, before the copy is removed: a recorded completion never points at a
+        removed object (a crash in between leaves the copy, not a dangling event).
+        """
+        within = self._config.event_timeout
+        upload_id = self._target.upload_id
+        completed = self._events.prepare(completed_event(result))
+        original, _ = await asyncio.gather(
+            original_of(self._claim_original, result, within=within, upload_id=upload_id),
+            self._record(result, completed),
         )
-        record = self._record_completion
-        before_send = None if record is None else partial(record, result)
-        await self._events.emit(completed_event(result), before_send=before_send)
+        if original is not None:
+            result = as_duplicate(result, original)
+            completed = self._events.prepare(completed_event(result))
+            await self._record(result, completed)
+            await discard_copy(discard, within=within, upload_id=upload_id)
+        await self._events.post(completed)
         return result
+
+    async def _record(self, result: UploadResult, completed: Event) -> None:
+        if self._record_completion is not None:
+            async with asyncio.timeout(self._config.event_timeout):
+                await self._record_completion(result, completed)
 
     async def _store_body(self, reader: PartReader) -> tuple[StoredObject, int]:
         """Store the rest of the body; returns the object and the number of parts it took."""
@@ -250,6 +278,7 @@ class _Upload:
         self._limits.check_complete(self._received)
         # Before completing: a multipart upload aborted leaves nothing, a completed one would.
         await self._verify_sha256()
+        await self._committing()
         assert engine.multipart is not None  # the first part was full, so it was launched
         parts = sorted(engine.stored, key=lambda p: p.number)
         return await engine.multipart.complete(parts), len(parts)
@@ -266,6 +295,20 @@ class _Upload:
                 "(file_hash, Repr-Digest or Content-Digest)",
                 details={"expected_sha256": expected, "computed_sha256": computed},
             )
+
+    async def _committing(self) -> None:
+        """Wait until the started event is accepted: an upload whose start could not be
+        reported fails (the clean-up removes what it stored), as it would have before."""
+        assert self._start is not None
+        await self._start
+
+    def _check_started(self) -> None:
+        """Stop the body at once when the started event has failed already."""
+        start = self._start
+        if start is not None and start.done() and not start.cancelled():
+            error = start.exception()
+            if error is not None:
+                raise error
 
     def _stored_as(self) -> tuple[str | None, dict[str, str]]:
         """The media type and the metadata the object is stored with."""
@@ -295,9 +338,10 @@ class _Upload:
         )
         del data
         stored = await asyncio.shield(self._put)
+        await self._committing()
         self._completed = True
         self._parts_stored = 1
-        await self._emit_progress(forced=True)
+        self._emit_progress(forced=True)
         return stored
 
     async def _put_object(
@@ -318,30 +362,26 @@ class _Upload:
 
     async def _part_stored(self, part: StoredPart) -> None:
         self._parts_stored += 1
-        await self._emit_progress(forced=True)
+        self._emit_progress(forced=True)
 
     async def _on_chunk(self, size: int) -> None:
         if self._meter is not None:
             # The quota left moves with other uploads and new snapshots: asked on every chunk.
             self._meter(self._received)
-        # A failed part stops the body at the next chunk, not at the next part.
+        # A failed part or start stops the body at the next chunk, not at the next part.
         self._engine.check()
+        self._check_started()
         now = self._config.clock()
         self._progress.add(size, now)
         if self._started and self._progress.due(now):
-            await self._emit_progress(forced=False)
+            self._emit_progress(forced=False)
 
-    async def _emit_progress(self, *, forced: bool) -> None:
+    def _emit_progress(self, *, forced: bool) -> None:
+        # Sent in the background: an upload never waits on its progress (lossy by design).
         build = progress_event(
             self._progress, self._config.clock, forced=forced, parts_stored=self._parts_stored
         )
-        try:
-            await self._events.emit(build)
-        except Exception:
-            # A lost progress tick is harmless; failing the upload for it is not.
-            log.warning(
-                "could not emit progress of upload %s", self._target.upload_id, exc_info=True
-            )
+        self._events.notify(build)
 
     # The failure path.
 
@@ -372,12 +412,23 @@ class _Upload:
                 within=within,
                 what=f"removing the object of upload {upload_id}",
             )
+        # Sent after the started event (the writer keeps the order), whatever became of it.
         interrupted |= await run_to_end(
             self._events.emit(self._failure_event(error)),
             within=self._config.event_timeout,
             what=f"emitting the failure of upload {upload_id}",
         )
+        self._note_failed_start()
         return interrupted
+
+    def _note_failed_start(self) -> None:
+        start = self._start
+        if start is None or not start.done() or start.cancelled():
+            return
+        if (failure := start.exception()) is not None:
+            log.warning(
+                "the started event of upload %s failed: %r", self._target.upload_id, failure
+            )
 
     async def _discard_put(self, put: asyncio.Task[StoredObject]) -> None:
         """Wait for the PUT of a failed upload to end, and delete what it stored."""

@@ -128,8 +128,9 @@ class SessionService:
         keys = await self._documents.list_keys(prefix)
         return [key[len(prefix) : -len(suffix)] for key in keys if key.endswith(suffix)]
 
-    def completion_recorder(self, session_id: str) -> CompletionRecorder:
-        return CompletionRecorder(self, session_id)
+    def completion_recorder(self, claimed: UploadSession, version: str) -> CompletionRecorder:
+        """A recorder for the upload of `claimed`, which `claim` returned with `version`."""
+        return CompletionRecorder(self, claimed, version)
 
     async def get_owned(self, session_id: str, principal: Principal) -> UploadSession:
         session, _ = await self.load(session_id)
@@ -280,30 +281,47 @@ class SessionService:
 class CompletionRecorder:
     """Records one upload completed, with its `upload.completed` as built, before the event is
     sent (`record` is the pipeline's `record_completion`), so `ingest reconcile` finds every
-    completion whose event was lost and sends that very event again."""
+    completion whose event was lost and sends that very event again.
 
-    def __init__(self, sessions: SessionService, session_id: str) -> None:
+    It writes over the version its claim (or its own last write) returned, with no read
+    first: nothing else writes a claimed session but a cancel, and when one did, the
+    compare-and-swap fails and the write is made again on the fresh document (`finish`).
+    Recording again (a duplicate found meanwhile) replaces what it recorded.
+    """
+
+    def __init__(self, sessions: SessionService, claimed: UploadSession, version: str) -> None:
         self._sessions = sessions
-        self._session_id = session_id
+        self._claimed = claimed
+        self._version: str | None = version
         self._session: UploadSession | None = None
 
     async def record(self, result: UploadResult, event: Event) -> None:
         if not isinstance(event, UploadCompleted):
             raise TypeError(f"not a completed event: {type(event).__name__}")
-        self._session = await self._sessions.finish(
-            self._session_id,
-            "completed",
-            message="upload completed",
-            bytes_received=result.size_bytes,
-            result=result,
-            completed_event=event,
-        )
+        changes: dict[str, Any] = {
+            "status": "completed",
+            "message": "upload completed",
+            "bytes_received": result.size_bytes,
+            "result": result,
+            "completed_event": event,
+        }
+        if self._version is not None:
+            current = self._session or self._claimed
+            try:
+                self._session, self._version = await self._sessions.update(
+                    current, self._version, **changes
+                )
+                return
+            except VersionConflict:
+                self._version = None  # changed meanwhile: from now on, read before writing
+        self._session = await self._sessions.finish(self._claimed.session_id, **changes)
 
     @property
     def session(self) -> UploadSession:
         """The session as recorded completed; RuntimeError before `record` succeeded."""
         if self._session is None:
-            raise RuntimeError(f"upload session {self._session_id} was not recorded completed")
+            session_id = self._claimed.session_id
+            raise RuntimeError(f"upload session {session_id} was not recorded completed")
         return self._session
 
 
