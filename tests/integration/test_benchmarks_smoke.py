@@ -16,7 +16,16 @@ from typing import Any
 
 import pytest
 
-from benchmarks import concurrency, consumers, latency, memory, peer, plots, throughput
+from benchmarks import (
+    concurrency,
+    consumers,
+    fixedcost,
+    latency,
+    memory,
+    peer,
+    plots,
+    throughput,
+)
 from benchmarks.context import Context, stack_pids
 from benchmarks.workload import KiB, MiB
 from ingest.settings import IngestSettings
@@ -64,6 +73,27 @@ async def test_throughput(ctx: Context) -> None:
     assert row["ratio"] > 0
     assert row["cpu_seconds_per_gib"]["service"]["server"] > 0
     assert {run["path"] for run in document["runs"]} == {"direct", "service"}
+
+
+async def test_fixedcost(ctx: Context) -> None:
+    # One file in a single PUT, one just over a part (a multipart upload on both paths).
+    sizes = [KiB, ctx.settings.part_size + KiB]
+    await fixedcost.run(ctx, sizes=sizes, count=2)
+    text = await asyncio.to_thread((ctx.out / "fixedcost.json").read_text)
+    document = json.loads(text)
+    assert document["benchmark"] == "fixedcost"
+    assert document["environment"]["machine"]["cores"] > 0
+    rows = {row["size"]: row for row in document["summary"]}
+    assert sorted(rows) == sizes
+    for row in rows.values():
+        assert row["uploads"] == 2
+        for figure in ("direct_p50_ms", "service_p50_ms", "service_p99_ms"):
+            assert row[figure] > 0
+        assert row["create_session_p50_ms"] > 0
+        assert row["fixed_cost_p50_ms"] == row["service_p50_ms"] - row["direct_p50_ms"]
+    paths = [(sample["path"], sample["size"]) for sample in document["samples"]]
+    for path in ("direct", "service", "create"):
+        assert [paths.count((path, size)) for size in sizes] == [2, 2]
 
 
 async def test_memory(ctx: Context) -> None:

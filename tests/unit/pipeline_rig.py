@@ -54,7 +54,11 @@ class PipelineRig:
 
     async def run(self, target: UploadTarget, body: ScriptedBody, **kwargs: Any) -> UploadResult:
         """`stream_upload` of `body`; `kwargs` override its other arguments."""
-        arguments: dict[str, Any] = {"first_sequence": self.first_sequence, **kwargs}
+        arguments: dict[str, Any] = {
+            "first_sequence": self.first_sequence,
+            "claim_original": self.claim_original,
+            **kwargs,
+        }
         try:
             return await self._stream(target, body, arguments)
         finally:
@@ -72,7 +76,6 @@ class PipelineRig:
             budget=self.budget,
             config=self.config,
             interrupt=self.interrupt,
-            claim_original=self.claim_original,
             **arguments,
         )
 
