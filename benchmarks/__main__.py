@@ -75,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--fixed-count", type=int, default=fixedcost.DEFAULT_COUNT, help="uploads of each size"
     )
+    group.add_argument(
+        "--baseline-source",
+        type=Path,
+        default=None,
+        help="also serve the code in DIR, its uploads interleaved with ours",
+    )
     group = parser.add_argument_group("peer (tusd beside our tus and PUT)")
     group.add_argument("--peer-size", default=peer.DEFAULT_SIZE, help="file size")
     group = parser.add_argument_group("memory")
@@ -160,7 +166,10 @@ async def _one(name: str, ctx: Context, args: argparse.Namespace) -> dict[str, A
     if name == "throughput":
         return await throughput.run(ctx, sizes=_sizes(args.sizes), runs=args.runs)
     if name == "fixedcost":
-        return await fixedcost.run(ctx, sizes=_sizes(args.fixed_sizes), count=args.fixed_count)
+        baseline = args.baseline_source.resolve() if args.baseline_source else None
+        return await fixedcost.run(
+            ctx, sizes=_sizes(args.fixed_sizes), count=args.fixed_count, baseline=baseline
+        )
     if name == "memory":
         return await memory.run(ctx, size=size(args.memory_size, "--memory-size"), runs=args.runs)
     if name == "concurrency":

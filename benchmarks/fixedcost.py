@@ -18,10 +18,12 @@ be meaningless.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from aiobotocore.config import AioConfig
@@ -54,19 +56,27 @@ def distinct_body(size: int) -> bytes:
     return MP4_HEAD + os.urandom(16) + bytes(size - len(MP4_HEAD) - 16)
 
 
-async def measure(ctx: Context, sizes: list[int], count: int) -> list[Sample]:
+async def measure(
+    ctx: Context, sizes: list[int], count: int, baseline: Path | None = None
+) -> list[Sample]:
     settings = ctx.settings
-    users = Users(secret_of(settings), 1)
-    auth = users.auth(0)
+    auth = Users(secret_of(settings), 1).auth(0)
     samples: list[Sample] = []
     stored: list[str] = []
     config = AioConfig(max_pool_connections=settings.parts_in_flight * 2)
     env = ctx.server_env(max_file_size=max(sizes) + MiB)
-    async with (
-        ingest_server(env, source=ctx.source) as server,
-        http_session() as http,
-        open_s3(await warm_session(), settings.s3_endpoint(), config) as s3,
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        servers = {
+            "service": await stack.enter_async_context(ingest_server(env, source=ctx.source))
+        }
+        if baseline is not None:
+            servers["baseline"] = await stack.enter_async_context(
+                ingest_server(env, source=baseline)
+            )
+        http = await stack.enter_async_context(http_session())
+        s3 = await stack.enter_async_context(
+            open_s3(await warm_session(), settings.s3_endpoint(), config)
+        )
 
         async def direct(size: int) -> float:
             body = distinct_body(size)
@@ -80,12 +90,12 @@ async def measure(ctx: Context, sizes: list[int], count: int) -> list[Sample]:
             await s3.delete_object(Bucket=settings.s3_bucket, Key=key)
             return elapsed
 
-        async def service(size: int) -> tuple[float, float]:
+        async def through(url: str, size: int) -> tuple[float, float]:
             """(seconds to create the session, seconds of the upload itself)."""
             body = distinct_body(size)
             created = time.perf_counter()
             async with http.post(
-                f"{server.url}/v1/uploads",
+                f"{url}/v1/uploads",
                 json={"filename": "small.mp4", "expected_file_size": size},
                 headers=auth,
             ) as response:
@@ -94,92 +104,87 @@ async def measure(ctx: Context, sizes: list[int], count: int) -> list[Sample]:
                     raise RuntimeError(f"creating a session failed: {response.status} {session}")
             started = time.perf_counter()
             headers = {**auth, "Content-Type": "video/mp4"}
-            async with http.put(
-                f"{server.url}{session['upload_url']}", data=body, headers=headers
-            ) as response:
-                answer = await response.json(content_type=None)
-                if response.status != 201:
+            async with http.put(f"{url}{session['upload_url']}", data=body, headers=headers) as put:
+                answer = await put.json(content_type=None)
+                if put.status != 201:
                     raise RuntimeError(f"an upload of {size} bytes failed: {answer}")
             elapsed = time.perf_counter() - started
             stored.append(str(answer["s3_key"]))
             return started - created, elapsed
 
+        async def one(path: str, size: int) -> None:
+            if path == "direct":
+                samples.append(Sample(path, size, await direct(size)))
+                return
+            creation, seconds = await through(servers[path].url, size)
+            samples.append(Sample(f"create-{path}", size, creation))
+            samples.append(Sample(path, size, seconds))
+
+        paths = ["direct", *servers]
         try:
             for size in sizes:
-                # Warm both paths (connections, the producer's metadata) before timing.
-                await direct(size)
-                await service(size)
+                # Warm every path (connections, the producer's metadata) before timing.
+                for path in paths:
+                    await one(path, size)
+                samples[:] = [s for s in samples if s.size != size]
                 for n in range(count):
-                    order = ("direct", "service") if n % 2 == 0 else ("service", "direct")
-                    for path in order:
-                        if path == "direct":
-                            samples.append(Sample("direct", size, await direct(size)))
-                        else:
-                            creation, seconds = await service(size)
-                            samples.append(Sample("create", size, creation))
-                            samples.append(Sample("service", size, seconds))
+                    # Rotating the order spreads drifting machine load over every path alike.
+                    for path in paths[n % len(paths) :] + paths[: n % len(paths)]:
+                        await one(path, size)
         finally:
             await delete_objects(settings, stored)
     return samples
 
 
 def summarize(samples: list[Sample]) -> list[dict[str, Any]]:
+    """One row per size: p50/p99 per path, and what each server adds to the direct upload."""
     rows = []
     for size in sorted({s.size for s in samples}):
 
         def ms(path: str, size: int = size) -> list[float]:
             return [s.seconds * 1000 for s in samples if s.size == size and s.path == path]
 
-        direct, service, create = ms("direct"), ms("service"), ms("create")
-        rows.append(
-            {
-                "size": size,
-                "size_label": size_label(size),
-                "uploads": len(service),
-                "direct_p50_ms": percentile(direct, 50),
-                "direct_p99_ms": percentile(direct, 99),
-                "service_p50_ms": percentile(service, 50),
-                "service_p99_ms": percentile(service, 99),
-                "fixed_cost_p50_ms": percentile(service, 50) - percentile(direct, 50),
-                "fixed_cost_p99_ms": percentile(service, 99) - percentile(direct, 99),
-                "create_session_p50_ms": percentile(create, 50),
-                "service_ms": spread(service),
+        direct = ms("direct")
+        row: dict[str, Any] = {
+            "size": size,
+            "size_label": size_label(size),
+            "uploads": len(direct),
+            "direct_p50_ms": percentile(direct, 50),
+            "direct_p99_ms": percentile(direct, 99),
+        }
+        for path in ("service", "baseline"):
+            times = ms(path)
+            if not times:
+                continue
+            row |= {
+                f"{path}_p50_ms": percentile(times, 50),
+                f"{path}_p99_ms": percentile(times, 99),
+                f"{path}_fixed_cost_p50_ms": percentile(times, 50) - row["direct_p50_ms"],
+                f"{path}_fixed_cost_p99_ms": percentile(times, 99) - row["direct_p99_ms"],
+                f"{path}_create_session_p50_ms": percentile(ms(f"create-{path}"), 50),
+                f"{path}_ms": spread(times),
             }
-        )
+        rows.append(row)
     return rows
 
 
-async def run(ctx: Context, *, sizes: list[int], count: int) -> dict[str, Any]:
+async def run(
+    ctx: Context, *, sizes: list[int], count: int, baseline: Path | None = None
+) -> dict[str, Any]:
+    """Measure and report; `baseline` serves another copy of the code beside this one."""
     environment = await asyncio.to_thread(describe, ctx.settings)
     print(describe_machine(environment))
-    samples = await measure(ctx, sizes, count)
+    samples = await measure(ctx, sizes, count, baseline)
     rows = summarize(samples)
-    print_table(
-        f"fixed cost: {count} uploads of each size one after another, ms per upload",
-        [
-            "size",
-            "direct p50",
-            "direct p99",
-            "service p50",
-            "service p99",
-            "fixed cost p50",
-            "fixed cost p99",
-            "create session p50",
-        ],
-        [
-            [
-                r["size_label"],
-                f"{r['direct_p50_ms']:.1f}",
-                f"{r['direct_p99_ms']:.1f}",
-                f"{r['service_p50_ms']:.1f}",
-                f"{r['service_p99_ms']:.1f}",
-                f"{r['fixed_cost_p50_ms']:.1f}",
-                f"{r['fixed_cost_p99_ms']:.1f}",
-                f"{r['create_session_p50_ms']:.1f}",
-            ]
-            for r in rows
-        ],
-    )
+    paths = ["service", "baseline"] if baseline is not None else ["service"]
+    headers = ["size", "path", "p50", "p99", "fixed cost p50", "fixed cost p99", "create p50"]
+    table: list[list[object]] = []
+    for r in rows:
+        table.append([r["size_label"], "direct", *_ms(r, "direct_p50", "direct_p99"), "", "", ""])
+        for path in paths:
+            names = ("p50", "p99", "fixed_cost_p50", "fixed_cost_p99", "create_session_p50")
+            table.append([r["size_label"], path, *_ms(r, *(f"{path}_{n}" for n in names))])
+    print_table(f"fixed cost: {count} uploads of each size one after another, ms", headers, table)
     return await asyncio.to_thread(
         write_result,
         ctx.out,
@@ -187,8 +192,17 @@ async def run(ctx: Context, *, sizes: list[int], count: int) -> dict[str, Any]:
         ctx.label,
         {
             "environment": environment,
-            "config": {"sizes": sizes, "count": count, "source": ctx.source},
+            "config": {
+                "sizes": sizes,
+                "count": count,
+                "source": ctx.source,
+                "baseline": baseline,
+            },
             "summary": rows,
             "samples": [asdict(s) for s in samples],
         },
     )
+
+
+def _ms(row: dict[str, Any], *names: str) -> list[str]:
+    return [f"{row[f'{name}_ms']:.1f}" for name in names]

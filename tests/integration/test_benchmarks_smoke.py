@@ -32,6 +32,9 @@ from ingest.settings import IngestSettings
 
 pytestmark = pytest.mark.timeout(120)
 
+CHECKOUT = Path(__file__).resolve().parents[2]
+"""This checkout: the code a second server serves as a baseline."""
+
 
 @pytest.fixture
 def ctx(settings: IngestSettings, tmp_path: Path) -> Context:
@@ -76,9 +79,10 @@ async def test_throughput(ctx: Context) -> None:
 
 
 async def test_fixedcost(ctx: Context) -> None:
-    # One file in a single PUT, one just over a part (a multipart upload on both paths).
+    # One file in a single PUT, one just over a part (a multipart upload on both paths),
+    # with a second server beside ours (here the same code) as the baseline.
     sizes = [KiB, ctx.settings.part_size + KiB]
-    await fixedcost.run(ctx, sizes=sizes, count=2)
+    await fixedcost.run(ctx, sizes=sizes, count=3, baseline=CHECKOUT)
     text = await asyncio.to_thread((ctx.out / "fixedcost.json").read_text)
     document = json.loads(text)
     assert document["benchmark"] == "fixedcost"
@@ -86,14 +90,16 @@ async def test_fixedcost(ctx: Context) -> None:
     rows = {row["size"]: row for row in document["summary"]}
     assert sorted(rows) == sizes
     for row in rows.values():
-        assert row["uploads"] == 2
-        for figure in ("direct_p50_ms", "service_p50_ms", "service_p99_ms"):
-            assert row[figure] > 0
-        assert row["create_session_p50_ms"] > 0
-        assert row["fixed_cost_p50_ms"] == row["service_p50_ms"] - row["direct_p50_ms"]
+        assert row["uploads"] == 3
+        assert row["direct_p50_ms"] > 0
+        for path in ("service", "baseline"):
+            assert 0 < row[f"{path}_p50_ms"] <= row[f"{path}_p99_ms"]
+            assert row[f"{path}_create_session_p50_ms"] > 0
+            fixed = row[f"{path}_p50_ms"] - row["direct_p50_ms"]
+            assert row[f"{path}_fixed_cost_p50_ms"] == fixed
     paths = [(sample["path"], sample["size"]) for sample in document["samples"]]
-    for path in ("direct", "service", "create"):
-        assert [paths.count((path, size)) for size in sizes] == [2, 2]
+    for path in ("direct", "service", "create-service", "baseline", "create-baseline"):
+        assert [paths.count((path, size)) for size in sizes] == [3, 3]
 
 
 async def test_memory(ctx: Context) -> None:
