@@ -203,3 +203,46 @@ async def test_a_session_changed_after_its_claim_is_read_again_and_still_complet
     assert stored.status == "completed"
     assert stored.result == result
     assert stored.completed_event == event
+
+
+async def test_a_session_created_here_is_claimed_without_reading_it(clock: Clock) -> None:
+    documents = CountingDocuments()
+    sessions = SessionService(documents, ttl_seconds=3600, clock=clock)
+    session_id = await _new(sessions)
+    with pytest.raises(Forbidden):
+        await sessions.claim(session_id, BOB, instance_id="a")
+    reads = documents.reads
+    # Bob's try used up what this process remembered: Ann's claim reads the document.
+    claimed, _ = await sessions.claim(session_id, ANN, instance_id="a")
+    assert documents.reads == reads + 1
+    assert claimed.status == "uploading"
+
+    other = await _new(sessions)
+    reads = documents.reads
+    claimed, _ = await sessions.claim(other, ANN, instance_id="a")
+    assert documents.reads == reads
+    assert (await sessions.get_owned(other, ANN)).status == "uploading"
+
+
+async def test_a_session_changed_since_its_creation_here_is_judged_as_it_is_now(
+    clock: Clock,
+) -> None:
+    documents = MemoryDocumentStore()
+    here = SessionService(documents, ttl_seconds=3600, clock=clock)
+    elsewhere = SessionService(documents, ttl_seconds=3600, clock=clock)
+    cancelled = await _new(here)
+    await elsewhere.cancel(cancelled, ANN)
+    with pytest.raises(SessionConflict):
+        await here.claim(cancelled, ANN, instance_id="a")
+    assert (await here.get_owned(cancelled, ANN)).status == "cancelled"
+
+    taken = await _new(here)
+    await elsewhere.claim(taken, ANN, instance_id="b")
+    with pytest.raises(SessionConflict):
+        await here.claim(taken, ANN, instance_id="a")
+    assert (await here.get_owned(taken, ANN)).instance_id == "b"
+
+    # And one created on another instance is read, then claimed.
+    remote = await _new(elsewhere)
+    claimed, _ = await here.claim(remote, ANN, instance_id="a")
+    assert claimed.instance_id == "a"
