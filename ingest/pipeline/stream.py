@@ -9,19 +9,26 @@ body that fits in its first part is stored by one PUT, with its SHA-256
 likewise. Limits are enforced on the chunk that passes them; `meter(received)`,
 when given, is asked on every chunk and stops the body with what it raises (the
 quota, which moves while a body streams). It emits
-`upload.started`, throttled `upload.progress` (and one per stored part) and
-`upload.completed` (`events`), after recording the file as the original of its
-bytes for its user, or removing it as a duplicate of the original already
-recorded (`duplicate_of`). `record_completion`, when given, gets the result and
-the completed event as built, before the sink does (the caller records it where `ingest
-reconcile` can find it again, so a completed upload never loses its event).
+`upload.started` (sent while the body is stored, and accepted before the
+upload completes: the object is only kept, or the multipart upload completed,
+once it is), throttled `upload.progress` (and one per stored part; sent in the
+background, never waited for) and `upload.completed` (`events`), after
+recording the file as the original of its bytes for its user, or removing it
+as a duplicate of the original already recorded (`duplicate_of`).
+`record_completion`, when given, gets the result and the completed event as
+built, before the sink does (the caller records it where `ingest reconcile`
+can find it again, so a completed upload never loses its event); it is
+written while the duplicate index is asked, and written again, before the copy
+is removed, for a duplicate.
 
 How it fails: on any error, and on cancellation, it stops the part uploads,
 gives back every reserved byte, aborts the multipart upload (or deletes what a
 PUT cut short stored), shielded from cancellation and bounded in time, so no
 part or object is left behind, emits exactly one `upload.failed` or
 `upload.cancelled` (bounded; a failure to emit is logged, never raised in place
-of the real error), and re-raises the original error. A cancellation
+of the real error; after the started event, whatever became of that one),
+and re-raises the original error. A started event that fails fails the upload
+(EventDeliveryError) at the next chunk or before it completes. A cancellation
 propagates as CancelledError; `Interrupt.reason` says why it happened. Once
 the object is complete it is never removed.
 """
@@ -31,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,19 +49,12 @@ from ingest.pipeline.body import MeteredBody, SizeLimits
 from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.config import PipelineConfig
 from ingest.pipeline.container import CONTENT_TYPES, HEAD_BYTES, detect_format, resolve_format
-from ingest.pipeline.ending import (
-    ClaimOriginal,
-    as_duplicate,
-    discard_copy,
-    original_of,
-    run_to_end,
-)
+from ingest.pipeline.ending import ClaimOriginal, RecordCompletion, report_completed, run_to_end
 from ingest.pipeline.engine import PartEngine, Piece
 from ingest.pipeline.events import (
     BuildEvent,
     EventWriter,
     cancelled_event,
-    completed_event,
     failed_event,
     progress_event,
     started_event,
@@ -66,10 +66,6 @@ from ingest.ports import EventSink, MultipartUpload, ObjectStore, StoredObject, 
 from schemas import Event
 
 log = logging.getLogger(__name__)
-
-RecordCompletion = Callable[[UploadResult, Event], Awaitable[None]]
-"""Record a stored upload's result and its completed event before the event is sent;
-what it raises fails the upload like a failed send."""
 
 
 @dataclass
@@ -229,38 +225,15 @@ class _Upload:
             started_at=self._started_at,
             completed_at=completed_at,
         )
-        return await self._report_completed(result, discard=lambda: self._store.delete(stored.key))
-
-    async def _report_completed(
-        self, result: UploadResult, *, discard: Callable[[], Awaitable[None]]
-    ) -> UploadResult:
-        """Record the file in the duplicate index and the upload as completed, then send its
-        completed event; the result as reported (a duplicate names its original).
-
-        The index and the record are written at once, the record saying the bytes are new
-        (what they nearly always are). For a duplicate the record is written again, naming
-        the original, before the copy is removed: a recorded completion never points at a
-        removed object (a crash in between leaves the copy, not a dangling event).
-        """
-        within = self._config.event_timeout
-        upload_id = self._target.upload_id
-        completed = self._events.prepare(completed_event(result))
-        original, _ = await asyncio.gather(
-            original_of(self._claim_original, result, within=within, upload_id=upload_id),
-            self._record(result, completed),
+        return await report_completed(
+            result,
+            events=self._events,
+            claim=self._claim_original,
+            record=self._record_completion,
+            discard=lambda: self._store.delete(stored.key),
+            within=self._config.event_timeout,
+            upload_id=target.upload_id,
         )
-        if original is not None:
-            result = as_duplicate(result, original)
-            completed = self._events.prepare(completed_event(result))
-            await self._record(result, completed)
-            await discard_copy(discard, within=within, upload_id=upload_id)
-        await self._events.post(completed)
-        return result
-
-    async def _record(self, result: UploadResult, completed: Event) -> None:
-        if self._record_completion is not None:
-            async with asyncio.timeout(self._config.event_timeout):
-                await self._record_completion(result, completed)
 
     async def _store_body(self, reader: PartReader) -> tuple[StoredObject, int]:
         """Store the rest of the body; returns the object and the number of parts it took."""
