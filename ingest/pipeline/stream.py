@@ -273,7 +273,8 @@ class _Upload:
         """Wait until the started event is accepted: an upload whose start could not be
         reported fails (the clean-up removes what it stored), as it would have before."""
         assert self._start is not None
-        await self._start
+        # Shielded: an upload cancelled meanwhile still has its start reported, then its end.
+        await asyncio.shield(self._start)
 
     def _check_started(self) -> None:
         """Stop the body at once when the started event has failed already."""

@@ -217,3 +217,18 @@ async def test_a_duplicate_is_recorded_as_one_before_its_copy_is_removed() -> No
     [completed] = rig.sink.of_type(UploadCompleted)
     assert completed is recorded[-1][2]
     assert completed.duplicate_of == "vid-earlier"
+
+
+async def test_an_upload_cancelled_while_started_is_unanswered_reports_both_in_order() -> None:
+    rig, sink = _rig()
+    started = sink.gate(UploadStarted)
+    upload = asyncio.create_task(rig.run(make_target(), ScriptedBody(video_bytes(PART // 2))))
+    await _until(lambda: rig.store.objects)
+    rig.interrupt.cancel(upload, "cancelled", "stopped by its owner")
+    await asyncio.sleep(0.02)
+    started.set()
+    with pytest.raises(asyncio.CancelledError):
+        await upload
+    # The started event was not withdrawn by the cancel: it went, then the cancel's.
+    assert sink.types() == ["ingest.upload.started", "ingest.upload.cancelled"]
+    assert rig.store.objects == {}
