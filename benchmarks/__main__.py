@@ -1,5 +1,5 @@
-"""`python -m benchmarks NAME`: throughput, memory, concurrency, latency, consumers, peer, all;
-profile, faults and fuzz run only by name.
+"""`python -m benchmarks NAME`: throughput, fixedcost, memory, concurrency, latency, consumers,
+peer, all; profile, faults and fuzz run only by name.
 
 Runs against the stack named by the environment (`eval "$(ingest stack env)"`),
 in the bucket `bench` and topics `bench.*` (created when missing), prints a
@@ -18,7 +18,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks import concurrency, consumers, faults, latency, memory, peer, profiling, throughput
+from benchmarks import (
+    concurrency,
+    consumers,
+    faults,
+    fixedcost,
+    latency,
+    memory,
+    peer,
+    profiling,
+    throughput,
+)
 from benchmarks.context import Context, stack_pids
 from benchmarks.environment import bench_settings, provision
 from benchmarks.process import raise_open_files_limit
@@ -27,7 +37,7 @@ from benchmarks.workload import KiB
 from infra.env import SettingsError, size
 from ingest.settings import IngestSettings
 
-BENCHMARKS = ("throughput", "memory", "concurrency", "latency", "consumers", "peer")
+BENCHMARKS = ("throughput", "fixedcost", "memory", "concurrency", "latency", "consumers", "peer")
 
 
 def _sizes(text: str) -> list[int]:
@@ -60,6 +70,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-plots", action="store_true")
     group = parser.add_argument_group("throughput")
     group.add_argument("--sizes", default=throughput.DEFAULT_SIZES, help="file sizes")
+    group = parser.add_argument_group("fixedcost (small files, one after another)")
+    group.add_argument("--fixed-sizes", default=fixedcost.DEFAULT_SIZES, help="file sizes")
+    group.add_argument(
+        "--fixed-count", type=int, default=fixedcost.DEFAULT_COUNT, help="uploads of each size"
+    )
+    group.add_argument(
+        "--baseline-source",
+        type=Path,
+        default=None,
+        help="also serve the code in DIR, its uploads interleaved with ours",
+    )
     group = parser.add_argument_group("peer (tusd beside our tus and PUT)")
     group.add_argument("--peer-size", default=peer.DEFAULT_SIZE, help="file size")
     group = parser.add_argument_group("memory")
@@ -144,6 +165,11 @@ async def _fuzz(settings: IngestSettings, args: argparse.Namespace) -> int:
 async def _one(name: str, ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
     if name == "throughput":
         return await throughput.run(ctx, sizes=_sizes(args.sizes), runs=args.runs)
+    if name == "fixedcost":
+        baseline = args.baseline_source.resolve() if args.baseline_source else None
+        return await fixedcost.run(
+            ctx, sizes=_sizes(args.fixed_sizes), count=args.fixed_count, baseline=baseline
+        )
     if name == "memory":
         return await memory.run(ctx, size=size(args.memory_size, "--memory-size"), runs=args.runs)
     if name == "concurrency":

@@ -57,42 +57,48 @@ async def direct_upload(settings: IngestSettings, size: int, cpu: CpuMeter) -> R
     async with open_s3(await warm_session(), settings.s3_endpoint(), config) as s3:
         await cpu.start()
         started = time.monotonic()
-        created = await s3.create_multipart_upload(Bucket=settings.s3_bucket, Key=key)
-        upload_id = created["UploadId"]
-        slots = asyncio.Semaphore(settings.parts_in_flight)
-        parts: list[dict[str, Any]] = []
-
-        async def send(number: int, data: bytes) -> None:
-            try:
-                response = await s3.upload_part(
-                    Bucket=settings.s3_bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=data,
-                )
-                parts.append({"PartNumber": number, "ETag": response["ETag"]})
-            finally:
-                slots.release()
-
-        tasks = []
-        for number, offset in enumerate(range(0, size, settings.part_size), 1):
-            await slots.acquire()
-            data = part_bytes(offset, min(settings.part_size, size - offset))
-            tasks.append(asyncio.create_task(send(number, data)))
-            del data
-        await asyncio.gather(*tasks)
-        parts.sort(key=lambda p: p["PartNumber"])
-        await s3.complete_multipart_upload(
-            Bucket=settings.s3_bucket,
-            Key=key,
-            UploadId=upload_id,
-            MultipartUpload={"Parts": parts},
-        )
+        await send_multipart(s3, settings, key, size)
         elapsed = time.monotonic() - started
         used = await cpu.stop()
         await s3.delete_object(Bucket=settings.s3_bucket, Key=key)
     return Run("direct", size, elapsed, cpu=used)
+
+
+async def send_multipart(s3: Any, settings: IngestSettings, key: str, size: int) -> None:
+    """`size` bytes of the benchmark body to `key`, as the service would: parts of its part size,
+    its parts in flight at once."""
+    created = await s3.create_multipart_upload(Bucket=settings.s3_bucket, Key=key)
+    upload_id = created["UploadId"]
+    slots = asyncio.Semaphore(settings.parts_in_flight)
+    parts: list[dict[str, Any]] = []
+
+    async def send(number: int, data: bytes) -> None:
+        try:
+            response = await s3.upload_part(
+                Bucket=settings.s3_bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+            )
+            parts.append({"PartNumber": number, "ETag": response["ETag"]})
+        finally:
+            slots.release()
+
+    tasks = []
+    for number, offset in enumerate(range(0, size, settings.part_size), 1):
+        await slots.acquire()
+        data = part_bytes(offset, min(settings.part_size, size - offset))
+        tasks.append(asyncio.create_task(send(number, data)))
+        del data
+    await asyncio.gather(*tasks)
+    parts.sort(key=lambda p: p["PartNumber"])
+    await s3.complete_multipart_upload(
+        Bucket=settings.s3_bucket,
+        Key=key,
+        UploadId=upload_id,
+        MultipartUpload={"Parts": parts},
+    )
 
 
 async def service_upload(

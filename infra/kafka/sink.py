@@ -3,7 +3,8 @@
 Events are CloudEvents in binary mode (`schemas.encode`), routed by type
 (`schemas.topic_for`) and keyed by `schemas.key_of`, so the events of one
 upload on a topic share a key, land on one partition and, since the producer
-is idempotent and the caller awaits each `emit` in turn, stay in order.
+is idempotent and the caller awaits each `emit` in turn, stay in order. Records
+are sent without lingering, so an acknowledgement takes one round trip.
 
 `publish_record` appends a raw record as it is (a dead letter keeps the
 original key, value and headers): `infra.feeds.RecordPublisher`.
@@ -77,7 +78,7 @@ class KafkaEventSink:
         start_timeout: float = 30.0,
         check_timeout: float = 5.0,
         compression_type: str | None = "lz4",
-        linger_ms: int = 5,
+        linger_ms: int = 0,
         request_timeout_ms: int | None = None,
         client_id: str | None = None,
         observer: KafkaCallObserver | None = None,
@@ -95,6 +96,9 @@ class KafkaEventSink:
         self._start_timeout = start_timeout
         self._check_timeout = check_timeout
         self._compression_type = compression_type
+        # No linger: an upload waits for the acknowledgement of its completed event, and a
+        # linger would add itself to every one. Records still go in batches under load: the
+        # producer has one request in flight per broker, and what comes meanwhile waits for it.
         self._linger_ms = linger_ms
         # An acknowledgement later than the emit's own limit is of no use to the
         # caller; a shorter request timeout also lets stop() finish sooner.

@@ -2,20 +2,34 @@
 
 Every event of an upload shares the fields `UploadFields` lists, taken from its
 `UploadTarget`; a builder (`started_event`, `progress_event`, ...) adds what
-one event type says. `EventWriter` sends one upload's events one at a time,
-numbering each in the order it is sent, so sequence order and sending order
-are the same.
+one event type says. `EventWriter` numbers each event when it is handed over,
+so sequence order and the order of the calls are the same, and sends:
 
-How it fails: `EventWriter.emit` raises what the sink raises
-(EventDeliveryError), what its `before_send` raises, and TimeoutError past the
-event timeout; the number of an event that failed is not used again. Builders
-never fail.
+- lifecycle events (`emit`, `post`) one after another: each goes to the sink
+  only once the one before it was accepted (or failed), so the sink sees them
+  in order whatever it does meanwhile (a broker that takes one, a journal that
+  takes the next). `post` sends an event `prepare` built in the background
+  and returns its delivery, to await later (the upload's started event, while
+  its body is stored); `emit` builds, sends and waits;
+- progress (`notify`) in the background, never waited for by the upload and
+  waiting only for the lifecycle event sent before it (the started event):
+  lossy by design, one in flight per upload, in order, at most
+  `PROGRESS_BACKLOG` waiting (past that the oldest is dropped). A consumer
+  orders progress and lifecycle events of one upload by `sequence`.
+
+How it fails: `emit` (and the delivery `post` returns) raises what the sink
+raises (EventDeliveryError), what its `before_send` raises, and TimeoutError
+past the event timeout, counted from the call; the number of an event that
+failed is not used again. A progress event that cannot be sent is logged and
+dropped. Builders never fail.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any, TypedDict
 
@@ -34,6 +48,8 @@ from schemas import (
     UploadProtocol,
     UploadStarted,
 )
+
+log = logging.getLogger(__name__)
 
 
 class UploadFields(TypedDict):
@@ -62,8 +78,31 @@ BeforeSend = Callable[[Event], Awaitable[None]]
 `ingest reconcile` finds it); what it raises stops the event."""
 
 
+PROGRESS_BACKLOG = 16
+"""Progress events of one upload waiting for the sink at most; the oldest goes first."""
+
+_Queued = tuple[Event, "asyncio.Task[Event] | None"]
+"""A progress event, and the lifecycle event's delivery it is sent after."""
+
+_background: set[asyncio.Task[None]] = set()
+"""Progress senders still running: the event loop itself keeps only weak references."""
+
+
+def _keep(work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    task = asyncio.create_task(work, name=name)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
+
+
+async def progress_sent() -> None:
+    """Return once every progress event handed over so far is sent (or dropped)."""
+    while _background:
+        await asyncio.wait(list(_background))
+
+
 class EventWriter:
-    """Emits one upload's events one at a time, numbering them in the order they are sent."""
+    """Sends one upload's events, numbered in the order they are handed over (module doc)."""
 
     def __init__(
         self, target: UploadTarget, sink: EventSink, first_sequence: int, config: PipelineConfig
@@ -73,20 +112,79 @@ class EventWriter:
         self._next = first_sequence
         self._timeout = config.event_timeout
         self._now = config.wall_clock
-        # Progress of stored parts is emitted from the part tasks; the lock keeps
-        # sequence order and sending order the same.
-        self._lock = asyncio.Lock()
+        self._last: asyncio.Task[Event] | None = None
+        """The delivery of the last lifecycle event handed over; the next one waits for it."""
+        self._progress: asyncio.Task[None] | None = None
+        self._waiting: deque[_Queued] = deque(maxlen=PROGRESS_BACKLOG)
+        """Progress events built and not yet handed to the sink, oldest first."""
         self.format: str | None = normalize_format(target.declared_format)
 
     async def emit(self, build: BuildEvent, *, before_send: BeforeSend | None = None) -> Event:
-        """Build the next event, hand it to `before_send` (when given), then send it; returns it."""
-        async with asyncio.timeout(self._timeout), self._lock:
-            event = build(self._fields())
-            self._next += 1
+        """Build the next event, hand it to `before_send` (when given), then send it once the
+        events before it are accepted; returns it once the sink has accepted it."""
+        return await self.post(self.prepare(build), before_send=before_send)
+
+    def prepare(self, build: BuildEvent) -> Event:
+        """Build and number the next event without sending it (for `post` later)."""
+        event = build(self._fields())
+        self._next += 1
+        return event
+
+    def post(self, event: Event, *, before_send: BeforeSend | None = None) -> asyncio.Task[Event]:
+        """Send a prepared event in the background, after the lifecycle events handed over
+        before it; the task is its delivery (what `emit` waits for, its errors included).
+
+        Cancelling the task withdraws the event if the sink does not have it yet; the
+        events posted after it still go, in order.
+        """
+        deadline = asyncio.get_running_loop().time() + self._timeout
+        delivery = asyncio.create_task(
+            self._deliver(self._last, event, before_send, deadline),
+            name=f"event of upload {self._target.upload_id}",
+        )
+        self._last = delivery
+        return delivery
+
+    def notify(self, build: BuildEvent) -> None:
+        """Send a progress event in the background (module doc); never raises, never waits."""
+        # Past the bound (a sink far slower than progress is made) the oldest waiting is dropped.
+        self._waiting.append((self.prepare(build), self._last))
+        if self._progress is None or self._progress.done():
+            self._progress = _keep(self._send_progress(), f"progress {self._target.upload_id}")
+
+    async def _deliver(
+        self,
+        previous: asyncio.Task[Event] | None,
+        event: Event,
+        before_send: BeforeSend | None,
+        deadline: float,
+    ) -> Event:
+        async with asyncio.timeout_at(deadline):
+            if previous is not None:
+                # Whatever became of it (its owner sees that): only the order matters here.
+                await asyncio.wait([previous])
             if before_send is not None:
                 await before_send(event)
             await self._sink.emit(event)
-            return event
+        return event
+
+    async def _send_progress(self) -> None:
+        while self._waiting:
+            event, after = self._waiting.popleft()
+            try:
+                async with asyncio.timeout(self._timeout):
+                    if after is not None:
+                        # Not before the lifecycle event sent before it (the started event),
+                        # and not at all when that one failed: nothing was announced.
+                        await asyncio.wait([after])
+                        if after.cancelled() or after.exception() is not None:
+                            continue
+                    await self._sink.emit(event)
+            except Exception:
+                # A lost progress tick is harmless; failing the upload for it is not.
+                log.warning(
+                    "could not emit progress of upload %s", self._target.upload_id, exc_info=True
+                )
 
     def _fields(self) -> UploadFields:
         target = self._target

@@ -9,19 +9,26 @@ body that fits in its first part is stored by one PUT, with its SHA-256 (the
 file's own, hashed once) for S3 to verify. Limits are enforced on the chunk
 that passes them; `meter(received)`, when given, is asked on every chunk and
 stops the body with what it raises (the quota, which moves while a body
-streams). It emits `upload.started`, throttled `upload.progress` (and one per
-stored part) and `upload.completed` (`events`), after recording the file as the original of its
+streams). It emits `upload.started` (sent while the body is stored, and
+accepted before the upload completes: the object is only kept, or the
+multipart upload completed, once it is), throttled `upload.progress` (and one
+per stored part; sent in the background, never waited for) and
+`upload.completed` (`events`), after recording the file as the original of its
 bytes for its user, or removing it as a duplicate of the original already
 recorded (`duplicate_of`). `record_completion`, when given, gets the result and
-the completed event as built, before the sink does (the caller records it where `ingest
-reconcile` can find it again, so a completed upload never loses its event).
+the completed event as built, before the sink does (the caller records it where
+`ingest reconcile` can find it again, so a completed upload never loses its
+event); it is written while the duplicate index is asked, and written again,
+before the copy is removed, for a duplicate.
 
 How it fails: on any error, and on cancellation, it stops the part uploads,
 gives back every reserved byte, aborts the multipart upload (or deletes what a
 PUT cut short stored), shielded from cancellation and bounded in time, so no
 part or object is left behind, emits exactly one `upload.failed` or
 `upload.cancelled` (bounded; a failure to emit is logged, never raised in place
-of the real error), and re-raises the original error. A cancellation
+of the real error; after the started event, whatever became of that one),
+and re-raises the original error. A started event that fails fails the upload
+(EventDeliveryError) at the next chunk or before it completes. A cancellation
 propagates as CancelledError; `Interrupt.reason` says why it happened. Once
 the object is complete it is never removed.
 """
@@ -32,9 +39,8 @@ import asyncio
 import base64
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Literal
 
 from infra import layout
@@ -44,13 +50,12 @@ from ingest.pipeline.body import MeteredBody, SizeLimits
 from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.config import PipelineConfig
 from ingest.pipeline.container import CONTENT_TYPES, HEAD_BYTES, detect_format, resolve_format
-from ingest.pipeline.ending import ClaimOriginal, run_to_end, settle_duplicate
+from ingest.pipeline.ending import ClaimOriginal, RecordCompletion, report_completed, run_to_end
 from ingest.pipeline.engine import PartEngine, Piece
 from ingest.pipeline.events import (
     BuildEvent,
     EventWriter,
     cancelled_event,
-    completed_event,
     failed_event,
     progress_event,
     started_event,
@@ -62,10 +67,6 @@ from ingest.ports import EventSink, MultipartUpload, ObjectStore, StoredObject, 
 from schemas import Event
 
 log = logging.getLogger(__name__)
-
-RecordCompletion = Callable[[UploadResult, Event], Awaitable[None]]
-"""Record a stored upload's result and its completed event before the event is sent;
-what it raises fails the upload like a failed send."""
 
 
 @dataclass
@@ -168,6 +169,7 @@ class _Upload:
         self._body: MeteredBody | None = None
         self._format: str | None = None
         self._started = False
+        self._start: asyncio.Task[Event] | None = None
         self._completed = False
         self._parts_stored = 0
         self._put: asyncio.Task[StoredObject] | None = None
@@ -204,7 +206,8 @@ class _Upload:
             detect_format(head), declared=target.declared_format, allowed=target.allowed_formats
         )
         self._events.format = fmt
-        await self._events.emit(started_event(self._started_at))
+        # Sent while the body is stored; accepted before the upload may complete (`_committing`).
+        self._start = self._events.post(self._events.prepare(started_event(self._started_at)))
         self._started = True
 
         stored, parts = await self._store_body(reader)
@@ -223,17 +226,15 @@ class _Upload:
             started_at=self._started_at,
             completed_at=completed_at,
         )
-        result = await settle_duplicate(
-            self._claim_original,
+        return await report_completed(
             result,
+            events=self._events,
+            claim=self._claim_original,
+            record=self._record_completion,
             discard=lambda: self._store.delete(stored.key),
             within=self._config.event_timeout,
             upload_id=target.upload_id,
         )
-        record = self._record_completion
-        before_send = None if record is None else partial(record, result)
-        await self._events.emit(completed_event(result), before_send=before_send)
-        return result
 
     async def _store_body(self, reader: PartReader) -> tuple[StoredObject, int]:
         """Store the rest of the body; returns the object and the number of parts it took."""
@@ -251,6 +252,7 @@ class _Upload:
         self._limits.check_complete(self._received)
         # Before completing: a multipart upload aborted leaves nothing, a completed one would.
         await self._verify_sha256()
+        await self._committing()
         assert engine.multipart is not None  # the first part was full, so it was launched
         parts = sorted(engine.stored, key=lambda p: p.number)
         return await engine.multipart.complete(parts), len(parts)
@@ -267,6 +269,21 @@ class _Upload:
                 "(file_hash, Repr-Digest or Content-Digest)",
                 details={"expected_sha256": expected, "computed_sha256": computed},
             )
+
+    async def _committing(self) -> None:
+        """Wait until the started event is accepted: an upload whose start could not be
+        reported fails (the clean-up removes what it stored), as it would have before."""
+        assert self._start is not None
+        # Shielded: an upload cancelled meanwhile still has its start reported, then its end.
+        await asyncio.shield(self._start)
+
+    def _check_started(self) -> None:
+        """Stop the body at once when the started event has failed already."""
+        start = self._start
+        if start is not None and start.done() and not start.cancelled():
+            error = start.exception()
+            if error is not None:
+                raise error
 
     def _stored_as(self) -> tuple[str | None, dict[str, str]]:
         """The media type and the metadata the object is stored with."""
@@ -297,9 +314,10 @@ class _Upload:
         )
         del data
         stored = await asyncio.shield(self._put)
+        await self._committing()
         self._completed = True
         self._parts_stored = 1
-        await self._emit_progress(forced=True)
+        self._emit_progress(forced=True)
         return stored
 
     async def _sha256_b64(self, fed: asyncio.Task[str]) -> str:
@@ -324,30 +342,26 @@ class _Upload:
 
     async def _part_stored(self, part: StoredPart) -> None:
         self._parts_stored += 1
-        await self._emit_progress(forced=True)
+        self._emit_progress(forced=True)
 
     async def _on_chunk(self, size: int) -> None:
         if self._meter is not None:
             # The quota left moves with other uploads and new snapshots: asked on every chunk.
             self._meter(self._received)
-        # A failed part stops the body at the next chunk, not at the next part.
+        # A failed part or start stops the body at the next chunk, not at the next part.
         self._engine.check()
+        self._check_started()
         now = self._config.clock()
         self._progress.add(size, now)
         if self._started and self._progress.due(now):
-            await self._emit_progress(forced=False)
+            self._emit_progress(forced=False)
 
-    async def _emit_progress(self, *, forced: bool) -> None:
+    def _emit_progress(self, *, forced: bool) -> None:
+        # Sent in the background: an upload never waits on its progress (lossy by design).
         build = progress_event(
             self._progress, self._config.clock, forced=forced, parts_stored=self._parts_stored
         )
-        try:
-            await self._events.emit(build)
-        except Exception:
-            # A lost progress tick is harmless; failing the upload for it is not.
-            log.warning(
-                "could not emit progress of upload %s", self._target.upload_id, exc_info=True
-            )
+        self._events.notify(build)
 
     # The failure path.
 
@@ -378,12 +392,23 @@ class _Upload:
                 within=within,
                 what=f"removing the object of upload {upload_id}",
             )
+        # Sent after the started event (the writer keeps the order), whatever became of it.
         interrupted |= await run_to_end(
             self._events.emit(self._failure_event(error)),
             within=self._config.event_timeout,
             what=f"emitting the failure of upload {upload_id}",
         )
+        self._note_failed_start()
         return interrupted
+
+    def _note_failed_start(self) -> None:
+        start = self._start
+        if start is None or not start.done() or start.cancelled():
+            return
+        if (failure := start.exception()) is not None:
+            log.warning(
+                "the started event of upload %s failed: %r", self._target.upload_id, failure
+            )
 
     async def _discard_put(self, put: asyncio.Task[StoredObject]) -> None:
         """Wait for the PUT of a failed upload to end, and delete what it stored."""

@@ -11,13 +11,19 @@ claim one session and a cancel from any instance is seen by the streamer.
 Raises SessionNotFound / SessionExpired / Forbidden / SessionConflict (the
 session was used, also when another request claimed it first). A lost
 compare-and-swap (VersionConflict) is retried on the fresh document by `finish`
-and `cancel`, and passed on by `update`.
+and `cancel`, and passed on by `update`. To spare a read on the way of an
+upload, a claim of a session this process created, and the end of one it
+claimed, write over the version they know: the compare-and-swap still decides,
+and a session changed meanwhile is read again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,6 +47,12 @@ from schemas.api import CreateUploadRequest
 ENDED_STATUSES: frozenset[str] = TERMINAL_STATUSES | {"expired"}
 """Statuses a session never leaves (an `active` one past its expiry is not written yet)."""
 
+_RECENT_SESSIONS = 1024
+"""Sessions created here kept for their claim (the oldest forgotten first): a claim of one
+forgotten, or created on another instance, reads it first."""
+_RECENT_MAX_BYTES = 8192
+"""A session document larger than this (much metadata) is not kept."""
+
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(UploadSession)
@@ -61,6 +73,8 @@ class SessionService:
         self._documents = documents
         self._ttl = timedelta(seconds=ttl_seconds)
         self._clock = clock
+        self._recent: OrderedDict[str, tuple[UploadSession, str]] = OrderedDict()
+        """Sessions this process created and nobody claimed yet, with the version written."""
 
     async def create(
         self,
@@ -92,19 +106,33 @@ class SessionService:
             expires_at=now + self._ttl,
             updated_at=now,
         )
-        await self.store_new(session)
+        version, size = await self.store_new(session)
+        if size <= _RECENT_MAX_BYTES:
+            self._recent[session_id] = (session, version)
+            if len(self._recent) > _RECENT_SESSIONS:
+                self._recent.popitem(last=False)
         return session
 
-    async def store_new(self, session: UploadSession) -> None:
-        """Persist a session built elsewhere (an answered duplicate, a tus creation)."""
-        await self._documents.create(session_key(session.session_id), _encoder.encode(session))
+    async def store_new(self, session: UploadSession) -> tuple[str, int]:
+        """Persist a session built elsewhere (an answered duplicate, a tus creation); the
+        version and size of its document."""
+        data = _encoder.encode(session)
+        writes = [
+            self._documents.create(session_key(session.session_id), data),
+            self._documents.create(
+                layout.user_session_entry(session.user_id, session.session_id), b""
+            ),
+        ]
         if session.status not in TERMINAL_STATUSES:
             # Before anyone learns the id, so nothing can be stored under a session the sweep
             # cannot find; an entry whose session is missing is only removed.
-            await self._documents.create(layout.open_session_entry(session.session_id), b"")
-        await self._documents.create(
-            layout.user_session_entry(session.user_id, session.session_id), b""
-        )
+            writes.append(
+                self._documents.create(layout.open_session_entry(session.session_id), b"")
+            )
+        # At once: nobody learns the id before all are written, and a listing skips an entry
+        # whose session is missing, so no order among them matters.
+        version, *_ = await asyncio.gather(*writes)
+        return version, len(data)
 
     async def load(self, session_id: str) -> tuple[UploadSession, str]:
         if not _SESSION_ID.match(session_id):
@@ -128,8 +156,9 @@ class SessionService:
         keys = await self._documents.list_keys(prefix)
         return [key[len(prefix) : -len(suffix)] for key in keys if key.endswith(suffix)]
 
-    def completion_recorder(self, session_id: str) -> CompletionRecorder:
-        return CompletionRecorder(self, session_id)
+    def completion_recorder(self, claimed: UploadSession, version: str) -> CompletionRecorder:
+        """A recorder for the upload of `claimed`, which `claim` returned with `version`."""
+        return CompletionRecorder(self, claimed, version)
 
     async def get_owned(self, session_id: str, principal: Principal) -> UploadSession:
         session, _ = await self.load(session_id)
@@ -144,8 +173,28 @@ class SessionService:
     async def claim(
         self, session_id: str, principal: Principal, *, instance_id: str
     ) -> tuple[UploadSession, str]:
-        """Move an active session to `uploading`; only one caller ever wins."""
+        """Move an active session to `uploading`; only one caller ever wins.
+
+        A session this process created is claimed over the version it wrote, without
+        reading it first; when it changed since (a cancel, a claim elsewhere), the
+        compare-and-swap fails and it is read and judged afresh.
+        """
+        created = self._recent.pop(session_id, None)
+        if created is not None:
+            with contextlib.suppress(VersionConflict):
+                return await self._claim(*created, principal, instance_id)
         session, version = await self.load(session_id)
+        try:
+            return await self._claim(session, version, principal, instance_id)
+        except VersionConflict:
+            raise SessionConflict(
+                f"upload session {session_id} was claimed by another request"
+            ) from None
+
+    async def _claim(
+        self, session: UploadSession, version: str, principal: Principal, instance_id: str
+    ) -> tuple[UploadSession, str]:
+        session_id = session.session_id
         check_owner(session, principal)
         if self.with_effective_status(session).status == "expired":
             raise SessionExpired(f"upload session {session_id} expired at {session.expires_at}")
@@ -154,19 +203,14 @@ class SessionService:
                 f"upload session {session_id} was already used (status {session.status})",
                 details={"status": session.status},
             )
-        try:
-            return await self.update(
-                session,
-                version,
-                status="uploading",
-                instance_id=instance_id,
-                streamer_beats=True,
-                message="upload in progress",
-            )
-        except VersionConflict:
-            raise SessionConflict(
-                f"upload session {session_id} was claimed by another request"
-            ) from None
+        return await self.update(
+            session,
+            version,
+            status="uploading",
+            instance_id=instance_id,
+            streamer_beats=True,
+            message="upload in progress",
+        )
 
     async def update(
         self, session: UploadSession, version: str, **changes: Any
@@ -288,30 +332,47 @@ class SessionService:
 class CompletionRecorder:
     """Records one upload completed, with its `upload.completed` as built, before the event is
     sent (`record` is the pipeline's `record_completion`), so `ingest reconcile` finds every
-    completion whose event was lost and sends that very event again."""
+    completion whose event was lost and sends that very event again.
 
-    def __init__(self, sessions: SessionService, session_id: str) -> None:
+    It writes over the version its claim (or its own last write) returned, with no read
+    first: nothing else writes a claimed session but a cancel, and when one did, the
+    compare-and-swap fails and the write is made again on the fresh document (`finish`).
+    Recording again (a duplicate found meanwhile) replaces what it recorded.
+    """
+
+    def __init__(self, sessions: SessionService, claimed: UploadSession, version: str) -> None:
         self._sessions = sessions
-        self._session_id = session_id
+        self._claimed = claimed
+        self._version: str | None = version
         self._session: UploadSession | None = None
 
     async def record(self, result: UploadResult, event: Event) -> None:
         if not isinstance(event, UploadCompleted):
             raise TypeError(f"not a completed event: {type(event).__name__}")
-        self._session = await self._sessions.finish(
-            self._session_id,
-            "completed",
-            message="upload completed",
-            bytes_received=result.size_bytes,
-            result=result,
-            completed_event=event,
-        )
+        changes: dict[str, Any] = {
+            "status": "completed",
+            "message": "upload completed",
+            "bytes_received": result.size_bytes,
+            "result": result,
+            "completed_event": event,
+        }
+        if self._version is not None:
+            current = self._session or self._claimed
+            try:
+                self._session, self._version = await self._sessions.update(
+                    current, self._version, **changes
+                )
+                return
+            except VersionConflict:
+                self._version = None  # changed meanwhile: from now on, read before writing
+        self._session = await self._sessions.finish(self._claimed.session_id, **changes)
 
     @property
     def session(self) -> UploadSession:
         """The session as recorded completed; RuntimeError before `record` succeeded."""
         if self._session is None:
-            raise RuntimeError(f"upload session {self._session_id} was not recorded completed")
+            session_id = self._claimed.session_id
+            raise RuntimeError(f"upload session {session_id} was not recorded completed")
         return self._session
 
 

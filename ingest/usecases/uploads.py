@@ -193,12 +193,12 @@ class UploadService:
             raise ServiceUnavailable("the server is shutting down; retry on another instance")
         # Before the claim: refused for want of room for its events, the session stays usable.
         self.admission.room()
-        session, _ = await self._sessions.claim(
+        session, version = await self._sessions.claim(
             session_id, principal, instance_id=self._instance_id
         )
         # Recorded before the completed event is sent: a completed upload whose event is lost
         # later (a journal's disk) is found by `ingest reconcile`, event and all.
-        completion = self._sessions.completion_recorder(session_id)
+        completion = self._sessions.completion_recorder(session, version)
         in_flight = self.admission.in_flight
         try:
             size = self.admission.check_body_size(declared_size, session.expected_file_size)

@@ -16,12 +16,24 @@ from typing import Any
 
 import pytest
 
-from benchmarks import concurrency, consumers, latency, memory, peer, plots, throughput
+from benchmarks import (
+    concurrency,
+    consumers,
+    fixedcost,
+    latency,
+    memory,
+    peer,
+    plots,
+    throughput,
+)
 from benchmarks.context import Context, stack_pids
 from benchmarks.workload import KiB, MiB
 from ingest.settings import IngestSettings
 
 pytestmark = pytest.mark.timeout(120)
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+"""This checkout: the code a second server serves as a baseline."""
 
 
 @pytest.fixture
@@ -64,6 +76,30 @@ async def test_throughput(ctx: Context) -> None:
     assert row["ratio"] > 0
     assert row["cpu_seconds_per_gib"]["service"]["server"] > 0
     assert {run["path"] for run in document["runs"]} == {"direct", "service"}
+
+
+async def test_fixedcost(ctx: Context) -> None:
+    # One file in a single PUT, one just over a part (a multipart upload on both paths),
+    # with a second server beside ours (here the same code) as the baseline.
+    sizes = [KiB, ctx.settings.part_size + KiB]
+    await fixedcost.run(ctx, sizes=sizes, count=3, baseline=CHECKOUT)
+    text = await asyncio.to_thread((ctx.out / "fixedcost.json").read_text)
+    document = json.loads(text)
+    assert document["benchmark"] == "fixedcost"
+    assert document["environment"]["machine"]["cores"] > 0
+    rows = {row["size"]: row for row in document["summary"]}
+    assert sorted(rows) == sizes
+    for row in rows.values():
+        assert row["uploads"] == 3
+        assert row["direct_p50_ms"] > 0
+        for path in ("service", "baseline"):
+            assert 0 < row[f"{path}_p50_ms"] <= row[f"{path}_p99_ms"]
+            assert row[f"{path}_create_session_p50_ms"] > 0
+            fixed = row[f"{path}_p50_ms"] - row["direct_p50_ms"]
+            assert row[f"{path}_fixed_cost_p50_ms"] == fixed
+    paths = [(sample["path"], sample["size"]) for sample in document["samples"]]
+    for path in ("direct", "service", "create-service", "baseline", "create-baseline"):
+        assert [paths.count((path, size)) for size in sizes] == [3, 3]
 
 
 async def test_memory(ctx: Context) -> None:

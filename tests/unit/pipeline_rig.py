@@ -10,6 +10,7 @@ import msgspec
 from ingest.model import UploadResult, UploadTarget
 from ingest.pipeline.budget import MemoryBudget
 from ingest.pipeline.config import PipelineConfig
+from ingest.pipeline.events import progress_sent
 from ingest.pipeline.stream import Interrupt, stream_upload
 from tests.fakes import (
     MemoryMultipartUpload,
@@ -53,7 +54,20 @@ class PipelineRig:
 
     async def run(self, target: UploadTarget, body: ScriptedBody, **kwargs: Any) -> UploadResult:
         """`stream_upload` of `body`; `kwargs` override its other arguments."""
-        arguments: dict[str, Any] = {"first_sequence": self.first_sequence, **kwargs}
+        arguments: dict[str, Any] = {
+            "first_sequence": self.first_sequence,
+            "claim_original": self.claim_original,
+            **kwargs,
+        }
+        try:
+            return await self._stream(target, body, arguments)
+        finally:
+            # Progress is sent in the background; the tests look at every event.
+            await progress_sent()
+
+    async def _stream(
+        self, target: UploadTarget, body: ScriptedBody, arguments: dict[str, Any]
+    ) -> UploadResult:
         return await stream_upload(
             target,
             body.chunks(),
@@ -62,7 +76,6 @@ class PipelineRig:
             budget=self.budget,
             config=self.config,
             interrupt=self.interrupt,
-            claim_original=self.claim_original,
             **arguments,
         )
 

@@ -354,14 +354,30 @@ async def test_aborting_is_bounded_in_time_and_its_failure_is_not_raised() -> No
     assert rig.failure().error_code == "STORAGE_ERROR"
 
 
-async def test_an_upload_that_cannot_be_announced_does_not_start(rig: Rig) -> None:
+async def test_an_upload_that_cannot_be_announced_fails_and_keeps_nothing(rig: Rig) -> None:
     rig.sink.fail_with = EventDeliveryError("spool full")
     rig.sink.fail_types = (UploadStarted,)
     with pytest.raises(EventDeliveryError):
         await rig.run(make_target(), ScriptedBody(video_bytes(500)))
+    # The body was being stored while the started event was sent: all of it is aborted.
+    assert rig.store.completed_uploads == []
+    assert rig.store.parts_held() == 0
+    assert rig.store.objects == {}
+    assert rig.failure().error_code == "INTERNAL"
+    assert rig.sink.types() == ["ingest.upload.failed"]
+    assert rig.budget.in_use == 0
+
+
+async def test_a_file_of_one_part_whose_start_cannot_be_announced_is_removed(rig: Rig) -> None:
+    rig.sink.fail_with = EventDeliveryError("spool full")
+    rig.sink.fail_types = (UploadStarted,)
+    with pytest.raises(EventDeliveryError):
+        await rig.run(make_target(), ScriptedBody(video_bytes(PART // 2)))
+    assert rig.store.put_attempts == ["dashboard-uploads/user-1/upl-1/clip.mp4"]
+    assert rig.store.objects == {}
     assert rig.store.uploads == []
     assert rig.failure().error_code == "INTERNAL"
-    assert rig.budget.in_use == 0
+    assert not rig.sink.of_type(UploadCompleted)
 
 
 async def test_budget_is_returned_when_concurrent_uploads_fail() -> None:
