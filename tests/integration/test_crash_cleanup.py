@@ -68,9 +68,12 @@ async def open_parts(settings: IngestSettings) -> dict[str, int]:
         listed = await s3.list_multipart_uploads(Bucket=settings.s3_bucket)
         held = {}
         for upload in listed.get("Uploads", []):
-            parts = await s3.list_parts(
-                Bucket=settings.s3_bucket, Key=upload["Key"], UploadId=upload["UploadId"]
-            )
+            try:
+                parts = await s3.list_parts(
+                    Bucket=settings.s3_bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+            except s3.exceptions.NoSuchUpload:
+                continue  # aborted by the sweep between the listing and this call
             held[upload["Key"]] = len(parts.get("Parts", []))
         return held
 
