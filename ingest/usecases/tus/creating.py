@@ -7,11 +7,11 @@ this instance from then on: a whole upload as an open upload, a partial one
 no upload of its own. `new_session` makes the document of any tus upload,
 a final one's too (`joining`): its object key, its expiry, its state.
 
-How it fails: the admission rules' refusals (413 and 400 for the length,
-InvalidRequest for a partial upload's, 429 for the quota, FormatNotAllowed,
-400, for a file name or media type no session may have) before anything is
-stored or counted; whatever storing the session raises, with its count in
-flight given back.
+How it fails: the admission rules' refusals before anything is stored or
+counted: TooLarge (413), TooSmall or InvalidRequest (400, an empty partial
+upload) for the length, QuotaExceeded (429), FormatNotAllowed (400) for a
+file name or media type no session may have; whatever storing the session
+raises, with its count in flight given back.
 """
 
 from __future__ import annotations
