@@ -9,7 +9,7 @@ verifies.
 How it fails: a refused precondition (412 PreconditionFailed, 409
 ConditionalRequestConflict, or a replace of a document that no longer exists)
 raises VersionConflict; any other failure raises StorageError (see
-`s3_store.storage_error`). Reading a missing document returns None.
+`s3_calls.storage_error`). Reading a missing document returns None.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError
 
 from infra.s3 import S3Endpoint, open_s3_client
-from ingest.adapters.s3_store import S3CallObserver, S3Calls, error_code
+from ingest.adapters.s3_calls import S3CallObserver, S3Calls, error_code
 from ingest.errors import VersionConflict
 from ingest.ports import Versioned
 
@@ -63,7 +63,7 @@ class S3DocumentStore:
         observer: S3CallObserver | None = None,
         config: AioConfig | None = None,
     ) -> AsyncIterator[Self]:
-        """A store with its own client (see `s3_store.s3_client_config`), closed on exit."""
+        """A store with its own client (see `infra.s3.s3_client_config`), closed on exit."""
         async with open_s3_client(endpoint, config=config) as client:
             yield cls(client, bucket, prefix=prefix, observer=observer)
 

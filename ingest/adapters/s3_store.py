@@ -1,23 +1,19 @@
-"""S3 multipart uploads for the write path: `ObjectStore` over one shared aiobotocore client.
+"""S3 object storage for the write path: `ObjectStore` over one shared aiobotocore client.
 
-Every part carries its own CRC32C (`ChecksumCRC32C`), so S3 verifies each part,
-and `complete` checks the composite checksum S3 reports against the parts it
-was given, so the stored object is exactly those parts in that order. A whole
-object stored by one PUT carries its SHA-256 (`ChecksumSHA256`). The
-`PartCopying` capability (tus concatenation) starts an upload without a
-checksum algorithm, whose parts are copied from stored objects inside S3
-(UploadPartCopy): S3 refuses a copied part into an upload that asks for
-checksums, so such parts carry none and are named by their ETags alone.
+The store starts multipart uploads (`s3_multipart.S3MultipartUpload` is one),
+resumes them on any instance (`ResumableObjectStore`: a tus upload's parts
+and small tail objects), starts the uploads whose parts are copied inside S3
+(`PartCopying`, tus concatenation), stores a whole object by one PUT carrying
+its SHA-256 (`ChecksumSHA256`), and reads, sizes and deletes objects.
 
 A part body goes to the socket as slices of the caller's bytes, never copied
 whole on the way (`SlicedBody`, sent by the client `s3_client_config` builds).
 
-How it fails: a part or object whose checksum S3 refuses raises ChecksumMismatch;
-a call on a multipart upload that no longer exists (`NoSuchUpload`) raises
-MultipartUploadMissing; any other S3 answer, connection error or timeout raises
-StorageError naming the operation and key (`retriable` tells whether trying
-again may help); `check` raises ServiceUnavailable. Aborting an upload that no
-longer exists is not an error. The client is shared and owned by the caller (or by `open`).
+How it fails: as every S3 call does (`s3_calls`): ChecksumMismatch for an
+object whose checksum S3 refuses or echoes changed, StorageError naming the
+operation and key otherwise; reading or sizing a missing object returns None;
+`check` raises ServiceUnavailable. The client is shared and owned by the
+caller (or by `open`).
 """
 
 from __future__ import annotations
@@ -25,275 +21,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import logging
-import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Self
 
-import aiohttp
-import aiohttp.payload
 from aiobotocore.config import AioConfig
-from botocore.exceptions import BotoCoreError, ClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
-from botocore.exceptions import HTTPClientError as BotoHTTPClientError
+from botocore.exceptions import ClientError
 
-from infra.checksums import composite_crc32c
-from infra.describe import in_words
 from infra.s3 import S3Endpoint, open_s3_client, send_data_bodies_as_is
-from ingest.errors import (
-    ChecksumMismatch,
-    IngestError,
-    MultipartUploadMissing,
-    ServiceUnavailable,
-    StorageError,
-)
+from ingest.adapters.s3_calls import S3CallObserver, S3Calls, check_echoed_checksum, error_code
+from ingest.adapters.s3_multipart import S3MultipartUpload
+from ingest.errors import IngestError, ServiceUnavailable
 from ingest.ports import StoredObject, StoredPart
-
-log = logging.getLogger(__name__)
-
-S3CallObserver = Callable[[str, float, bool], None]
-"""Told of every S3 call: (operation, seconds, ok). `ok` is False when the call failed."""
-
-# Codes S3 and MinIO use when a body does not match the checksum sent with it.
-CHECKSUM_ERROR_CODES = frozenset(
-    {
-        "BadDigest",
-        "InvalidDigest",
-        "XAmzContentChecksumMismatch",
-        "XAmzContentSHA256Mismatch",
-        "InvalidChecksum",
-    }
-)
-_RETRIABLE_CODES = frozenset(
-    {
-        "InternalError",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "ServiceUnavailable",
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "XMinioServerNotInitialized",
-    }
-)
-# Exceptions of the client stack that mean "S3 did not answer properly".
-_CLIENT_FAILURES = (ClientError, BotoCoreError, aiohttp.ClientError, OSError, TimeoutError)
-
-
-def error_code(error: BaseException) -> str | None:
-    """The S3 error code of a ClientError (`NoSuchKey`, `PreconditionFailed`, ...), else None."""
-    if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code")
-        return str(code) if code is not None else None
-    return None
-
-
-def http_status(error: BaseException) -> int | None:
-    if isinstance(error, ClientError):
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return int(status) if status is not None else None
-    return None
-
-
-def storage_error(operation: str, bucket: str, key: str, error: BaseException) -> IngestError:
-    """The domain error for a failed S3 call: ChecksumMismatch, MultipartUploadMissing or
-    StorageError."""
-    code = error_code(error)
-    status = http_status(error)
-    details: dict[str, Any] = {
-        "operation": operation,
-        "bucket": bucket,
-        "key": key,
-        "code": code or type(error).__name__,
-        "status": status,
-    }
-    retriable = _is_retriable(error, code, status)
-    target = f" of {key!r}" if key else f" on bucket {bucket!r}"
-    if code in CHECKSUM_ERROR_CODES:
-        return ChecksumMismatch(
-            f"S3 refused the checksum of {operation}{target}: {code}",
-            details=details,
-            retriable=retriable,
-        )
-    if isinstance(error, ClientError):
-        message = error.response.get("Error", {}).get("Message") or str(error)
-        reason = f"{code} (HTTP {status}): {message}"
-    else:
-        reason = in_words(error)
-    kind = MultipartUploadMissing if code == "NoSuchUpload" else StorageError
-    return kind(f"S3 {operation}{target} failed: {reason}", details=details, retriable=retriable)
-
-
-def _is_retriable(error: BaseException, code: str | None, status: int | None) -> bool:
-    if isinstance(error, ClientError):
-        return code in _RETRIABLE_CODES or (status is not None and status >= 500)
-    return isinstance(
-        error,
-        BotoConnectionError | BotoHTTPClientError | aiohttp.ClientError | OSError | TimeoutError,
-    )
-
-
-class S3Calls:
-    """Times S3 calls for an observer and turns client failures into domain errors.
-
-    Shared by the object and the document store. Domain errors raised inside a
-    call (VersionConflict for a refused precondition, ...) pass through and
-    count as answered calls; cancellation is not reported.
-    """
-
-    def __init__(self, bucket: str, observer: S3CallObserver | None) -> None:
-        self.bucket = bucket
-        self._observer = observer
-
-    @asynccontextmanager
-    async def call(self, operation: str, key: str) -> AsyncIterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        except _CLIENT_FAILURES as error:
-            self._report(operation, started, ok=False)
-            raise storage_error(operation, self.bucket, key, error) from error
-        except IngestError as error:
-            self._report(operation, started, ok=not isinstance(error, StorageError))
-            raise
-        self._report(operation, started, ok=True)
-
-    def _report(self, operation: str, started: float, *, ok: bool) -> None:
-        if self._observer is None:
-            return
-        try:
-            self._observer(operation, time.perf_counter() - started, ok)
-        except Exception:
-            # Metrics must never fail an upload; the bug still shows in the log.
-            log.exception("the S3 call observer failed on %s", operation)
-
-
-def _check_echoed_checksum(
-    response: Mapping[str, Any], field: str, sent: str, key: str, what: str
-) -> None:
-    echoed = response.get(field)
-    if echoed is not None and echoed != sent:
-        raise ChecksumMismatch(
-            f"S3 stored {what} of {key!r} with another checksum ({field})",
-            details={"key": key, "what": what, "sent": sent, "stored": echoed},
-        )
-
-
-class S3MultipartUpload:
-    """One open multipart upload; parts may be uploaded concurrently, in any order."""
-
-    def __init__(self, client: Any, calls: S3Calls, key: str, upload_id: str) -> None:
-        self._client = client
-        self._calls = calls
-        self._key = key
-        self._upload_id = upload_id
-
-    @property
-    def key(self) -> str:
-        return self._key
-
-    @property
-    def upload_id(self) -> str:
-        return self._upload_id
-
-    async def upload_part(self, number: int, data: bytes, crc32c_b64: str) -> StoredPart:
-        async with self._calls.call("upload_part", self._key):
-            response = await self._client.upload_part(
-                Bucket=self._calls.bucket,
-                Key=self._key,
-                UploadId=self._upload_id,
-                PartNumber=number,
-                Body=data,
-                # The value alone, no ChecksumAlgorithm: botocore would then insist on
-                # computing CRC32C itself (with awscrt); S3 verifies the header either way.
-                ChecksumCRC32C=crc32c_b64,
-            )
-        _check_echoed_checksum(response, "ChecksumCRC32C", crc32c_b64, self._key, f"part {number}")
-        return StoredPart(
-            number=number, etag=response["ETag"], size=len(data), crc32c_b64=crc32c_b64
-        )
-
-    async def copy_part(
-        self, number: int, source_key: str, byte_range: tuple[int, int] | None = None
-    ) -> StoredPart:
-        """Part `number` copied inside S3 from `source_key` (see `CopyingMultipartUpload`)."""
-        bucket = self._calls.bucket
-        params: dict[str, Any] = {
-            "Bucket": bucket,
-            "Key": self._key,
-            "UploadId": self._upload_id,
-            "PartNumber": number,
-            "CopySource": {"Bucket": bucket, "Key": source_key},
-        }
-        if byte_range is not None:
-            start, end = byte_range
-            if not 0 <= start < end:
-                raise StorageError(
-                    f"cannot copy the empty or reversed range {byte_range} of {source_key!r}",
-                    details={"key": source_key, "range": list(byte_range)},
-                    retriable=False,
-                )
-            params["CopySourceRange"] = f"bytes={start}-{end - 1}"
-            size = end - start
-        else:
-            async with self._calls.call("head_object", source_key):
-                head = await self._client.head_object(Bucket=bucket, Key=source_key)
-            size = head["ContentLength"]
-        async with self._calls.call("upload_part_copy", self._key):
-            response = await self._client.upload_part_copy(**params)
-        etag = response["CopyPartResult"]["ETag"]
-        return StoredPart(number=number, etag=etag, size=size, crc32c_b64="")
-
-    async def complete(self, parts: Sequence[StoredPart]) -> StoredObject:
-        ordered = sorted(parts, key=lambda part: part.number)
-        async with self._calls.call("complete_multipart_upload", self._key):
-            response = await self._client.complete_multipart_upload(
-                Bucket=self._calls.bucket,
-                Key=self._key,
-                UploadId=self._upload_id,
-                MultipartUpload={"Parts": [_listed(part) for part in ordered]},
-            )
-        reported = response.get("ChecksumCRC32C")
-        # Copied parts carry no checksum (see `copy_part`): nothing composite to compare then.
-        checked = all(part.crc32c_b64 for part in ordered)
-        expected = composite_crc32c(part.crc32c_b64 for part in ordered) if checked else None
-        if checked and reported is not None and reported != expected:
-            # The assembled object is not the parts we sent, in our order: never keep it.
-            await self._delete_quietly()
-            raise ChecksumMismatch(
-                f"S3 assembled {self._key!r} from other parts than the ones completed",
-                details={"key": self._key, "expected": expected, "reported": reported},
-            )
-        return StoredObject(
-            key=self._key, etag=response.get("ETag"), size=sum(part.size for part in ordered)
-        )
-
-    async def abort(self) -> None:
-        async with self._calls.call("abort_multipart_upload", self._key):
-            try:
-                await self._client.abort_multipart_upload(
-                    Bucket=self._calls.bucket, Key=self._key, UploadId=self._upload_id
-                )
-            except ClientError as error:
-                # Already aborted or completed: nothing of this upload is left to remove.
-                if error_code(error) != "NoSuchUpload":
-                    raise
-
-    async def _delete_quietly(self) -> None:
-        try:
-            async with self._calls.call("delete_object", self._key):
-                await self._client.delete_object(Bucket=self._calls.bucket, Key=self._key)
-        except IngestError as error:
-            log.error("could not delete the mis-assembled object %s: %s", self._key, error)
-
-
-def _listed(part: StoredPart) -> dict[str, Any]:
-    """A part as CompleteMultipartUpload lists it; a copied part has no checksum to list."""
-    listed: dict[str, Any] = {"PartNumber": part.number, "ETag": part.etag}
-    if part.crc32c_b64:
-        listed["ChecksumCRC32C"] = part.crc32c_b64
-    return listed
 
 
 class S3ObjectStore:
@@ -376,7 +115,7 @@ class S3ObjectStore:
             params["ContentType"] = content_type
         async with self._calls.call("put_object", key):
             response = await self._client.put_object(**params)
-        _check_echoed_checksum(response, "ChecksumSHA256", sha256_b64, key, "object")
+        check_echoed_checksum(response, "ChecksumSHA256", sha256_b64, key, "object")
         return StoredObject(key=key, etag=response.get("ETag"), size=len(data))
 
     async def incomplete_uploads(self, key: str) -> list[str]:

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from botocore.exceptions import ClientError
 
-from ingest.adapters.s3_store import storage_error
+from ingest.adapters.s3_calls import storage_error
 from ingest.errors import ChecksumMismatch, IngestError, SessionConflict, VersionConflict
 from ingest.http.errors import error_middleware
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -223,3 +224,10 @@ async def head_offset(client: TestClient[Any, Any], upload_id: str, user: str = 
     response = await client.head(f"/v1/tus/{upload_id}", headers=auth(user))
     assert response.status == 200, response.status
     return int(response.headers["Upload-Offset"])
+
+
+def error_body(text: str) -> dict[str, Any]:
+    """The service's JSON error body, checked to have exactly its four fields."""
+    body: dict[str, Any] = json.loads(text)
+    assert set(body) == {"error_code", "error_message", "details", "timestamp"}
+    return body

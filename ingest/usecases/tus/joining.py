@@ -1,16 +1,21 @@
-"""Starting a final tus upload: its partial uploads checked, the copies planned, the file judged,
-the quota charged once, the partial uploads claimed and the final's session created.
+"""Starting a final tus upload and running its join: its partial uploads checked, the copies
+planned, the file judged, the quota charged once, the partial uploads claimed, the final's
+session created, the join run.
 
 Everything that can refuse a final is done here, before any of its bytes are
 copied, so a refused final changes nothing: its partial uploads stay as they
 were, to be joined by a corrected request. What follows (the copies, the
-record, the events) is `final.FinalJoin`'s, run by the service under the
-final's lease.
+record, the events) is `final.FinalJoin`'s, which `run_final` runs under the
+final's lease as the request's own task (`leased.LeasedRunner`), counting
+the final's bytes in flight once it completes, the partial uploads' again if
+it does not.
 
 How it fails: the refusals of `partials` and `concat` (404, 400), of the
 admission rules (413, 400, 415 for a file that is not an allowed video, 429),
 InvalidConcat (400) on a store that cannot copy parts; whatever storing the
-session raises, with the claims given back.
+session raises, with the claims given back. `run_final` raises ServiceUnavailable
+(503) when the server began to shut down before the join (the final then
+ended, its partial uploads given back), and what `FinalJoin.run` raises.
 """
 
 from __future__ import annotations
@@ -27,9 +32,12 @@ from ingest.pipeline.container import CONTENT_TYPES
 from ingest.ports import PartCopying
 from ingest.usecases.admission import Admission, UploadLimits
 from ingest.usecases.inflight import InFlightUploads
+from ingest.usecases.tus.body import TusInterrupt
 from ingest.usecases.tus.concat import plan_copies
+from ingest.usecases.tus.creating import UploadCreator
 from ingest.usecases.tus.final import FinalJoin, judge_head
 from ingest.usecases.tus.lease import SEQUENCE_BLOCK, Held
+from ingest.usecases.tus.leased import LeasedRunner
 from ingest.usecases.tus.lifecycle import Lifecycle
 from ingest.usecases.tus.metadata import declared_from
 from ingest.usecases.tus.partials import claim, find_partials, give_back, pieces_of
@@ -47,6 +55,7 @@ class FinalStarter(Protocol):
     sessions: TusSessions
     lifecycle: Lifecycle
     store: TusStore
+    creator: UploadCreator
     rules: Admission
     limits: UploadLimits
     pipeline: PipelineConfig
@@ -58,16 +67,6 @@ class FinalStarter(Protocol):
     def instance_id(self) -> str: ...
 
     def wall_clock(self) -> datetime: ...
-
-    def new_session(
-        self,
-        principal: Principal,
-        session_id: str,
-        creation: Creation,
-        file_format: str | None,
-        state: TusState,
-        message: str = ...,
-    ) -> TusSession: ...
 
 
 async def prepare_final(
@@ -101,7 +100,7 @@ async def prepare_final(
         instance_id=service.instance_id,
         expires_at=now + timedelta(seconds=config.lease.lease_seconds),
     )
-    session = service.new_session(
+    session = service.creator.new_session(
         principal,
         final_id,
         creation,
@@ -142,6 +141,33 @@ async def prepare_final(
         raise
     events = service.lifecycle.events_for(session, 0)
     return FinalJoin(service, Held(session, owner, 0), events, claimed, copies, config.join)
+
+
+async def run_final(
+    join: FinalJoin, runner: LeasedRunner, in_flight: InFlightUploads
+) -> TusSession:
+    """The completed final, once its file is stored and reported."""
+    session_id = join.session_id
+    if runner.draining:
+        # The server began to shut down meanwhile: end the final, give its pieces back.
+        await join.abandon()
+        refuse_final(in_flight, session_id, join.partials)
+        runner.refuse_when_draining()
+    completed: TusSession | None = None
+    try:
+        completed = await runner.run(
+            join.run(),
+            name=f"tus-final-{session_id}",
+            held=join.held,
+            events=join.events,
+            interrupt=TusInterrupt(),
+        )
+        return completed
+    finally:
+        if completed is not None:
+            in_flight.settled(session_id, completed.bytes_received)
+        else:
+            refuse_final(in_flight, session_id, join.partials)
 
 
 def admit_final(

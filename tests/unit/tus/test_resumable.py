@@ -17,20 +17,10 @@ from ingest.errors import InvalidRequest
 from ingest.http.resumable import MISMATCHING_OFFSET, sf_boolean, sf_integer
 from schemas import UploadCompleted, UploadStarted
 from tests.fakes import video_bytes
-from tests.unit.test_tus_support import PART, ClientFactory, Instance, TusRig
+from tests.unit.test_tus_support import PART, Instance, TusRig
 from tests.unit.test_tus_support import auth as tus_auth
 
 BASE = "/v1/resumable"
-
-
-@pytest.fixture
-def rig() -> TusRig:
-    return TusRig()
-
-
-@pytest.fixture
-async def node(rig: TusRig, aiohttp_client: ClientFactory) -> Instance:
-    return await rig.instance(aiohttp_client)
 
 
 def auth(user: str = "ann", **headers: str) -> dict[str, str]:

@@ -18,7 +18,6 @@ from ingest.usecases.tus.tail import merged_count
 from tests.fakes import ScriptedBody, video_bytes
 from tests.unit.test_tus_support import (
     PART,
-    ClientFactory,
     Instance,
     TusRig,
     checksum_header,
@@ -29,16 +28,6 @@ from tests.unit.test_tus_support import (
 )
 
 ANN = Principal("ann", frozenset())
-
-
-@pytest.fixture
-def rig() -> TusRig:
-    return TusRig()
-
-
-@pytest.fixture
-async def node(rig: TusRig, aiohttp_client: ClientFactory) -> Instance:
-    return await rig.instance(aiohttp_client)
 
 
 def tail_objects(rig: TusRig, upload_id: str) -> dict[str, bytes]:
