@@ -43,6 +43,35 @@ async def complete_upload(
     if length is None or state.multipart_upload_id is None or state.format is None:
         raise StorageError(f"tus upload {session.session_id} is not ready to complete")
     parts, etag = await complete_multipart(session, store, length)
+    return await record_stored(
+        session,
+        parts=parts,
+        etag=etag,
+        store=store,
+        claim_original=claim_original,
+        lookup_timeout=lookup_timeout,
+        wall_clock=wall_clock,
+        sha256=sha256,
+    )
+
+
+async def record_stored(
+    session: TusSession,
+    *,
+    parts: int,
+    etag: str | None,
+    store: TusStore,
+    claim_original: ClaimOriginal,
+    lookup_timeout: float,
+    wall_clock: Callable[[], datetime],
+    sha256: str | None = None,
+) -> UploadResult:
+    """The record of the upload's object, stored whole: its SHA-256 read back unless
+    `sha256` is known, its duplicate of an earlier upload settled."""
+    state = session.state
+    length = state.upload_length
+    if length is None or state.format is None:
+        raise StorageError(f"tus upload {session.session_id} has no length or format to record")
     if sha256 is None:
         sha256, size = await sha256_of_object(store, session.s3_key)
         if size != length:

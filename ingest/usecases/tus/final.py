@@ -27,13 +27,13 @@ from datetime import datetime
 from typing import Protocol
 
 from infra import layout
-from ingest.errors import IngestError, ServiceUnavailable, StorageError
+from ingest.errors import IngestError, ServiceUnavailable
 from ingest.model import UploadResult
 from ingest.pipeline.config import PipelineConfig
 from ingest.pipeline.container import HEAD_BYTES, detect_format, resolve_format
-from ingest.pipeline.ending import run_to_end, settle_duplicate
+from ingest.pipeline.ending import run_to_end
 from ingest.ports import PartCopying
-from ingest.usecases.tus.checksum import sha256_of_object
+from ingest.usecases.tus.completion import record_stored
 from ingest.usecases.tus.concat import Copy, JoinLimits, copy_all
 from ingest.usecases.tus.events import TusEvents
 from ingest.usecases.tus.lease import Held
@@ -137,34 +137,17 @@ class FinalJoin:
         return completed
 
     async def _result(self, parts: int, etag: str | None) -> UploadResult:
-        """The joined file's record: its SHA-256 read back, its duplicate settled."""
-        host, session = self._host, self._session
-        state = session.state
-        length = state.upload_length
-        sha256, size = await sha256_of_object(host.store, session.s3_key)
-        if size != length or state.format is None:
-            raise StorageError(
-                f"the joined object of upload {self.session_id} is {size} bytes, not {length}",
-                details={"key": session.s3_key, "size": size, "upload_length": length},
-            )
-        result = UploadResult(
-            video_id=state.video_id,
-            analysis_id=state.analysis_id,
-            size_bytes=size,
-            sha256=sha256,
-            format=state.format,
-            s3_key=session.s3_key,
-            etag=etag,
+        """The joined file's record: its SHA-256 read back (it does not compose from the
+        pieces'), its duplicate settled."""
+        host = self._host
+        return await record_stored(
+            self._session,
             parts=parts,
-            started_at=state.started_at or session.created_at,
-            completed_at=host.wall_clock(),
-        )
-        return await settle_duplicate(
-            host.lifecycle.claim_original(session),
-            result,
-            discard=lambda: host.store.delete(session.s3_key),
-            within=host.pipeline.event_timeout,
-            upload_id=self.session_id,
+            etag=etag,
+            store=host.store,
+            claim_original=host.lifecycle.claim_original(self._session),
+            lookup_timeout=host.pipeline.event_timeout,
+            wall_clock=host.wall_clock,
         )
 
     async def _update(self, change: Callable[[TusSession], TusSession]) -> TusSession:
