@@ -28,7 +28,7 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 
-from benchmarks.client import Users, http_session
+from benchmarks.client import Users, create_session, http_session
 from benchmarks.context import Context, delete_objects
 from benchmarks.environment import describe, secret_of
 from benchmarks.process import ingest_server
@@ -94,17 +94,10 @@ async def measure(
             """(seconds to create the session, seconds of the upload itself)."""
             body = distinct_body(size)
             created = time.perf_counter()
-            async with http.post(
-                f"{url}/v1/uploads",
-                json={"filename": "small.mp4", "expected_file_size": size},
-                headers=auth,
-            ) as response:
-                session = await response.json()
-                if response.status != 201:
-                    raise RuntimeError(f"creating a session failed: {response.status} {session}")
+            upload_url = await create_session(http, url, auth, size)
             started = time.perf_counter()
             headers = {**auth, "Content-Type": "video/mp4"}
-            async with http.put(f"{url}{session['upload_url']}", data=body, headers=headers) as put:
+            async with http.put(upload_url, data=body, headers=headers) as put:
                 answer = await put.json(content_type=None)
                 if put.status != 201:
                     raise RuntimeError(f"an upload of {size} bytes failed: {answer}")

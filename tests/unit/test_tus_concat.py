@@ -341,10 +341,12 @@ async def test_the_sweep_closes_joined_partials_and_expires_unjoined_ones_silent
     assert rig.sink.events == events, "the pieces never emit anything"
 
 
-async def test_a_final_deleted_while_joining_is_cancelled_and_its_partials_kept(
-    rig: TusRig, nodes: tuple[Instance, Instance]
-) -> None:
-    data = video_bytes(10 * PART, seed=11)
+async def joining_held_at_the_gate(
+    rig: TusRig, nodes: tuple[Instance, Instance], *, seed: int
+) -> tuple[list[str], asyncio.Task[Any], str]:
+    """Two partials uploaded and their final posted on the first node, its copies held by
+    the store's gate: (the partials' locations, the final's request, the final's id)."""
+    data = video_bytes(10 * PART, seed=seed)
     locations = await upload_partials(nodes, pieces_of(data, 5 * PART, 5 * PART))
     rig.store.gate = asyncio.Event()
     posting = asyncio.create_task(post_final(nodes[0].client, locations))
@@ -352,7 +354,13 @@ async def test_a_final_deleted_while_joining_is_cancelled_and_its_partials_kept(
         while not rig.sink.events:
             await asyncio.sleep(0.01)
     (started,) = rig.sink.of_type(UploadStarted)
-    final_id = started.upload_id
+    return locations, posting, started.upload_id
+
+
+async def test_a_final_deleted_while_joining_is_cancelled_and_its_partials_kept(
+    rig: TusRig, nodes: tuple[Instance, Instance]
+) -> None:
+    locations, posting, final_id = await joining_held_at_the_gate(rig, nodes, seed=11)
 
     claimed = await nodes[1].client.delete(locations[0], headers=auth())
     assert claimed.status == 409, "a partial being joined cannot be terminated"
@@ -362,6 +370,7 @@ async def test_a_final_deleted_while_joining_is_cancelled_and_its_partials_kept(
     deleted = await nodes[1].client.delete(f"/v1/tus/{final_id}", headers=auth())
     assert deleted.status == 204
     response = await posting
+    assert rig.store.gate is not None
     rig.store.gate.set()
 
     assert response.status == 410, await response.text()
@@ -377,13 +386,7 @@ async def test_a_final_deleted_while_joining_is_cancelled_and_its_partials_kept(
 async def test_a_shutdown_while_joining_fails_the_final_and_keeps_its_partials(
     rig: TusRig, nodes: tuple[Instance, Instance]
 ) -> None:
-    data = video_bytes(10 * PART, seed=12)
-    locations = await upload_partials(nodes, pieces_of(data, 5 * PART, 5 * PART))
-    rig.store.gate = asyncio.Event()
-    posting = asyncio.create_task(post_final(nodes[0].client, locations))
-    async with asyncio.timeout(5):
-        while not rig.sink.events:
-            await asyncio.sleep(0.01)
+    locations, posting, _ = await joining_held_at_the_gate(rig, nodes, seed=12)
 
     assert await nodes[0].services.active.drain(0.05) == 1
     response = await posting
@@ -393,6 +396,7 @@ async def test_a_shutdown_while_joining_fails_the_final_and_keeps_its_partials(
     assert rig.store.open_uploads == []
     for partial_id in ids(locations):
         assert (await rig.session(partial_id)).state.joined_into is None
+    assert rig.store.gate is not None
     rig.store.gate.set()
     assert (await post_final(nodes[1].client, locations)).status == 201
 
