@@ -7,9 +7,11 @@ plan picks, per S3 operation, which calls fail instead: a 503 `SlowDown` or a
 500 `InternalError` whose message names the bucket and key (as real S3 errors
 may, so a test can see the service never passes them on), or a stall of
 `stall_seconds` before forwarding. Objects whose key contains a word of
-`always_fail` fail on every call of the operations named for it (but the
-part uploads of parts up to `spared_parts`, so an upload can hold parts when
-it fails).
+`always_fail` fail on every call of the operations named for it, except the
+part uploads of parts up to `spared_parts`: those are forwarded untouched (no
+random fault either), and the object's failing part uploads are answered only
+once its spared parts are stored, so such an upload surely holds exactly those
+parts when it fails, however the machine schedules the calls.
 
 With no faults planned it is a plain recording proxy: `counts` records what it
 did, `bodies` the size of every request body it forwarded (what the service
@@ -22,6 +24,7 @@ proxy (S3 clients retry it like any 5xx).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -106,29 +109,54 @@ class FaultyS3Proxy:
         """`<operation>` per call seen, `<operation> <kind>` per fault injected."""
         self.bodies: list[Body] = []
         """Every request forwarded with a body, in order."""
+        self._spared_stored: dict[str, set[int]] = {}
+        """Per object path of an always-failing upload: its spared parts stored so far."""
+        self._spared_change = asyncio.Condition()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         name = operation(request)
         self.counts[name] += 1
-        fault = self._pick(name, request.path, int(request.rel_url.query.get("partNumber", 0)))
+        part = int(request.rel_url.query.get("partNumber", 0))
+        doomed = self._always_fails(name, request.path)
+        spared = doomed and name == "UploadPart" and 0 < part <= self._faults.spared_parts
+        fault = None if spared else "503" if doomed else self._pick(name)
         if fault is not None:
             self.counts[f"{name} {fault}"] += 1
         if fault == "stall":
             await asyncio.sleep(self._faults.stall_seconds)
         elif fault is not None:
+            if doomed and name == "UploadPart":
+                await self._spared_parts_stored(request.path)
             return _s3_error(fault, request.path)
         if body:
             self.bodies.append(
                 Body(name, request.path, len(body), _decoded_length(request, len(body)))
             )
-        return await self._forward(request, body)
+        answer = await self._forward(request, body)
+        if spared and answer.status == 200:
+            async with self._spared_change:
+                self._spared_stored.setdefault(request.path, set()).add(part)
+                self._spared_change.notify_all()
+        return answer
 
-    def _pick(self, name: str, path: str, part: int) -> str | None:
-        spared = name == "UploadPart" and part <= self._faults.spared_parts
-        for word, operations in self._faults.always_fail.items():
-            if word in path and name in operations and not spared:
-                return "503"
+    def _always_fails(self, name: str, path: str) -> bool:
+        return any(
+            word in path and name in operations
+            for word, operations in self._faults.always_fail.items()
+        )
+
+    async def _spared_parts_stored(self, path: str) -> None:
+        """Wait until the spared parts of `path` are stored, or at most 30 s (an upload that
+        never sends them must still be answered)."""
+        wanted = self._faults.spared_parts
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30), self._spared_change:
+                await self._spared_change.wait_for(
+                    lambda: len(self._spared_stored.get(path, ())) >= wanted
+                )
+
+    def _pick(self, name: str) -> str | None:
         if self._random.random() < self._faults.share.get(name, 0.0):
             return self._random.choice(self._faults.kinds)
         return None
