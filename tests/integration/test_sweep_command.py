@@ -6,7 +6,8 @@ the bucket with parts, a tail and sessions still `uploading`; one run of the
 command ends both, removes what they stored, reports their terminal events and
 says what it did. Files such a server stored whole but never recorded are
 completed by one run (`upload.completed` with the SHA-256 read back from S3),
-or deleted and failed when they are not the file the session declared.
+or deleted and failed when they are not the file the session declared; a
+DELETE of such an upload deletes the file.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import msgspec
 
 from infra import layout
 from ingest.auth import Principal
+from ingest.http.services import IngestServices
+from ingest.model import UploadSession
 from ingest.pipeline.hashing import part_checksum
 from ingest.settings import IngestSettings
-from schemas import UploadCompleted, UploadFailed
+from schemas import UploadCancelled, UploadCompleted, UploadFailed
 from schemas.api import CreateUploadRequest
 from tests.fakes import video_bytes
 from tests.integration.cli_processes import ROOT
@@ -122,6 +125,48 @@ async def test_one_run_ends_what_was_left_and_says_so(settings: IngestSettings) 
         assert failed.error_code == code
 
 
+async def stored_whole_by_gone_server(
+    services: IngestServices, owner: Principal, data: bytes, declared: int
+) -> UploadSession:
+    """A session claimed by a server killed after completing its multipart upload of `data`,
+    before recording it."""
+    session = await services.sessions.create(
+        owner,
+        CreateUploadRequest(filename="clip.mp4", expected_file_size=declared),
+        protocol="stream",
+        file_format="mp4",
+    )
+    await services.sessions.claim(session.session_id, owner, instance_id=f"gone-{uuid.uuid4()}")
+    multipart = await services.store.start_multipart(
+        session.s3_key, content_type="video/mp4", metadata={}
+    )
+    parts = []
+    for number, at in enumerate(range(0, len(data), 5 * MiB), start=1):
+        piece = data[at : at + 5 * MiB]
+        parts.append(await multipart.upload_part(number, piece, part_checksum(piece)))
+    await multipart.complete(parts)
+    return session
+
+
+async def test_a_delete_removes_a_file_a_dead_server_stored_whole_but_never_recorded(
+    settings: IngestSettings,
+) -> None:
+    swept = msgspec.structs.replace(settings, part_size=5 * MiB)
+    owner = Principal("stored-then-deleted", frozenset())
+    data = video_bytes(6 * MiB, seed=5)
+    async with running_ingest(swept) as server, aiohttp.ClientSession() as http:
+        session = await stored_whole_by_gone_server(server.services, owner, data, len(data))
+        assert await object_exists(swept, session.s3_key)
+        async with http.delete(
+            f"{server.url}/v1/uploads/{session.session_id}", headers=server.auth(owner.user_id)
+        ) as answer:
+            assert answer.status == 204, await answer.text()
+    assert not await object_exists(swept, session.s3_key)
+    events = await upload_events(swept, session.session_id, until=ended, within=20)
+    (cancelled,) = [e for e in events if isinstance(e, UploadCancelled)]
+    assert cancelled.bytes_received == len(data)
+
+
 async def test_one_run_completes_files_a_dead_server_stored_whole_but_never_recorded(
     settings: IngestSettings,
 ) -> None:
@@ -129,29 +174,11 @@ async def test_one_run_completes_files_a_dead_server_stored_whole_but_never_reco
     owner = Principal("stored-unrecorded", frozenset())
     data = video_bytes(11 * MiB, seed=4)
     async with running_ingest(swept) as server:
-        services = server.services
-        sessions = []
         # The second declared a size its file does not have: not the file it said it would send.
-        for declared in (len(data), len(data) + 1):
-            session = await services.sessions.create(
-                owner,
-                CreateUploadRequest(filename="clip.mp4", expected_file_size=declared),
-                protocol="stream",
-                file_format="mp4",
-            )
-            # Claimed by a server killed after completing the multipart upload, before recording.
-            await services.sessions.claim(
-                session.session_id, owner, instance_id=f"gone-{uuid.uuid4()}"
-            )
-            multipart = await services.store.start_multipart(
-                session.s3_key, content_type="video/mp4", metadata={}
-            )
-            parts = []
-            for number, at in enumerate(range(0, len(data), 5 * MiB), start=1):
-                piece = data[at : at + 5 * MiB]
-                parts.append(await multipart.upload_part(number, piece, part_checksum(piece)))
-            await multipart.complete(parts)
-            sessions.append(session)
+        sessions = [
+            await stored_whole_by_gone_server(server.services, owner, data, declared)
+            for declared in (len(data), len(data) + 1)
+        ]
 
     # Of one deployment: the part size the dead server had (the parts are counted by it).
     printed = await sweep_command(swept, {"INGEST_PART_SIZE": "5MiB"})

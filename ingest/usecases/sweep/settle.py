@@ -58,8 +58,10 @@ _EVENT_CODES: frozenset[str] = frozenset(ErrorCode.__args__)  # type: ignore[att
 class Leftovers:
     uploads: int = 0
     """Multipart uploads aborted."""
+    objects: int = 0
+    """Files stored whole but never recorded, deleted."""
     bytes: int = 0
-    """What their parts held."""
+    """What their parts (or the file) held."""
 
 
 Outcome = Literal["settled", "busy", "failed"]
@@ -114,7 +116,8 @@ class Settler:
         return msgspec.structs.replace(session, settling_until=until)
 
     async def abort_leftovers(self, session: UploadSession) -> Leftovers:
-        """Abort every multipart upload still open for the session's key."""
+        """Abort every multipart upload still open for the session's key and, unless the
+        upload completed, delete a file stored whole there that was never recorded."""
         found = Leftovers()
         store, key = self._store, session.s3_key
         for upload_id in await store.incomplete_uploads(key):
@@ -123,6 +126,14 @@ class Settler:
                 found.bytes += sum(part.size for part in await store.stored_parts(key, upload_id))
             await store.resume_multipart(key, upload_id).abort()
             found.uploads += 1
+        if session.status != "completed":
+            # The key is the session's own: an object there belongs to no delivered upload
+            # (a streamer killed between storing the file and recording it left it).
+            size = await store.stored_size(key)
+            if size is not None:
+                await store.delete(key)
+                found.objects += 1
+                found.bytes = max(found.bytes, size)
         return found
 
     async def _emit(self, session: UploadSession, received: int) -> None:

@@ -14,7 +14,8 @@ leaves is found here, from the shared state alone, by any instance or by
     completed from the stored object, `upload.completed` emitted (`complete`),
     or, when the object is not the file the session declared, deleted and failed;
   - one ended but not settled (a DELETE or a sweep that failed half-way) is settled;
-  - one ended whose multipart upload is still open (its abort failed) has it aborted;
+  - one ended whose multipart upload is still open (its abort failed) has it aborted,
+    and one that did not complete has a file stored whole at its key deleted;
   - a tus upload whose time is up and that nobody writes to (its lease lapsed or
     its instance dead) is expired (`upload.failed` TIMEOUT when it had started),
     one ended has its parts and tail removed, a cancel its dead writer never
@@ -90,7 +91,7 @@ class SweepReport:
         return entered + (
             f"looked at {self.looked_at} open sessions: {len(self.failed)} failed (instance gone), "
             f"{len(self.expired)} expired, {len(self.settled)} settled, "
-            f"{len(self.aborted)} with leftover parts aborted, {len(self.tus_cleaned)} tus "
+            f"{len(self.aborted)} with leftovers removed, {len(self.tus_cleaned)} tus "
             f"uploads cleaned, {self.closed} closed, {len(self.completed)} stored by a gone "
             f"server completed, {len(self.refused)} of them refused (not the file declared); "
             f"{self.markers_removed} cancel markers and "
@@ -285,11 +286,10 @@ class Sweeper:
             report.settled.append(session_id)
         elif session.status == "cancelled" and self._streamer_may_still_abort(session, liveness):
             return
-        elif (
-            session.status in ("failed", "cancelled")
-            and (await self._settler.abort_leftovers(session)).uploads
-        ):
-            report.aborted.append(session_id)
+        elif session.status in ("failed", "cancelled"):
+            leftovers = await self._settler.abort_leftovers(session)
+            if leftovers.uploads or leftovers.objects:
+                report.aborted.append(session_id)
         if session.status in ENDED_STATUSES:
             await self._close(session_id, report)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from types import EllipsisType
 from typing import Any
 
 from infra import layout
@@ -67,11 +68,20 @@ class RacingDocuments:
         await self._inner.delete(key)
 
 
+PIPELINE = PipelineConfig(part_size=PART, parts_in_flight=2, progress_interval=3600.0)
+
+
+def settler(rig: TusRig, documents: Any = None) -> Settler:
+    """The settler a sweep over the rig's state uses."""
+    sessions = SessionService(documents or rig.documents, ttl_seconds=TTL, clock=rig.clock)
+    return Settler(sessions=sessions, store=rig.store, sink=rig.sink, pipeline=PIPELINE)
+
+
 def sweeper(rig: TusRig, name: str = "sweeper", *, racing: int | None = None) -> Sweeper:
     """A sweeper of an instance `name` over the rig's shared state."""
     documents: Any = rig.documents if racing is None else RacingDocuments(rig.documents, racing)
     sessions = SessionService(documents, ttl_seconds=TTL, clock=rig.clock)
-    pipeline = PipelineConfig(part_size=PART, parts_in_flight=2, progress_interval=3600.0)
+    pipeline = PIPELINE
     tus = rig.services(name).tus
     assert tus is not None
 
@@ -81,7 +91,7 @@ def sweeper(rig: TusRig, name: str = "sweeper", *, racing: int | None = None) ->
         heartbeats=Heartbeats(
             documents, instance_id=name, dead_after_seconds=DEAD_AFTER, clock=rig.clock
         ),
-        settler=Settler(sessions=sessions, store=rig.store, sink=rig.sink, pipeline=pipeline),
+        settler=settler(rig, documents),
         completer=Completer(
             sessions=sessions,
             documents=documents,
@@ -102,21 +112,54 @@ def sweeper(rig: TusRig, name: str = "sweeper", *, racing: int | None = None) ->
     )
 
 
+async def claimed_by(rig: TusRig, instance_id: str, request: CreateUploadRequest) -> UploadSession:
+    """A one-request session created for ANN and claimed by `instance_id`."""
+    sessions = SessionService(rig.documents, ttl_seconds=TTL, clock=rig.clock)
+    session = await sessions.create(ANN, request, protocol="stream", file_format="mp4")
+    claimed, _ = await sessions.claim(session.session_id, ANN, instance_id=instance_id)
+    return claimed
+
+
 async def streaming_on(rig: TusRig, instance_id: str, *, parts: int = 2) -> UploadSession:
     """A session claimed by `instance_id`, with `parts` parts stored: what a streamer killed
     mid-upload leaves behind."""
-    sessions = SessionService(rig.documents, ttl_seconds=TTL, clock=rig.clock)
-    session = await sessions.create(
-        ANN,
-        CreateUploadRequest(filename="clip.mp4", expected_file_size=10 * PART),
-        protocol="stream",
-        file_format="mp4",
+    claimed = await claimed_by(
+        rig, instance_id, CreateUploadRequest(filename="clip.mp4", expected_file_size=10 * PART)
     )
-    claimed, _ = await sessions.claim(session.session_id, ANN, instance_id=instance_id)
     upload = await rig.store.start_multipart(claimed.s3_key, content_type=None, metadata={})
     for number in range(1, parts + 1):
         data = video_bytes(PART, seed=number)
         await upload.upload_part(number, data, part_checksum(data))
+    return claimed
+
+
+async def stored_whole_by(
+    rig: TusRig,
+    instance_id: str,
+    data: bytes,
+    *,
+    declared: int | EllipsisType | None = ...,
+    file_hash: str | None = None,
+) -> UploadSession:
+    """A session claimed by `instance_id`, whose file `data` is stored whole, unrecorded:
+    what a streamer killed between storing the file and recording it leaves behind. The
+    session declares `len(data)` bytes unless `declared` says otherwise."""
+    claimed = await claimed_by(
+        rig,
+        instance_id,
+        CreateUploadRequest(
+            filename="clip.mp4",
+            expected_file_size=len(data) if declared is ... else declared,
+            file_hash=file_hash,
+            metadata={"camera": "a"},
+        ),
+    )
+    upload = await rig.store.start_multipart(claimed.s3_key, content_type=None, metadata={})
+    parts = []
+    for number, at in enumerate(range(0, len(data), PART), start=1):
+        piece = data[at : at + PART]
+        parts.append(await upload.upload_part(number, piece, part_checksum(piece)))
+    await upload.complete(parts)
     return claimed
 
 

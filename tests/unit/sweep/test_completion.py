@@ -12,49 +12,15 @@ import asyncio
 import hashlib
 
 from ingest.errors import ServiceUnavailable
-from ingest.model import UploadResult, UploadSession
-from ingest.pipeline.hashing import part_checksum
+from ingest.model import UploadResult
 from ingest.usecases.duplicates import DuplicateIndex, StoredFile
-from ingest.usecases.sessions import SessionService
 from ingest.usecases.sweep.settle import LATE_SEQUENCE
 from schemas import UploadCompleted, UploadFailed
-from schemas.api import CreateUploadRequest
 from tests.fakes import video_bytes
-from tests.unit.sweep.support import ANN, open_entries, stored, sweeper
-from tests.unit.test_tus_support import PART, TTL, TusRig
+from tests.unit.sweep.support import open_entries, stored, stored_whole_by, sweeper
+from tests.unit.test_tus_support import PART, TusRig
 
 SIZE = 3 * PART + 100
-
-
-async def stored_whole_by(
-    rig: TusRig,
-    instance_id: str,
-    data: bytes,
-    *,
-    declared: int | None = SIZE,
-    file_hash: str | None = None,
-) -> UploadSession:
-    """A session claimed by `instance_id`, whose file `data` is stored whole, unrecorded."""
-    sessions = SessionService(rig.documents, ttl_seconds=TTL, clock=rig.clock)
-    session = await sessions.create(
-        ANN,
-        CreateUploadRequest(
-            filename="clip.mp4",
-            expected_file_size=declared,
-            file_hash=file_hash,
-            metadata={"camera": "a"},
-        ),
-        protocol="stream",
-        file_format="mp4",
-    )
-    claimed, _ = await sessions.claim(session.session_id, ANN, instance_id=instance_id)
-    upload = await rig.store.start_multipart(claimed.s3_key, content_type=None, metadata={})
-    parts = []
-    for number, at in enumerate(range(0, len(data), PART), start=1):
-        piece = data[at : at + PART]
-        parts.append(await upload.upload_part(number, piece, part_checksum(piece)))
-    await upload.complete(parts)
-    return claimed
 
 
 def completions(rig: TusRig, upload_id: str) -> list[UploadCompleted]:

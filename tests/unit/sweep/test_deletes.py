@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 
 from infra import layout
+from ingest.usecases.sessions import SessionService
 from schemas import UploadCancelled
+from tests.fakes import video_bytes
 from tests.unit.sweep.support import (
     open_entries,
+    settler,
     stored,
+    stored_whole_by,
     streaming_on,
     sweeper,
     terminal_events,
@@ -17,6 +21,7 @@ from tests.unit.sweep.support import (
 from tests.unit.test_tus_support import (
     DEAD_AFTER,
     PART,
+    TTL,
     Instance,
     TusRig,
     auth,
@@ -48,6 +53,51 @@ async def test_delete_of_an_upload_whose_streamer_is_dead_aborts_and_reports_it(
     assert report.settled == []
     assert report.aborted == []
     assert open_entries(rig) == set()
+
+
+async def test_delete_of_a_file_its_dead_streamer_stored_but_never_recorded_removes_it(
+    rig: TusRig, node: Instance
+) -> None:
+    size = 2 * PART + 10
+    session = await stored_whole_by(rig, "killed-5", video_bytes(size, seed=5))
+    assert session.s3_key in rig.store.objects
+
+    response = await node.client.delete(f"/v1/uploads/{session.session_id}", headers=auth())
+
+    assert response.status == 204
+    assert session.s3_key not in rig.store.objects, "no upload delivered it: nothing kept"
+    (event,) = terminal_events(rig, session.session_id)
+    assert isinstance(event, UploadCancelled)
+    assert event.bytes_received == size
+    report = await sweeper(rig).sweep()
+    assert report.completed == report.aborted == []
+    assert open_entries(rig) == set()
+
+
+async def test_a_file_left_at_the_key_of_a_failed_upload_is_deleted_by_the_sweep(
+    rig: TusRig,
+) -> None:
+    session = await stored_whole_by(rig, "killed-6", video_bytes(PART, seed=6))
+    sessions = SessionService(rig.documents, ttl_seconds=TTL, clock=rig.clock)
+    # Its streamer recorded the failure but died before deleting what it had stored.
+    await sessions.finish(session.session_id, "failed", message="boom", error_code="INTERNAL")
+
+    report = await sweeper(rig).sweep()
+
+    assert report.aborted == [session.session_id]
+    assert session.s3_key not in rig.store.objects
+    assert open_entries(rig) == set()
+
+
+async def test_a_completed_uploads_file_is_never_taken_for_a_leftover(rig: TusRig) -> None:
+    data = video_bytes(PART, seed=7)
+    session = await stored_whole_by(rig, "killed-7", data)
+    assert (await sweeper(rig).sweep()).completed == [session.session_id]
+
+    leftovers = await settler(rig).abort_leftovers(await stored(rig, session.session_id))
+
+    assert (leftovers.uploads, leftovers.objects) == (0, 0)
+    assert rig.store.objects[session.s3_key] == data
 
 
 async def test_a_cancel_its_streamer_died_before_reading_is_settled_by_the_sweep(
