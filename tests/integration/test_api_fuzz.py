@@ -16,8 +16,8 @@ from benchmarks.fuzz import run_fuzz
 from benchmarks.fuzz_report import describe
 from ingest.settings import IngestSettings
 
-FUZZ_SECONDS = 120.0
-EXAMPLES_PER_OPERATION = 150
+FUZZ_SECONDS = 75.0
+EXAMPLES_PER_OPERATION = 60
 
 
 async def test_fuzzing_every_documented_operation_finds_nothing(settings: IngestSettings) -> None:
