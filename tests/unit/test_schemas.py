@@ -6,6 +6,7 @@ test, so that a change to the contract has to be made twice, on purpose.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from datetime import UTC, datetime, timedelta, timezone
@@ -51,6 +52,52 @@ def _with_header(
     headers: list[tuple[str, bytes]], name: str, value: bytes
 ) -> list[tuple[str, bytes]]:
     return [(n, value if n == name else v) for n, v in headers]
+
+
+# What downstream code imports from `schemas.events` (and, but for the two field
+# helpers, from `schemas`): written out, so a name dropped by a move fails here.
+EVENT_NAMES = (
+    "ERROR_CODES",
+    "EVENT_TYPES",
+    "SCHEMA_URI_PREFIX",
+    "AppliedOffset",
+    "CountedUpload",
+    "DetectionCompleted",
+    "DetectionEvent",
+    "DetectionFailed",
+    "ErrorCode",
+    "Event",
+    "EventBase",
+    "FrameMeasurements",
+    "QuotaEvent",
+    "QuotaLimitsSet",
+    "QuotaUpdated",
+    "UploadCancelled",
+    "UploadCompleted",
+    "UploadEvent",
+    "UploadFailed",
+    "UploadProgress",
+    "UploadProtocol",
+    "UploadStarted",
+    "VideoInfo",
+    "event_type",
+    "key_field",
+    "key_of",
+    "schema_uri",
+    "subject_field",
+    "subject_of",
+)
+
+
+def test_every_event_name_is_importable_from_schemas_events_and_schemas() -> None:
+    events = importlib.import_module("schemas.events")
+    package = importlib.import_module("schemas")
+    assert sorted(events.__all__) == sorted(EVENT_NAMES)
+    for name in EVENT_NAMES:
+        value = getattr(events, name)
+        if name not in {"key_field", "subject_field"}:
+            assert getattr(package, name) is value, name
+            assert name in package.__all__, name
 
 
 def test_samples_and_routing_cover_every_event_type() -> None:

@@ -18,11 +18,16 @@ request saves what arrived. Every third of the lease time it renews the lease
 and reserves a block of sequence numbers ahead of the request's events, so
 that the events of a request whose instance dies are never numbered again.
 
+The holder changes the document only while the lease is still its own
+(`held_state`, `change_held`).
+
 How it fails: `acquire` raises UploadLocked (409, a status tus clients resume
 from: they ask for the offset again) when an acknowledged holder does not let
 go within `wait_seconds`, and whatever `check` raises; the keeper never raises:
 a poll or renewal that fails is retried, and a lease that runs out unrenewed
-closes the body ("lease lost").
+closes the body ("lease lost"). A holder changing a document it no longer
+holds gets UploadGone (410) once the upload is terminated, OffsetMismatch
+(409) once another request took it over.
 """
 
 from __future__ import annotations
@@ -37,9 +42,9 @@ from datetime import datetime, timedelta
 import msgspec
 
 from ingest.auth import Principal
-from ingest.errors import IngestError, UploadLocked
+from ingest.errors import IngestError, OffsetMismatch, UploadGone, UploadLocked
 from ingest.usecases.sessions import check_owner
-from ingest.usecases.tus.state import TusLease, TusSession, TusSessions, with_state
+from ingest.usecases.tus.state import TusLease, TusSession, TusSessions, TusState, with_state
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +135,35 @@ async def acquire(
                 details={"retry_after_seconds": times.poll_seconds * 4},
             )
         await asyncio.sleep(times.poll_seconds)
+
+
+def held_state(session: TusSession, owner: str) -> TusState:
+    """The upload's state while `owner` still holds its lease; UploadGone once the upload
+    was terminated, OffsetMismatch once another request took it over."""
+    state = session.state
+    if session.status == "cancelled":
+        raise UploadGone("the upload was terminated", details={"status": "cancelled"})
+    if state.lease is None or state.lease.owner != owner:
+        raise OffsetMismatch(
+            "another request took this upload over; ask for its offset again",
+            details={"offset": state.offset},
+        )
+    return state
+
+
+async def change_held(
+    sessions: TusSessions,
+    session_id: str,
+    owner: str,
+    change: Callable[[TusSession], TusSession],
+) -> TusSession:
+    """The upload's document changed by `change`, only while `owner` holds its lease."""
+
+    def guarded(session: TusSession) -> TusSession:
+        held_state(session, owner)
+        return change(session)
+
+    return await sessions.mutate(session_id, guarded)
 
 
 class LeaseKeeper:

@@ -13,13 +13,23 @@ offset never change, so (upload id, offset) names one prefix of the file.
 
 Bounded: at most `max_uploads` hash objects (about 200 bytes each) are kept,
 the least recently used dropped first; dropping one only costs a read-back.
+
+`CarriedHash` is one PATCH's share: the kept hash continued as the body's bytes
+pass (by the part engine's one job per part, or as the body arrives when it
+only adds to the tail), then kept at the offset the PATCH commits. It never
+raises on its own; a PATCH whose hash does not cover exactly what it commits
+makes the upload fall back to the read-back.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Protocol
+
+from ingest.pipeline.hashing import StreamHasher
+from ingest.usecases.tus.checksum import OrderedDigest, digesting
 
 if TYPE_CHECKING:
     from _hashlib import HASH
@@ -65,3 +75,63 @@ class RunningHashes:
 
     def __len__(self) -> int:
         return len(self._kept)
+
+
+class RunningDigest(Protocol):
+    """The file's SHA-256 as one request carries it on (`StreamHasher`, `OrderedDigest`)."""
+
+    @property
+    def fed(self) -> int:
+        """Bytes of this request added to the hash so far."""
+        ...
+
+    async def finish(self) -> HASH: ...
+
+    async def close(self) -> None: ...
+
+
+class CarriedHash:
+    """The file's SHA-256 carried through one PATCH that starts at `committed`, when this
+    instance kept the hash of the bytes before it."""
+
+    def __init__(self, running: RunningHashes, upload_id: str, committed: int) -> None:
+        self._running = running
+        self._upload_id = upload_id
+        self._committed = committed
+        self._carried = running.at(upload_id, committed)
+        self._whole: RunningDigest | None = None
+        """The hash carried on through this request, once its bytes started passing."""
+
+    def for_parts(self, skip: int) -> StreamHasher | None:
+        """The part hasher that carries the hash on (None: nothing to carry); the first
+        `skip` bytes it is given, the tail read back ahead of the body, are in it already."""
+        if self._carried is None:
+            return None
+        # The part engine's one job per part feeds the file's hash too.
+        hasher = StreamHasher(resume=self._carried, skip=skip)
+        self._whole = hasher
+        return hasher
+
+    def through(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """`body`, hashed as it arrives (no parts here to hash with) when there is a hash
+        to carry."""
+        if self._carried is None:
+            return body
+        digest = OrderedDigest("sha256", resume=self._carried)
+        self._whole = digest
+        return digesting(body, digest)
+
+    async def keep(self, end: int, tail: bytes) -> None:
+        """Keep the hash up to `end` for the next PATCH, when it covers exactly that;
+        `tail` is what the request stored as the new tail rather than as a part."""
+        whole, committed = self._whole, self._committed
+        if isinstance(whole, StreamHasher) and tail:
+            whole.feed(tail)  # stored, but not as a part
+        if whole is not None and end == committed + whole.fed:
+            self._running.keep(self._upload_id, end, await whole.finish())
+        elif end != committed:
+            self._running.forget(self._upload_id)
+
+    async def close(self) -> None:
+        if self._whole is not None:
+            await self._whole.close()

@@ -142,3 +142,12 @@ async def read_segments(store: TusStore, segments: Sequence[Segment]) -> bytes:
 
 def bounds(segments: Sequence[Segment]) -> tuple[tuple[int, int], ...]:
     return tuple((s.start, s.end) for s in segments)
+
+
+def tail_after(kept: Sequence[Segment], end: int, part_size: int) -> tuple[tuple[int, int], ...]:
+    """The tail's segments once a PATCH commits `end`: the segments it `kept`, then the
+    one it wrote, which ends there (none at a part boundary)."""
+    size = end % part_size
+    if size == 0:
+        return ()
+    return (*bounds(kept), (end - size if not kept else kept[-1].end, end))
