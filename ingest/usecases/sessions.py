@@ -113,16 +113,18 @@ class SessionService:
                 self._recent.popitem(last=False)
         return session
 
-    async def store_new(self, session: UploadSession) -> tuple[str, int]:
+    async def store_new(self, session: UploadSession, *, listed: bool = True) -> tuple[str, int]:
         """Persist a session built elsewhere (an answered duplicate, a tus creation); the
-        version and size of its document."""
+        version and size of its document. One not `listed` is left out of the user's list
+        of sessions (it is reached by its id only)."""
         data = _encoder.encode(session)
-        writes = [
-            self._documents.create(session_key(session.session_id), data),
-            self._documents.create(
-                layout.user_session_entry(session.user_id, session.session_id), b""
-            ),
-        ]
+        writes = [self._documents.create(session_key(session.session_id), data)]
+        if listed:
+            writes.append(
+                self._documents.create(
+                    layout.user_session_entry(session.user_id, session.session_id), b""
+                )
+            )
         if session.status not in TERMINAL_STATUSES:
             # Before anyone learns the id, so nothing can be stored under a session the sweep
             # cannot find; an entry whose session is missing is only removed.

@@ -134,6 +134,8 @@ async def test_partials_sent_at_once_join_into_one_upload_with_one_history(
         assert partial.status == "completed"
         assert partial.message == f"joined into upload {final_id}"
     assert not [key for key in rig.store.objects if key.startswith("_ingest/tus/")]
+    listed = await nodes[0].client.get("/v1/uploads", headers=auth())
+    assert [s["session_id"] for s in (await listed.json())["sessions"]] == [final_id]
 
     final_head = await nodes[0].client.head(f"/v1/tus/{final_id}", headers=auth())
     assert final_head.headers["Upload-Concat"] == "final;" + " ".join(references)

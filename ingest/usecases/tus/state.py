@@ -122,8 +122,9 @@ class TusSessions:
         self._clock = clock
 
     async def create(self, session: TusSession) -> None:
-        # Through the session service, so the user's session index lists it too.
-        await self._sessions.store_new(session)
+        # Through the session service, so the user's session index lists it too; a piece of
+        # a parallel upload is no upload of its own, so only the upload it is joined into is.
+        await self._sessions.store_new(session, listed=session.state.concat != "partial")
 
     async def load(self, session_id: str) -> tuple[TusSession, str]:
         if not _SESSION_ID.match(session_id):
