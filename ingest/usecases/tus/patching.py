@@ -179,7 +179,7 @@ class PatchRun:
         end = await self._end_to_commit(written, cut_short)
 
         if end > layout.committed:
-            await self._events.progress(forced=True)
+            self._events.progress(forced=True)
         session = await self._commit(end)
         await self._tidy_tails(written, end)
         await self._carry_hash(end, written)
@@ -312,11 +312,11 @@ class PatchRun:
                 f"the upload passed the {self._quota_remaining} bytes left in the quota",
                 details={"quota_remaining": self._quota_remaining, "offset": total},
             )
-        await self._events.on_chunk(size)
+        self._events.on_chunk(size)
 
     async def _on_part_stored(self, stored_through: int) -> None:
         self._events.parts_stored = -(-stored_through // self._layout.part_size)
-        await self._events.progress(forced=True)
+        self._events.progress(forced=True)
 
     async def _end_to_commit(self, written: Written, cut_short: BaseException | None) -> int:
         """How far the upload may now be committed; ChecksumMismatch keeps it where it was."""
