@@ -1,0 +1,120 @@
+"""The fixed cost of a small tus PATCH, measured by `fixedcost` beside its one-shot figures.
+
+Per server, two things are timed: a PATCH of `PATCH_SIZE` bytes onto an open
+tus upload (one upload per server, whose first bytes were sent untimed, so
+the file is judged a video and announced before the timing starts; every
+timed PATCH then adds a tail segment, the way small PATCHes are kept), and a
+new tus upload of a small file sent in one PATCH (creation and PATCH timed
+together, the upload completing). Every file is distinct, so none is
+answered as a duplicate. `close` terminates the open upload (which removes
+what it stored) and returns the objects of the completed ones, to delete.
+
+How it fails: RuntimeError for any answer but the one expected (a latency
+figure from a broken run would be meaningless).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from benchmarks.client import stored_key, tus_create, tus_patch, tus_upload
+from benchmarks.stats import percentile, spread
+from benchmarks.workload import KiB
+
+PATCH_SIZE = KiB
+
+
+MEASURES = {"patch": "tus-patch", "create_patch": "tus-create-patch"}
+"""The name of each measure in the summary, and the prefix of its samples' path."""
+
+TABLE_HEADERS = ["path", "PATCH p50", "PATCH p99", "create+PATCH p50", "create+PATCH p99"]
+
+
+def summarize(ms: Callable[[str], list[float]], servers: list[str]) -> list[dict[str, Any]]:
+    """One row per server: p50/p99 of each measure; `ms(path)` gives a path's samples in ms."""
+    rows = []
+    for server in servers:
+        row: dict[str, Any] = {"path": server, "size": PATCH_SIZE}
+        for name, prefix in MEASURES.items():
+            times = ms(f"{prefix}-{server}")
+            row |= {
+                f"{name}_count": len(times),
+                f"{name}_p50_ms": percentile(times, 50),
+                f"{name}_p99_ms": percentile(times, 99),
+                f"{name}_ms": spread(times),
+            }
+        rows.append(row)
+    return rows
+
+
+def table_rows(rows: list[dict[str, Any]]) -> list[list[object]]:
+    return [
+        [
+            row["path"],
+            *(f"{row[f'{name}_{p}_ms']:.1f}" for name in MEASURES for p in ("p50", "p99")),
+        ]
+        for row in rows
+    ]
+
+
+def open_length(count: int) -> int:
+    """An open upload's length: room for its first PATCH, the warm-up and `count` timed
+    PATCHes, and a byte more, so it never completes."""
+    return (count + 2) * PATCH_SIZE + 1
+
+
+class TusPaths:
+    """The tus measures on one server."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, auth: dict[str, str]) -> None:
+        self._http = http
+        self._url = url
+        self._endpoint = f"{url}/v1/tus/"
+        self._auth = auth
+        self._open: str | None = None
+        self._offset = 0
+        self._completed: list[str] = []
+
+    async def open(self, length: int, first: bytes) -> None:
+        """Create the upload the timed PATCHes go to, and send it `first` (untimed)."""
+        self._open = await tus_create(self._http, self._endpoint, length, self._auth)
+        await self._send(first)
+
+    async def patch(self, data: bytes) -> float:
+        """Seconds of one PATCH of `data` onto the open upload."""
+        started = time.perf_counter()
+        await self._send(data)
+        return time.perf_counter() - started
+
+    async def create_and_patch(self, body: bytes) -> float:
+        """Seconds to create an upload of `body` and send it whole in one PATCH."""
+        started = time.perf_counter()
+        url = await tus_upload(self._http, self._endpoint, len(body), body, self._auth)
+        elapsed = time.perf_counter() - started
+        self._completed.append(url)
+        return elapsed
+
+    async def close(self) -> list[str]:
+        """Terminate the open upload; the object keys of the completed ones."""
+        if self._open is not None:
+            headers = {"Tus-Resumable": "1.0.0", **self._auth}
+            async with self._http.delete(self._open, headers=headers) as deleted:
+                if deleted.status != 204:
+                    raise RuntimeError(f"terminating {self._open}: {await deleted.text()}")
+            self._open = None
+        keys = [
+            await stored_key(self._http, self._url, url.rsplit("/", 1)[-1], self._auth)
+            for url in self._completed
+        ]
+        self._completed.clear()
+        return keys
+
+    async def _send(self, data: bytes) -> None:
+        assert self._open is not None
+        end = self._offset + len(data)
+        await tus_patch(self._http, self._open, self._offset, data, end, self._auth)
+        self._offset = end
