@@ -21,7 +21,6 @@ from ingest.pipeline.config import PipelineConfig
 from ingest.pipeline.events import EventWriter, completed_event, progress_event
 from ingest.pipeline.progress import ProgressTracker
 from schemas import (
-    Event,
     UploadCancelled,
     UploadCompleted,
     UploadEvent,
@@ -58,7 +57,7 @@ async def _until(condition: Any, within: float = 5.0) -> None:
             await asyncio.sleep(0.001)
 
 
-def _kinds(events: list[UploadEvent]) -> list[type[Event]]:
+def _kinds(events: list[UploadEvent]) -> list[type[UploadEvent]]:
     return [type(e) for e in events]
 
 
@@ -192,7 +191,7 @@ async def test_progress_handed_over_after_the_end_is_never_sent() -> None:
     await completed
     await asyncio.sleep(0.02)
     assert [type(e) for e in sink.events] == [UploadProgress, UploadCompleted]
-    assert [e.sequence for e in sink.events] == [7, 8]  # type: ignore[attr-defined]
+    assert [e.sequence for e in sink.for_upload(upload_target().upload_id)] == [7, 8]
     assert writer.next_sequence == 9  # the progress after the end took no number
 
 
