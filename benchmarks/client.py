@@ -177,11 +177,14 @@ async def tus_patch(
     data: TusBody,
     end: int,
     headers: dict[str, str],
+    *,
+    expect: bool = False,
 ) -> None:
-    """PATCH `data` at `offset`; RuntimeError unless the upload is then at `end`."""
+    """PATCH `data` at `offset` (with `Expect: 100-continue` when `expect`); RuntimeError
+    unless the upload is then at `end`."""
     patch = {"Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"}
     async with http.patch(
-        url, data=data, headers={"Tus-Resumable": "1.0.0", **headers, **patch}
+        url, data=data, headers={"Tus-Resumable": "1.0.0", **headers, **patch}, expect100=expect
     ) as patched:
         if patched.status != 204 or patched.headers.get("Upload-Offset") != str(end):
             raise RuntimeError(f"tus PATCH to {url}: {patched.status} {await patched.text()}")

@@ -11,8 +11,9 @@ difference between the two medians is what the service adds per upload (the
 session's claim and end, its events, the duplicate index): its fixed cost.
 The creation of the session (`POST /v1/uploads`) is reported beside it.
 Then, the servers' requests interleaved the same way, the tus figures
-(`tuscost`): a PATCH of 1 KiB onto an open tus upload, and a new tus upload
-of a 1 KiB file created and sent in one PATCH.
+(`tuscost`): a PATCH of 1 KiB onto an open tus upload, without and with
+`Expect: 100-continue`, and a new tus upload of a 1 KiB file created and sent
+in one PATCH.
 
 A failed upload raises RuntimeError: a latency figure from a broken run would
 be meaningless.
@@ -128,6 +129,8 @@ async def measure(
         async def one_tus(path: str) -> None:
             seconds = await tus[path].patch(os.urandom(PATCH_SIZE))
             samples.append(Sample(f"tus-patch-{path}", PATCH_SIZE, seconds))
+            seconds = await tus[path].patch(os.urandom(PATCH_SIZE), expect=True)
+            samples.append(Sample(f"tus-expect-patch-{path}", PATCH_SIZE, seconds))
             seconds = await tus[path].create_and_patch(distinct_body(PATCH_SIZE))
             samples.append(Sample(f"tus-create-patch-{path}", PATCH_SIZE, seconds))
 
@@ -217,7 +220,8 @@ async def run(
     print_table(f"fixed cost: {count} uploads of each size one after another, ms", headers, table)
     tus_rows = tuscost.summarize(lambda path: _times(samples, path), paths)
     print_table(
-        f"tus, {size_label(tuscost.PATCH_SIZE)}: {count} PATCHes onto an open upload, "
+        f"tus, {size_label(tuscost.PATCH_SIZE)}: {count} PATCHes onto an open upload without, "
+        f"{count} with Expect: 100-continue; "
         f"{count} uploads created and sent in one PATCH, ms",
         tuscost.TABLE_HEADERS,
         tuscost.table_rows(tus_rows),

@@ -1,11 +1,12 @@
 """The fixed cost of a small tus PATCH, measured by `fixedcost` beside its one-shot figures.
 
-Per server, two things are timed: a PATCH of `PATCH_SIZE` bytes onto an open
-tus upload (one upload per server, whose first bytes were sent untimed, so
-the file is judged a video and announced before the timing starts; every
-timed PATCH then adds a tail segment, the way small PATCHes are kept), and a
-new tus upload of a small file sent in one PATCH (creation and PATCH timed
-together, the upload completing). Every file is distinct, so none is
+Per server, three things are timed: a PATCH of `PATCH_SIZE` bytes onto an
+open tus upload (one upload per server, whose first bytes were sent untimed,
+so the file is judged a video and announced before the timing starts; every
+timed PATCH then adds a tail segment, the way small PATCHes are kept), the
+same with `Expect: 100-continue` (the server checks the PATCH before the body
+comes), and a new tus upload of a small file sent in one PATCH (creation and
+PATCH timed together, the upload completing). Every file is distinct, so none is
 answered as a duplicate. `close` terminates the open upload (which removes
 what it stored) and returns the objects of the completed ones, to delete.
 
@@ -28,10 +29,17 @@ from benchmarks.workload import KiB
 PATCH_SIZE = KiB
 
 
-MEASURES = {"patch": "tus-patch", "create_patch": "tus-create-patch"}
+MEASURES = {
+    "patch": "tus-patch",
+    "expect_patch": "tus-expect-patch",
+    "create_patch": "tus-create-patch",
+}
 """The name of each measure in the summary, and the prefix of its samples' path."""
 
-TABLE_HEADERS = ["path", "PATCH p50", "PATCH p99", "create+PATCH p50", "create+PATCH p99"]
+TABLE_HEADERS = [
+    "path",
+    *(f"{what} {p}" for what in ("PATCH", "Expect PATCH", "create+PATCH") for p in ("p50", "p99")),
+]
 
 
 def summarize(ms: Callable[[str], list[float]], servers: list[str]) -> list[dict[str, Any]]:
@@ -63,8 +71,8 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[object]]:
 
 def open_length(count: int) -> int:
     """An open upload's length: room for its first PATCH, the warm-up and `count` timed
-    PATCHes, and a byte more, so it never completes."""
-    return (count + 2) * PATCH_SIZE + 1
+    rounds of two PATCHes, and a byte more, so it never completes."""
+    return (2 * count + 3) * PATCH_SIZE + 1
 
 
 class TusPaths:
@@ -84,10 +92,11 @@ class TusPaths:
         self._open = await tus_create(self._http, self._endpoint, length, self._auth)
         await self._send(first)
 
-    async def patch(self, data: bytes) -> float:
-        """Seconds of one PATCH of `data` onto the open upload."""
+    async def patch(self, data: bytes, *, expect: bool = False) -> float:
+        """Seconds of one PATCH of `data` onto the open upload (`Expect: 100-continue` first
+        when `expect`)."""
         started = time.perf_counter()
-        await self._send(data)
+        await self._send(data, expect=expect)
         return time.perf_counter() - started
 
     async def create_and_patch(self, body: bytes) -> float:
@@ -113,8 +122,8 @@ class TusPaths:
         self._completed.clear()
         return keys
 
-    async def _send(self, data: bytes) -> None:
+    async def _send(self, data: bytes, *, expect: bool = False) -> None:
         assert self._open is not None
         end = self._offset + len(data)
-        await tus_patch(self._http, self._open, self._offset, data, end, self._auth)
+        await tus_patch(self._http, self._open, self._offset, data, end, self._auth, expect=expect)
         self._offset = end
