@@ -140,7 +140,7 @@ async def measure(
                 warming = len(samples)
                 await rotate(paths, count, partial(one, size=size), warmed=partial(drop, warming))
             for path in servers:
-                await tus[path].open(open_length(count), distinct_body(PATCH_SIZE))
+                await tus[path].open(open_length(count), partial(distinct_body, PATCH_SIZE))
             warming = len(samples)
             await rotate(list(servers), count, one_tus, warmed=partial(drop, warming))
         finally:

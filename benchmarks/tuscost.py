@@ -1,14 +1,14 @@
 """The fixed cost of a small tus PATCH, measured by `fixedcost` beside its one-shot figures.
 
 Per server, three things are timed: a PATCH of `PATCH_SIZE` bytes onto an
-open tus upload (one upload per server, whose first bytes were sent untimed,
-so the file is judged a video and announced before the timing starts; every
-timed PATCH then adds a tail segment, the way small PATCHes are kept), the
-same with `Expect: 100-continue` (the server checks the PATCH before the body
-comes), and a new tus upload of a small file sent in one PATCH (creation and
+open tus upload (whose first bytes were sent untimed, so the file is judged
+a video and announced before the timing starts; every timed PATCH then adds
+a tail segment, the way small PATCHes are kept), the same with `Expect:
+100-continue` onto another such upload (the server checks the PATCH before
+the body comes), and a new tus upload of a small file sent in one PATCH (creation and
 PATCH timed together, the upload completing). Every file is distinct, so none is
-answered as a duplicate. `close` terminates the open upload (which removes
-what it stored) and returns the objects of the completed ones, to delete.
+answered as a duplicate. `close` terminates the open uploads (which removes
+what they stored) and returns the objects of the completed ones, to delete.
 
 How it fails: RuntimeError for any answer but the one expected (a latency
 figure from a broken run would be meaningless).
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -71,8 +72,14 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[object]]:
 
 def open_length(count: int) -> int:
     """An open upload's length: room for its first PATCH, the warm-up and `count` timed
-    rounds of two PATCHes, and a byte more, so it never completes."""
-    return (2 * count + 3) * PATCH_SIZE + 1
+    PATCHes, and a byte more, so it never completes."""
+    return (count + 2) * PATCH_SIZE + 1
+
+
+@dataclass
+class _Open:
+    url: str
+    offset: int = 0
 
 
 class TusPaths:
@@ -83,17 +90,20 @@ class TusPaths:
         self._url = url
         self._endpoint = f"{url}/v1/tus/"
         self._auth = auth
-        self._open: str | None = None
-        self._offset = 0
+        self._open: dict[bool, _Open] = {}
+        """The open upload of the PATCHes without and with Expect: one each, so both see
+        the same tail segments (a PATCH merges some of them, every other time)."""
         self._completed: list[str] = []
 
-    async def open(self, length: int, first: bytes) -> None:
-        """Create the upload the timed PATCHes go to, and send it `first` (untimed)."""
-        self._open = await tus_create(self._http, self._endpoint, length, self._auth)
-        await self._send(first)
+    async def open(self, length: int, first: Callable[[], bytes]) -> None:
+        """Create the uploads the timed PATCHes go to, and send each `first()` (untimed)."""
+        for expect in (False, True):
+            url = await tus_create(self._http, self._endpoint, length, self._auth)
+            self._open[expect] = _Open(url)
+            await self._send(first(), expect=expect)
 
     async def patch(self, data: bytes, *, expect: bool = False) -> float:
-        """Seconds of one PATCH of `data` onto the open upload (`Expect: 100-continue` first
+        """Seconds of one PATCH of `data` onto an open upload (`Expect: 100-continue` first
         when `expect`)."""
         started = time.perf_counter()
         await self._send(data, expect=expect)
@@ -108,13 +118,13 @@ class TusPaths:
         return elapsed
 
     async def close(self) -> list[str]:
-        """Terminate the open upload; the object keys of the completed ones."""
-        if self._open is not None:
-            headers = {"Tus-Resumable": "1.0.0", **self._auth}
-            async with self._http.delete(self._open, headers=headers) as deleted:
+        """Terminate the open uploads; the object keys of the completed ones."""
+        headers = {"Tus-Resumable": "1.0.0", **self._auth}
+        while self._open:
+            _, upload = self._open.popitem()
+            async with self._http.delete(upload.url, headers=headers) as deleted:
                 if deleted.status != 204:
-                    raise RuntimeError(f"terminating {self._open}: {await deleted.text()}")
-            self._open = None
+                    raise RuntimeError(f"terminating {upload.url}: {await deleted.text()}")
         keys = [
             await stored_key(self._http, self._url, url.rsplit("/", 1)[-1], self._auth)
             for url in self._completed
@@ -122,8 +132,8 @@ class TusPaths:
         self._completed.clear()
         return keys
 
-    async def _send(self, data: bytes, *, expect: bool = False) -> None:
-        assert self._open is not None
-        end = self._offset + len(data)
-        await tus_patch(self._http, self._open, self._offset, data, end, self._auth, expect=expect)
-        self._offset = end
+    async def _send(self, data: bytes, *, expect: bool) -> None:
+        upload = self._open[expect]
+        end = upload.offset + len(data)
+        await tus_patch(self._http, upload.url, upload.offset, data, end, self._auth, expect=expect)
+        upload.offset = end

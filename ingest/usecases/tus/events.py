@@ -15,9 +15,9 @@ the committed offset plus what this request has read.
 Progress goes in the background (`EventWriter.notify`): a PATCH never waits
 for it. Lifecycle events wait for the progress handed over before them, on
 this instance the earlier requests' too (`ProgressFollower` hands each
-request's writer the progress of the one before), so an upload's end never
-reaches the sink before its progress; once the end is built no progress is
-sent.
+request's writer the progress of the one before), so on one instance an
+upload's end never reaches the sink before its progress (across instances the
+`sequence` orders them); once the end is built no progress is sent.
 
 How it fails: `emit` raises EventDeliveryError (bounded by the event timeout);
 a progress event that cannot be sent is logged and skipped.
