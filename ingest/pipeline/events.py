@@ -116,9 +116,11 @@ async def progress_sent() -> None:
 async def drop_progress_after(within: float) -> int:
     """Give the progress still going out `within` seconds, then withdraw the rest (shutdown:
     the sink is stopped next, and progress is lossy); how many senders were stopped."""
-    if not _background:
+    loop = asyncio.get_running_loop()
+    running = [task for task in _background if task.get_loop() is loop]
+    if not running:
         return 0
-    _, pending = await asyncio.wait(list(_background), timeout=within)
+    _, pending = await asyncio.wait(running, timeout=within)
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)

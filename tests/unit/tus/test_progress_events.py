@@ -18,7 +18,12 @@ from aiohttp.test_utils import TestClient
 
 from ingest.model import UploadResult
 from ingest.pipeline.config import PipelineConfig
-from ingest.pipeline.events import EventWriter, completed_event, progress_event
+from ingest.pipeline.events import (
+    EventWriter,
+    completed_event,
+    drop_progress_after,
+    progress_event,
+)
 from ingest.pipeline.progress import ProgressTracker
 from schemas import (
     UploadCancelled,
@@ -193,6 +198,19 @@ async def test_progress_handed_over_after_the_end_is_never_sent() -> None:
     assert [type(e) for e in sink.events] == [UploadProgress, UploadCompleted]
     assert [e.sequence for e in sink.for_upload(upload_target().upload_id)] == [7, 8]
     assert writer.next_sequence == 9  # the progress after the end took no number
+
+
+async def test_shutdown_drops_the_progress_still_held(
+    client: TestClient[Any, Any], rig: TusRig, sink: GatedSink
+) -> None:
+    sink.gate(UploadProgress)
+    upload_id = await create(client, LENGTH)
+    await send(client, upload_id, 0, video_bytes(2 * PART))
+    assert sink.calls(UploadProgress) == 1
+
+    assert await drop_progress_after(0.05) == 1
+    assert await drop_progress_after(0.05) == 0  # nothing left running
+    assert _kinds(rig.events(upload_id)) == [UploadStarted]
 
 
 def _result(size: int) -> UploadResult:
