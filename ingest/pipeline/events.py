@@ -241,7 +241,7 @@ class EventWriter:
                 await asyncio.wait([previous])
             if before_send is not None:
                 await before_send(event)
-            if progress is not None:
+            if progress is not None and not progress.done():
                 # Sent or dropped, each within its own bound: this event must reach the sink
                 # after them.
                 await asyncio.wait([progress])
@@ -249,7 +249,7 @@ class EventWriter:
         return event
 
     async def _send_progress(self, waiting: _Waiting, after: asyncio.Task[None] | None) -> None:
-        if after is not None:
+        if after is not None and not after.done():
             # One sender at a time per upload, oldest first (an earlier writer's included).
             await asyncio.wait([after])
         while waiting:
