@@ -11,6 +11,7 @@ raises RuntimeError, for benchmarks that measure nothing without every session.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import uuid
 from collections.abc import AsyncIterable, Sequence
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from ingest.auth import issue_token
 
@@ -147,6 +149,66 @@ async def upload(
         code = answer.get("error_code") if isinstance(answer, dict) else None
         return UploadOutcome(size, started, seconds, status, f"HTTP {status} {code}", None)
     return UploadOutcome(size, started, seconds, status, None, answer)
+
+
+TusBody = bytes | AsyncIterable[memoryview]
+
+
+async def tus_create(
+    http: aiohttp.ClientSession, endpoint: str, size: int, headers: dict[str, str]
+) -> str:
+    """A new tus upload of `size` bytes named bench.mp4; its URL (absolute)."""
+    metadata = "filename " + base64.b64encode(b"bench.mp4").decode()
+    creation = {"Upload-Length": str(size), "Upload-Metadata": metadata}
+    async with http.post(
+        endpoint, headers={"Tus-Resumable": "1.0.0", **headers, **creation}
+    ) as created:
+        if created.status != 201:
+            raise RuntimeError(
+                f"tus creation at {endpoint}: {created.status} {await created.text()}"
+            )
+        return str(created.url.join(URL(created.headers["Location"])))
+
+
+async def tus_patch(
+    http: aiohttp.ClientSession,
+    url: str,
+    offset: int,
+    data: TusBody,
+    end: int,
+    headers: dict[str, str],
+    *,
+    expect: bool = False,
+) -> None:
+    """PATCH `data` at `offset` (with `Expect: 100-continue` when `expect`); RuntimeError
+    unless the upload is then at `end`."""
+    patch = {"Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"}
+    async with http.patch(
+        url, data=data, headers={"Tus-Resumable": "1.0.0", **headers, **patch}, expect100=expect
+    ) as patched:
+        if patched.status != 204 or patched.headers.get("Upload-Offset") != str(end):
+            raise RuntimeError(f"tus PATCH to {url}: {patched.status} {await patched.text()}")
+
+
+async def tus_upload(
+    http: aiohttp.ClientSession, endpoint: str, size: int, body: TusBody, headers: dict[str, str]
+) -> str:
+    """Create a tus upload and send the whole file in one PATCH; its URL."""
+    url = await tus_create(http, endpoint, size, headers)
+    await tus_patch(http, url, 0, body, size, headers)
+    return url
+
+
+async def stored_key(
+    http: aiohttp.ClientSession, url: str, upload_id: str, auth: dict[str, str]
+) -> str:
+    """The object key of a completed upload, from its status."""
+    async with http.get(f"{url}/v1/uploads/{upload_id}", headers=auth) as response:
+        body = await response.json()
+    result = body.get("result") or {}
+    if body.get("status") != "completed" or "s3_key" not in result:
+        raise RuntimeError(f"upload {upload_id} did not complete: {body}")
+    return str(result["s3_key"])
 
 
 def error_counts(outcomes: Sequence[UploadOutcome]) -> dict[str, int]:

@@ -10,6 +10,10 @@ upload), so the service never answers one as a duplicate of another. The
 difference between the two medians is what the service adds per upload (the
 session's claim and end, its events, the duplicate index): its fixed cost.
 The creation of the session (`POST /v1/uploads`) is reported beside it.
+Then, the servers' requests interleaved the same way, the tus figures
+(`tuscost`): a PATCH of 1 KiB onto an open tus upload, without and with
+`Expect: 100-continue`, and a new tus upload of a 1 KiB file created and sent
+in one PATCH.
 
 A failed upload raises RuntimeError: a latency figure from a broken run would
 be meaningless.
@@ -22,12 +26,15 @@ import contextlib
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from aiobotocore.config import AioConfig
 
+from benchmarks import tuscost
 from benchmarks.client import Users, create_session, http_session
 from benchmarks.context import Context, delete_objects
 from benchmarks.environment import describe, secret_of
@@ -35,6 +42,7 @@ from benchmarks.process import ingest_server
 from benchmarks.report import describe_machine, print_table, size_label, write_result
 from benchmarks.stats import percentile, spread
 from benchmarks.throughput import send_multipart
+from benchmarks.tuscost import PATCH_SIZE, TusPaths, open_length
 from benchmarks.workload import MP4_HEAD, MiB
 from infra.s3 import open_s3, warm_session
 
@@ -64,7 +72,7 @@ async def measure(
     samples: list[Sample] = []
     stored: list[str] = []
     config = AioConfig(max_pool_connections=settings.parts_in_flight * 2)
-    env = ctx.server_env(max_file_size=max(sizes) + MiB)
+    env = ctx.server_env(max_file_size=max(*sizes, open_length(count)) + MiB)
     async with contextlib.AsyncExitStack() as stack:
         servers = {
             "service": await stack.enter_async_context(ingest_server(env, source=ctx.source))
@@ -105,6 +113,9 @@ async def measure(
             stored.append(str(answer["s3_key"]))
             return started - created, elapsed
 
+        def drop(warming: int) -> None:
+            del samples[warming:]
+
         async def one(path: str, size: int) -> None:
             if path == "direct":
                 samples.append(Sample(path, size, await direct(size)))
@@ -113,25 +124,54 @@ async def measure(
             samples.append(Sample(f"create-{path}", size, creation))
             samples.append(Sample(path, size, seconds))
 
+        tus = {path: TusPaths(http, server.url, auth) for path, server in servers.items()}
+
+        async def one_tus(path: str) -> None:
+            seconds = await tus[path].patch(os.urandom(PATCH_SIZE))
+            samples.append(Sample(f"tus-patch-{path}", PATCH_SIZE, seconds))
+            seconds = await tus[path].patch(os.urandom(PATCH_SIZE), expect=True)
+            samples.append(Sample(f"tus-expect-patch-{path}", PATCH_SIZE, seconds))
+            seconds = await tus[path].create_and_patch(distinct_body(PATCH_SIZE))
+            samples.append(Sample(f"tus-create-patch-{path}", PATCH_SIZE, seconds))
+
         paths = ["direct", *servers]
         try:
             for size in sizes:
-                # Warm every path (connections, the producer's metadata) before timing.
-                for path in paths:
-                    await one(path, size)
-                samples[:] = [s for s in samples if s.size != size]
-                for n in range(count):
-                    # Rotating the order spreads drifting machine load over every path alike.
-                    for path in paths[n % len(paths) :] + paths[: n % len(paths)]:
-                        await one(path, size)
+                warming = len(samples)
+                await rotate(paths, count, partial(one, size=size), warmed=partial(drop, warming))
+            for path in servers:
+                await tus[path].open(open_length(count), partial(distinct_body, PATCH_SIZE))
+            warming = len(samples)
+            await rotate(list(servers), count, one_tus, warmed=partial(drop, warming))
         finally:
+            for paths_of_one in tus.values():
+                stored.extend(await paths_of_one.close())
             await delete_objects(settings, stored)
     return samples
+
+
+async def rotate(
+    paths: list[str],
+    count: int,
+    one: Callable[[str], Awaitable[None]],
+    *,
+    warmed: Callable[[], None],
+) -> None:
+    """Every path once to warm it (connections, the producer's metadata), `warmed()` (which
+    drops what that measured), then `count` rounds of every path, the order rotating to
+    spread drifting machine load over every path alike."""
+    for path in paths:
+        await one(path)
+    warmed()
+    for n in range(count):
+        for path in paths[n % len(paths) :] + paths[: n % len(paths)]:
+            await one(path)
 
 
 def summarize(samples: list[Sample]) -> list[dict[str, Any]]:
     """One row per size: p50/p99 per path, and what each server adds to the direct upload."""
     rows = []
+    samples = [s for s in samples if not s.path.startswith("tus-")]
     for size in sorted({s.size for s in samples}):
 
         def ms(path: str, size: int = size) -> list[float]:
@@ -178,6 +218,14 @@ async def run(
             names = ("p50", "p99", "fixed_cost_p50", "fixed_cost_p99", "create_session_p50")
             table.append([r["size_label"], path, *_ms(r, *(f"{path}_{n}" for n in names))])
     print_table(f"fixed cost: {count} uploads of each size one after another, ms", headers, table)
+    tus_rows = tuscost.summarize(lambda path: _times(samples, path), paths)
+    print_table(
+        f"tus, {size_label(tuscost.PATCH_SIZE)}: {count} PATCHes onto an open upload without, "
+        f"{count} with Expect: 100-continue; "
+        f"{count} uploads created and sent in one PATCH, ms",
+        tuscost.TABLE_HEADERS,
+        tuscost.table_rows(tus_rows),
+    )
     return await asyncio.to_thread(
         write_result,
         ctx.out,
@@ -192,9 +240,14 @@ async def run(
                 "baseline": baseline,
             },
             "summary": rows,
+            "tus": tus_rows,
             "samples": [asdict(s) for s in samples],
         },
     )
+
+
+def _times(samples: list[Sample], path: str) -> list[float]:
+    return [s.seconds * 1000 for s in samples if s.path == path]
 
 
 def _ms(row: dict[str, Any], *names: str) -> list[str]:

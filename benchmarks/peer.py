@@ -15,17 +15,22 @@ from a broken run would mean nothing); the servers are stopped either way.
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import aiohttp
-from yarl import URL
 
 from benchmarks import plots
-from benchmarks.client import Users, create_session, http_session, upload
+from benchmarks.client import (
+    Users,
+    create_session,
+    http_session,
+    stored_key,
+    tus_upload,
+    upload,
+)
 from benchmarks.context import Context, delete_objects
 from benchmarks.environment import describe, secret_of
 from benchmarks.process import CpuMeter, Server, ingest_server, sampling_rss
@@ -55,38 +60,6 @@ Upload = Callable[[aiohttp.ClientSession], Awaitable[list[str]]]
 """Sends one file; the object keys it left in the bucket."""
 
 
-async def tus_upload(
-    http: aiohttp.ClientSession,
-    endpoint: str,
-    size: int,
-    headers: dict[str, str],
-) -> str:
-    """Create a tus upload and send the whole file in one PATCH; its URL."""
-    metadata = "filename " + base64.b64encode(b"bench.mp4").decode()
-    common = {"Tus-Resumable": "1.0.0", **headers}
-    async with http.post(
-        endpoint, headers={**common, "Upload-Length": str(size), "Upload-Metadata": metadata}
-    ) as created:
-        if created.status != 201:
-            raise RuntimeError(
-                f"tus creation at {endpoint}: {created.status} {await created.text()}"
-            )
-        url = str(created.url.join(URL(created.headers["Location"])))
-    async with http.patch(
-        url,
-        data=video_body(size),
-        headers={
-            **common,
-            "Upload-Offset": "0",
-            "Content-Type": "application/offset+octet-stream",
-        },
-    ) as patched:
-        offset = patched.headers.get("Upload-Offset")
-        if patched.status != 204 or offset != str(size):
-            raise RuntimeError(f"tus PATCH to {url}: {patched.status} {await patched.text()}")
-    return url
-
-
 async def timed(
     path: str, size: int, server: Server, meter: CpuMeter, send: Upload
 ) -> tuple[Run, list[str]]:
@@ -112,13 +85,13 @@ async def measure(ctx: Context, size: int, runs: int) -> list[Run]:
     ):
 
         async def via_tusd(http: aiohttp.ClientSession) -> list[str]:
-            url = await tus_upload(http, f"{tusd.url}/files/", size, {})
+            url = await tus_upload(http, f"{tusd.url}/files/", size, video_body(size), {})
             upload_id = url.rstrip("/").rsplit("/", 1)[-1].split("+", 1)[0]
             return [f"{OBJECT_PREFIX}{upload_id}", f"{OBJECT_PREFIX}{upload_id}.info"]
 
         async def via_our_tus(http: aiohttp.ClientSession) -> list[str]:
-            url = await tus_upload(http, f"{ours.url}/v1/tus/", size, auth)
-            return [await _stored_key(http, ours.url, url.rsplit("/", 1)[-1], auth)]
+            url = await tus_upload(http, f"{ours.url}/v1/tus/", size, video_body(size), auth)
+            return [await stored_key(http, ours.url, url.rsplit("/", 1)[-1], auth)]
 
         async def via_our_put(http: aiohttp.ClientSession) -> list[str]:
             upload_url = await create_session(http, ours.url, auth, size)
@@ -146,17 +119,6 @@ async def measure(ctx: Context, size: int, runs: int) -> list[Run]:
                     flush=True,
                 )
     return results
-
-
-async def _stored_key(
-    http: aiohttp.ClientSession, url: str, upload_id: str, auth: dict[str, str]
-) -> str:
-    async with http.get(f"{url}/v1/uploads/{upload_id}", headers=auth) as response:
-        body = await response.json()
-    result = body.get("result") or {}
-    if body.get("status") != "completed" or "s3_key" not in result:
-        raise RuntimeError(f"tus upload {upload_id} did not complete: {body}")
-    return str(result["s3_key"])
 
 
 def summarize(results: list[Run]) -> list[dict[str, Any]]:

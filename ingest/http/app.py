@@ -4,7 +4,8 @@ Graceful shutdown must drain uploads *before* aiohttp's own shutdown starts:
 once aiohttp closes its connections for shutdown it drops every byte that
 still arrives on them, so a body in flight could never finish. `stop_gracefully`
 therefore stops listening, gives uploads in flight the grace period, stops the
-rest (multipart upload aborted, `upload.failed` emitted), and only then hands
+rest (multipart upload aborted, `upload.failed` emitted), gives progress still
+going out in the background a moment (then drops it), and only then hands
 over to aiohttp. The `on_shutdown` hook is the same drain for runners that skip it.
 """
 
@@ -27,6 +28,7 @@ from ingest.http.requestid import send_request_id
 from ingest.http.requestlog import RequestLog, access_log
 from ingest.http.routes import add_routes
 from ingest.http.services import SERVICES, IngestServices
+from ingest.pipeline.events import drop_progress_after
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,11 @@ async def _drain_uploads(app: web.Application) -> None:
     stopped = await services.active.drain(grace)
     if stopped:
         log.warning("shutdown stopped %d uploads that did not finish in %.1fs", stopped, grace)
+    # Progress still going out in the background (answered tus PATCHes) gets about one send's
+    # time; what is left is dropped before the sink stops under it.
+    dropped = await drop_progress_after(services.settings.kafka_send_timeout_seconds)
+    if dropped:
+        log.info("shutdown dropped the progress of %d uploads still sending it", dropped)
 
 
 async def _heartbeat_and_sweep(app: web.Application) -> AsyncIterator[None]:

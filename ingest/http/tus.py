@@ -53,12 +53,16 @@ from ingest.usecases.tus.protocol import (
     parse_offset,
 )
 from ingest.usecases.tus.service import Creation, TusService
+from ingest.usecases.tus.state import TusSession
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PREFIX = "/v1/tus/"
 TUS_CHECKSUM_MISMATCH = 460
 """The checksum extension's status for a chunk whose Upload-Checksum does not match."""
+
+_RESOLVED = web.RequestKey("tus_resolved", TusSession)
+"""The upload as the Expect handler found it, so the PATCH does not read it again."""
 
 
 def tus_endpoint(handler: Handler) -> Handler:
@@ -130,7 +134,8 @@ async def create(request: web.Request) -> web.StreamResponse:
         body = raw_body(request, svc.settings.body_idle_timeout_seconds)
         note = note_upload(request, session.session_id, "tus")
         try:
-            info = await tus.patch(session.session_id, user, patch, body)
+            # Just written by this request: not read again before its lease is taken.
+            info = await tus.patch(session.session_id, user, patch, body, resolved=session)
         except IngestError as error:
             # The upload exists: the client may resume it from its offset.
             return tus_error(request, error, {"Location": location})
@@ -198,7 +203,10 @@ async def patch(request: web.Request) -> web.StreamResponse:
     note = note_upload(request, request.match_info["session_id"], "tus")
     svc.metrics.uploads_in_flight.inc()
     try:
-        info = await tus.patch(request.match_info["session_id"], user, request_, body)
+        resolved = request.get(_RESOLVED)
+        info = await tus.patch(
+            request.match_info["session_id"], user, request_, body, resolved=resolved
+        )
     finally:
         svc.metrics.uploads_in_flight.dec()
     if info.expires_at is None and info.length is not None:
@@ -252,7 +260,8 @@ async def expect_patch(request: web.Request) -> web.StreamResponse | None:
         check_version(request.headers.get("Tus-Resumable"))
         _, tus = _services(request)
         user = handlers.principal(request)
-        await tus.precheck(request.match_info["session_id"], user, _patch_request(request))
+        session_id = request.match_info["session_id"]
+        request[_RESOLVED] = await tus.precheck(session_id, user, _patch_request(request))
     except IngestError as error:
         response = tus_error(request, error)
         response.force_close()

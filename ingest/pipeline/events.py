@@ -15,7 +15,14 @@ so sequence order and the order of the calls are the same, and sends:
   waiting only for the lifecycle event sent before it (the started event):
   lossy by design, one in flight per upload, in order, at most
   `PROGRESS_BACKLOG` waiting (past that the oldest is dropped). A consumer
-  orders progress and lifecycle events of one upload by `sequence`.
+  orders progress and lifecycle events of one upload by `sequence`. A
+  lifecycle event posted `after_progress` goes to the sink only once the
+  progress handed over before it is sent or dropped, and progress handed over
+  once a terminal event (completed, failed, cancelled) is built is not sent:
+  it would reach the sink after the upload's end. A writer may `follow` the
+  progress of an earlier writer of the same upload (an earlier request of a
+  resumable upload): its progress goes after that, and so do its lifecycle
+  events posted `after_progress`.
 
 How it fails: `emit` (and the delivery `post` returns) raises what the sink
 raises (EventDeliveryError), what its `before_send` raises, and TimeoutError
@@ -84,6 +91,11 @@ PROGRESS_BACKLOG = 16
 _Queued = tuple[Event, "asyncio.Task[Event] | None"]
 """A progress event, and the lifecycle event's delivery it is sent after."""
 
+_Waiting = deque[_Queued]
+"""Progress events built and not yet handed to the sink, oldest first: one sender's queue."""
+
+_TERMINAL = (UploadCompleted, UploadFailed, UploadCancelled)
+
 _background: set[asyncio.Task[None]] = set()
 """Progress senders still running: the event loop itself keeps only weak references."""
 
@@ -101,11 +113,31 @@ async def progress_sent() -> None:
         await asyncio.wait(list(_background))
 
 
+async def drop_progress_after(within: float) -> int:
+    """Give the progress still going out `within` seconds, then withdraw the rest (shutdown:
+    the sink is stopped next, and progress is lossy); how many senders were stopped."""
+    loop = asyncio.get_running_loop()
+    running = [task for task in _background if task.get_loop() is loop]
+    if not running:
+        return 0
+    _, pending = await asyncio.wait(running, timeout=within)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return len(pending)
+
+
 class EventWriter:
     """Sends one upload's events, numbered in the order they are handed over (module doc)."""
 
     def __init__(
-        self, target: UploadTarget, sink: EventSink, first_sequence: int, config: PipelineConfig
+        self,
+        target: UploadTarget,
+        sink: EventSink,
+        first_sequence: int,
+        config: PipelineConfig,
+        *,
+        follow: asyncio.Task[None] | None = None,
     ) -> None:
         self._target = target
         self._sink = sink
@@ -114,32 +146,68 @@ class EventWriter:
         self._now = config.wall_clock
         self._last: asyncio.Task[Event] | None = None
         """The delivery of the last lifecycle event handed over; the next one waits for it."""
-        self._progress: asyncio.Task[None] | None = None
-        self._waiting: deque[_Queued] = deque(maxlen=PROGRESS_BACKLOG)
-        """Progress events built and not yet handed to the sink, oldest first."""
+        self._sender: asyncio.Task[None] | None = follow
+        """The last progress sender started (or `follow`): done once every progress event
+        handed over so far is sent or dropped, since each sender waits for the one before."""
+        self._waiting: _Waiting | None = None
+        """The queue of the running sender while it may take more; None once a lifecycle
+        event was posted after it (progress handed over later goes after that event)."""
+        self._ended = False
         self.format: str | None = normalize_format(target.declared_format)
 
-    async def emit(self, build: BuildEvent, *, before_send: BeforeSend | None = None) -> Event:
+    @property
+    def next_sequence(self) -> int:
+        """The number of the next event built: one past every number handed out so far."""
+        return self._next
+
+    @property
+    def progress(self) -> asyncio.Task[None] | None:
+        """Done once every progress event handed over so far is sent or dropped (for a later
+        writer of the same upload to `follow`)."""
+        return self._sender
+
+    async def emit(
+        self,
+        build: BuildEvent,
+        *,
+        before_send: BeforeSend | None = None,
+        after_progress: bool = False,
+    ) -> Event:
         """Build the next event, hand it to `before_send` (when given), then send it once the
-        events before it are accepted; returns it once the sink has accepted it."""
-        return await self.post(self.prepare(build), before_send=before_send)
+        events before it are accepted (and, `after_progress`, the progress before it sent or
+        dropped); returns it once the sink has accepted it."""
+        event = self.prepare(build)
+        return await self.post(event, before_send=before_send, after_progress=after_progress)
 
     def prepare(self, build: BuildEvent) -> Event:
         """Build and number the next event without sending it (for `post` later)."""
         event = build(self._fields())
         self._next += 1
+        if isinstance(event, _TERMINAL):
+            self._ended = True
         return event
 
-    def post(self, event: Event, *, before_send: BeforeSend | None = None) -> asyncio.Task[Event]:
+    def post(
+        self,
+        event: Event,
+        *,
+        before_send: BeforeSend | None = None,
+        after_progress: bool = False,
+    ) -> asyncio.Task[Event]:
         """Send a prepared event in the background, after the lifecycle events handed over
-        before it; the task is its delivery (what `emit` waits for, its errors included).
+        before it (and, `after_progress`, once the progress handed over before it is sent or
+        dropped); the task is its delivery (what `emit` waits for, its errors included).
 
         Cancelling the task withdraws the event if the sink does not have it yet; the
         events posted after it still go, in order.
         """
         deadline = asyncio.get_running_loop().time() + self._timeout
+        progress = self._sender if after_progress else None
+        # Progress handed over from now on is sent after this event, by a sender of its own:
+        # the running one must be able to finish without it, since this event may wait for it.
+        self._waiting = None
         delivery = asyncio.create_task(
-            self._deliver(self._last, event, before_send, deadline),
+            self._deliver(self._last, progress, event, before_send, deadline),
             name=f"event of upload {self._target.upload_id}",
         )
         self._last = delivery
@@ -147,14 +215,22 @@ class EventWriter:
 
     def notify(self, build: BuildEvent) -> None:
         """Send a progress event in the background (module doc); never raises, never waits."""
-        # Past the bound (a sink far slower than progress is made) the oldest waiting is dropped.
-        self._waiting.append((self.prepare(build), self._last))
-        if self._progress is None or self._progress.done():
-            self._progress = _keep(self._send_progress(), f"progress {self._target.upload_id}")
+        if self._ended:
+            return  # it would be sent after the event that ended the upload
+        queued = (self.prepare(build), self._last)
+        sender = self._sender
+        if self._waiting is None or sender is None or sender.done():
+            # Past the bound (a sink far slower than progress is made) the oldest is dropped.
+            self._waiting = deque(maxlen=PROGRESS_BACKLOG)
+            self._sender = _keep(
+                self._send_progress(self._waiting, sender), f"progress {self._target.upload_id}"
+            )
+        self._waiting.append(queued)
 
     async def _deliver(
         self,
         previous: asyncio.Task[Event] | None,
+        progress: asyncio.Task[None] | None,
         event: Event,
         before_send: BeforeSend | None,
         deadline: float,
@@ -165,19 +241,26 @@ class EventWriter:
                 await asyncio.wait([previous])
             if before_send is not None:
                 await before_send(event)
+            if progress is not None and not progress.done():
+                # Sent or dropped, each within its own bound: this event must reach the sink
+                # after them.
+                await asyncio.wait([progress])
             await self._sink.emit(event)
         return event
 
-    async def _send_progress(self) -> None:
-        while self._waiting:
-            event, after = self._waiting.popleft()
+    async def _send_progress(self, waiting: _Waiting, after: asyncio.Task[None] | None) -> None:
+        if after is not None and not after.done():
+            # One sender at a time per upload, oldest first (an earlier writer's included).
+            await asyncio.wait([after])
+        while waiting:
+            event, after_event = waiting.popleft()
             try:
                 async with asyncio.timeout(self._timeout):
-                    if after is not None:
+                    if after_event is not None:
                         # Not before the lifecycle event sent before it (the started event),
                         # and not at all when that one failed: nothing was announced.
-                        await asyncio.wait([after])
-                        if after.cancelled() or after.exception() is not None:
+                        await asyncio.wait([after_event])
+                        if after_event.cancelled() or after_event.exception() is not None:
                             continue
                     await self._sink.emit(event)
             except Exception:

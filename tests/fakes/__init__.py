@@ -20,7 +20,7 @@ container signature) and `upload_target`. Everything is re-exported here.
 """
 
 from tests.fakes.document_store import MemoryDocumentStore
-from tests.fakes.event_sink import RecordingEventSink
+from tests.fakes.event_sink import GatedSink, RecordingEventSink
 from tests.fakes.object_store import (
     MAX_PART_NUMBER,
     S3_MIN_PART_SIZE,
@@ -53,6 +53,7 @@ __all__ = [
     "S3_MIN_PART_SIZE",
     "WEBM_HEAD",
     "FixedQuotaView",
+    "GatedSink",
     "MemoryDocumentStore",
     "MemoryMultipartUpload",
     "MemoryObjectStore",

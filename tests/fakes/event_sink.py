@@ -1,4 +1,5 @@
-"""`EventSink` that keeps every event: `RecordingEventSink`."""
+"""`EventSink`s that keep every event: `RecordingEventSink`, and `GatedSink`, which holds
+the events of chosen types until the test lets them through."""
 
 from __future__ import annotations
 
@@ -61,6 +62,31 @@ class RecordingEventSink:
     def clear(self) -> None:
         self.events.clear()
         self.refused.clear()
+
+
+class GatedSink(RecordingEventSink):
+    """Holds the events of the types in `gates` until their gate is opened; logs every call
+    (`("call", type)`) and every acceptance (`("accepted", type)`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates: dict[type[Event], asyncio.Event] = {}
+        self.log: list[tuple[str, type[Event]]] = []
+
+    def gate(self, kind: type[Event]) -> asyncio.Event:
+        return self.gates.setdefault(kind, asyncio.Event())
+
+    def calls(self, kind: type[Event]) -> int:
+        """How many events of `kind` the sink was handed (accepted or still held)."""
+        return self.log.count(("call", kind))
+
+    async def emit(self, event: Event) -> None:
+        self.log.append(("call", type(event)))
+        gate = self.gates.get(type(event))
+        if gate is not None:
+            await gate.wait()
+        await super().emit(event)
+        self.log.append(("accepted", type(event)))
 
 
 if TYPE_CHECKING:

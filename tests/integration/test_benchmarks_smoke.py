@@ -100,6 +100,15 @@ async def test_fixedcost(ctx: Context) -> None:
     paths = [(sample["path"], sample["size"]) for sample in document["samples"]]
     for path in ("direct", "service", "create-service", "baseline", "create-baseline"):
         assert [paths.count((path, size)) for size in sizes] == [3, 3]
+    # The tus figures beside them: a 1 KiB PATCH onto an open upload (also after Expect),
+    # and create + PATCH.
+    tus = {row["path"]: row for row in document["tus"]}
+    assert set(tus) == {"service", "baseline"}
+    for path, row in tus.items():
+        for measure in ("patch", "expect_patch", "create_patch"):
+            assert row[f"{measure}_count"] == 3
+            assert 0 < row[f"{measure}_p50_ms"] <= row[f"{measure}_p99_ms"]
+            assert paths.count((f"tus-{measure.replace('_', '-')}-{path}", KiB)) == 3
 
 
 async def test_memory(ctx: Context) -> None:

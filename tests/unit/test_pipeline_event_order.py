@@ -24,31 +24,10 @@ from schemas import (
     UploadProgress,
     UploadStarted,
 )
-from tests.fakes import RecordingEventSink, ScriptedBody, video_bytes
+from tests.fakes import GatedSink, RecordingEventSink, ScriptedBody, video_bytes
 from tests.unit.pipeline_rig import PART, PipelineRig, make_target
 
 KEY = "dashboard-uploads/user-1/upl-1/clip.mp4"
-
-
-class GatedSink(RecordingEventSink):
-    """Holds the events of the types in `gates` until their gate is opened; logs every call
-    (`("call", type)`) and every acceptance (`("accepted", type)`)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gates: dict[type[Event], asyncio.Event] = {}
-        self.log: list[tuple[str, type[Event]]] = []
-
-    def gate(self, kind: type[Event]) -> asyncio.Event:
-        return self.gates.setdefault(kind, asyncio.Event())
-
-    async def emit(self, event: Event) -> None:
-        self.log.append(("call", type(event)))
-        gate = self.gates.get(type(event))
-        if gate is not None:
-            await gate.wait()
-        await super().emit(event)
-        self.log.append(("accepted", type(event)))
 
 
 def _rig() -> tuple[PipelineRig, GatedSink]:

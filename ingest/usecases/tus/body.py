@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -105,7 +105,7 @@ class PatchBody:
         length: int | None,
         max_size: int,
         checksum_algorithm: str | None,
-        on_chunk: Callable[[int], Awaitable[None]],
+        on_chunk: Callable[[int], None],
     ) -> None:
         self._committed = committed
         self._length = length
@@ -147,7 +147,7 @@ class PatchBody:
                 f"the upload passed the {self.quota_remaining} bytes left in the quota",
                 details={"quota_remaining": self.quota_remaining, "offset": total},
             )
-        await self._counted(size)
+        self._counted(size)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import msgspec
@@ -33,7 +33,7 @@ from ingest.ports import EventSink
 from ingest.usecases.admission import UploadLimits
 from ingest.usecases.duplicates import DuplicateIndex, StoredFile
 from ingest.usecases.tus.completion import complete_multipart, complete_upload
-from ingest.usecases.tus.events import UNHEARD, TusEvents, upload_target
+from ingest.usecases.tus.events import UNHEARD, ProgressFollower, TusEvents, upload_target
 from ingest.usecases.tus.state import TusSession, TusSessions, TusState, with_state
 from ingest.usecases.tus.store import TusStore
 from ingest.usecases.tus.tail import segments_of
@@ -58,6 +58,8 @@ class Lifecycle:
     pipeline: PipelineConfig
     limits: UploadLimits
     clock: Callable[[], datetime]
+    follower: ProgressFollower = field(default_factory=ProgressFollower)
+    """Each upload's last event writer here: a request's events go after the last one's."""
 
     def events_for(self, session: TusSession, first_sequence: int) -> TusEvents:
         """The events of `session`, numbered from `first_sequence`, its progress from its offset."""
@@ -69,7 +71,8 @@ class Lifecycle:
             max_size=self.limits.max_size,
         )
         sink = UNHEARD if state.concat == "partial" else self.sink
-        events = TusEvents(target, sink, self.pipeline, first_sequence=first_sequence)
+        writer = self.follower.writer(target, sink, self.pipeline, first_sequence)
+        events = TusEvents(writer, self.pipeline, target.declared_size)
         events.start_from(state.offset)
         events.parts_stored = state.offset // state.part_size
         events.started = state.started_at is not None

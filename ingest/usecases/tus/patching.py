@@ -113,7 +113,7 @@ class PatchRun:
         end = await self._commit.end_of(written, body, self._request.checksum, cut_short)
 
         if end > layout.committed:
-            await self._events.progress(forced=True)
+            self._events.progress(forced=True)
         session = await self._commit.commit(end, storer.kept)
         await self._commit.tidy_tails(written, end, storer.replaced)
         await self._hashes.keep(end, written.tail)

@@ -170,13 +170,17 @@ class TusService:
 
     # PATCH.
 
-    async def precheck(self, session_id: str, principal: Principal, request: PatchRequest) -> None:
-        """Everything that can refuse a PATCH before its body is read (Expect: 100-continue)."""
+    async def precheck(
+        self, session_id: str, principal: Principal, request: PatchRequest
+    ) -> TusSession:
+        """Everything that can refuse a PATCH before its body is read (Expect: 100-continue);
+        the upload as resolved, for the PATCH itself (`patch`'s `resolved`)."""
         session = await self.resolver.resolve(session_id, principal)
         if finished(session):
             self.admission.for_completed(session, request)
         else:
             self.admission.for_patch(request)(session)
+        return session
 
     async def patch(
         self,
@@ -184,9 +188,19 @@ class TusService:
         principal: Principal,
         request: PatchRequest,
         body: AsyncIterator[bytes],
+        *,
+        resolved: TusSession | None = None,
     ) -> UploadInfo:
+        """Write `body` at the request's offset under the upload's lease.
+
+        `resolved` is what `precheck` found for this very request and caller: not read again.
+        It may be a moment old, which is safe: an upload seen completed stays completed,
+        and everything else is judged again on the document the lease is taken on.
+        """
         self.runner.refuse_when_draining()
-        session = await self.resolver.resolve(session_id, principal)
+        if resolved is None or resolved.session_id != session_id:
+            resolved = await self.resolver.resolve(session_id, principal)
+        session = resolved
         if finished(session):
             self.admission.for_completed(session, request)
             return self.info_of(session)

@@ -185,7 +185,7 @@ class PatchStorer:
 
     async def _on_part_stored(self, stored_through: int) -> None:
         self._events.parts_stored = -(-stored_through // self._layout.part_size)
-        await self._events.progress(forced=True)
+        self._events.progress(forced=True)
 
     async def _update(self, change: Callable[[TusSession], TusSession]) -> TusSession:
         return await change_held(self._host.sessions, self.session_id, self._owner, change)
