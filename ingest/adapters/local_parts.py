@@ -106,8 +106,7 @@ def sha256_part_digests(data: bytes) -> tuple[str, str, str]:
 
 def object_digests(data: bytes) -> tuple[str, str]:
     """(base64 SHA-256, quoted MD5 ETag) of a whole object stored by one PUT."""
-    sha256 = b64(hashlib.sha256(data).digest())
-    return sha256, quoted_md5(hashlib.md5(data, usedforsecurity=False).digest())
+    return sha256_b64(data), quoted_md5(hashlib.md5(data, usedforsecurity=False).digest())
 
 
 def update_all(hashes: tuple[HASH, HASH | Crc32c], chunk: bytes) -> None:

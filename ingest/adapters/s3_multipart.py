@@ -19,7 +19,8 @@ then sent with its SHA-256, both computed in one worker-thread job; `complete`
 lists each part's SHA-256 and compares the composite SHA-256 S3 reports.
 
 How it fails: as every S3 call does (`s3_calls`): ChecksumMismatch for a part
-whose checksum S3 refuses or echoes changed, MultipartUploadMissing when the
+whose checksum S3 refuses or echoes changed (or, in an upload of SHA-256 parts,
+whose bytes do not have the CRC32C given), MultipartUploadMissing when the
 upload no longer exists, StorageError otherwise. An object S3 assembled from
 other parts than the ones completed is deleted and raises ChecksumMismatch.
 Aborting an upload that no longer exists is not an error.
@@ -81,7 +82,13 @@ class S3MultipartUpload:
             # S3 cannot check the CRC32C of this part: it is checked here, before sending.
             raise ChecksumMismatch(
                 f"part {number} of {self._key!r} does not have the CRC32C it was given",
-                details={"key": self._key, "part": number, "sent": crc32c_b64, "data": crc},
+                details={
+                    "operation": "upload_part",
+                    "key": self._key,
+                    "part": number,
+                    "sent": crc32c_b64,
+                    "data": crc,
+                },
             )
         etag = await self._send(number, data, "ChecksumSHA256", sha256)
         return StoredPart(
