@@ -61,7 +61,8 @@ class MultipartUpload(Protocol):
         """Store one part; the store verifies `crc32c_b64` (ChecksumMismatch when it differs).
 
         A part of an upload whose parts carry a SHA-256 (`PartChecksum`) is checked against
-        `crc32c_b64` here and sent with its SHA-256, computed in a worker thread.
+        `crc32c_b64` by the adapter itself, then stored with its SHA-256 (computed in a
+        worker thread), which the store verifies; its `StoredPart` carries that SHA-256.
         """
         ...
 
