@@ -9,6 +9,10 @@ and releases the GIL on large buffers), where a SHA-256 of each part cost
 (`x-amz-checksum-crc32c`) and report a multipart object's checksum as the
 CRC32C of its parts' checksums (`composite_crc32c`).
 
+Multipart uploads started by earlier versions take a SHA-256 per part instead
+(S3 refuses any other checksum into them): `sha256_b64` and `composite_sha256`
+serve those until the last of them is completed or aborted.
+
 Nothing here fails on valid input; a malformed base64 part checksum raises
 ValueError (binascii.Error).
 """
@@ -16,6 +20,7 @@ ValueError (binascii.Error).
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Iterable
 
 import crc32c as _crc32c
@@ -30,6 +35,18 @@ def composite_crc32c(part_checksums: Iterable[str]) -> str:
     """The checksum S3 reports for a multipart object: the CRC32C of its parts' CRC32Cs, `-<n>`."""
     joined = b"".join(base64.b64decode(checksum, validate=True) for checksum in part_checksums)
     return f"{_b64(_crc32c.crc32c(joined))}-{len(joined) // 4}"
+
+
+def sha256_b64(data: bytes | memoryview) -> str:
+    """The base64 SHA-256 of `data`, as S3's `ChecksumSHA256` wants it."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+def composite_sha256(part_checksums: Iterable[str]) -> str:
+    """The checksum S3 reports for a multipart object of SHA-256 parts: the SHA-256 of their
+    SHA-256s, `-<n>`."""
+    joined = b"".join(base64.b64decode(checksum, validate=True) for checksum in part_checksums)
+    return f"{sha256_b64(joined)}-{len(joined) // 32}"
 
 
 class Crc32c:

@@ -12,9 +12,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Final, Literal, Protocol, runtime_checkable
 
 from schemas import Event
+
+PartChecksum = Literal["CRC32C", "SHA256"]
+"""The checksum every part of a multipart upload carries, fixed when the upload is started."""
+
+STARTED_PART_CHECKSUM: Final[PartChecksum] = "CRC32C"
+"""What the parts of every upload `start_multipart` starts carry. Earlier versions started
+uploads whose parts carry a SHA-256; such an upload, resumed, takes its parts still."""
 
 
 @dataclass(frozen=True)
@@ -23,7 +30,11 @@ class StoredPart:
     etag: str
     size: int
     crc32c_b64: str
-    """The part's base64 CRC32C, which the store verified (`infra.checksums`)."""
+    """The part's base64 CRC32C, which the store verified (`infra.checksums`); empty for a
+    part that carries a SHA-256 instead, or no checksum (copied)."""
+    sha256_b64: str = ""
+    """The part's base64 SHA-256, for a part of an upload whose parts carry one (started by
+    an earlier version); empty otherwise."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,12 @@ class MultipartUpload(Protocol):
     def upload_id(self) -> str: ...
 
     async def upload_part(self, number: int, data: bytes, crc32c_b64: str) -> StoredPart:
-        """Store one part; the store verifies `crc32c_b64` (ChecksumMismatch when it differs)."""
+        """Store one part; the store verifies `crc32c_b64` (ChecksumMismatch when it differs).
+
+        A part of an upload whose parts carry a SHA-256 (`PartChecksum`) is checked against
+        `crc32c_b64` by the adapter itself, then stored with its SHA-256 (computed in a
+        worker thread), which the store verifies; its `StoredPart` carries that SHA-256.
+        """
         ...
 
     async def complete(self, parts: Sequence[StoredPart]) -> StoredObject:
@@ -69,7 +85,9 @@ class ObjectStore(Protocol):
 
     async def start_multipart(
         self, key: str, *, content_type: str | None, metadata: Mapping[str, str]
-    ) -> MultipartUpload: ...
+    ) -> MultipartUpload:
+        """A new multipart upload whose parts carry `STARTED_PART_CHECKSUM`."""
+        ...
 
     async def put_object(
         self,
@@ -207,11 +225,16 @@ class ResumableObjectStore(Protocol):
     beside it (the bytes of a part not yet full). Same errors as `ObjectStore`.
     """
 
-    def resume_multipart(self, key: str, upload_id: str) -> MultipartUpload:
+    def resume_multipart(
+        self, key: str, upload_id: str, part_checksum: PartChecksum | None = None
+    ) -> MultipartUpload:
         """A handle on a multipart upload started earlier, possibly by another process.
 
         Nothing is checked until it is used: calls on an upload that is gone
-        raise MultipartUploadMissing.
+        raise MultipartUploadMissing. `part_checksum` is what its parts carry, when the
+        caller recorded it as the upload was started; None when it did not (an upload an
+        earlier version started): the store then finds out before the first part (S3:
+        one ListParts per handle).
         """
         ...
 

@@ -8,11 +8,14 @@ chunks beside the parts and renames it into place, then forgets the upload;
 its ETag is S3's multipart ETag, `"<md5 of the part MD5s>-<n>"`. `abort`
 removes every part and may be repeated. An upload started by
 `start_copy_multipart` takes parts copied from stored objects (`copy_part`,
-in chunks) and, like S3's, checks no per-part CRC32C at `complete`. A handle
-made by `resume_multipart` checks on first use that the upload exists for its key.
+in chunks) and, like S3's, checks no per-part CRC32C at `complete`. An upload
+opened as earlier versions did (`part_checksum="SHA256"`) keeps each part's
+SHA-256 instead, after checking the CRC32C it was sent with, and `complete`
+checks those. A handle made by `resume_multipart` checks on first use that the
+upload exists for its key, and learns there what its parts carry.
 
 How it fails: a part whose data does not match its CRC32C, or a listed part
-whose stored CRC32C differs, raises ChecksumMismatch (`BadDigest`) and is not
+whose stored CRC32C (or SHA-256) differs, raises ChecksumMismatch (`BadDigest`) and is not
 kept; a call on an upload that is gone, or not this key's, or whose id this
 store never issued, raises MultipartUploadMissing (`NoSuchUpload`); every other
 refusal (`InvalidPart`, `EntityTooSmall`, `InvalidArgument`, ...) or disk
@@ -28,7 +31,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import aiofiles
 import aiofiles.os
@@ -40,17 +43,22 @@ from ingest.adapters.local_parts import (
     CHUNK_SIZE,
     MANIFEST,
     UPLOAD_ID,
+    b64,
     copy_part,
     part_digests,
     part_numbers,
     quoted_md5,
     read_manifest,
     read_part,
+    sha256_part_digests,
     update_all,
     write_part,
 )
 from ingest.errors import MultipartUploadMissing, StorageError
-from ingest.ports import StoredObject, StoredPart
+from ingest.ports import STARTED_PART_CHECKSUM, PartChecksum, StoredObject, StoredPart
+
+if TYPE_CHECKING:
+    from _hashlib import HASH
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +95,14 @@ class LocalMultipartUpload:
         *,
         verified: bool = False,
         checksums: bool = True,
+        part_checksum: PartChecksum = STARTED_PART_CHECKSUM,
     ) -> None:
+        """`checksums` and `part_checksum` are the manifest's; a handle not `verified` reads
+        them from it on first use."""
         self._store = store
         self._checksums = checksums
-        """Whether `complete` checks each part's SHA-256 (not for parts copied from objects)."""
+        """Whether `complete` checks each part's checksum (not for parts copied from objects)."""
+        self._part_checksum = part_checksum
         self._key = key
         self._upload_id = upload_id
         # An id we never issued names no directory at all: it must not become a path.
@@ -113,19 +125,33 @@ class LocalMultipartUpload:
                 "upload_part", self._key, "InvalidArgument", f"part number {number} is not 1-10000"
             )
         await self._verify("upload_part")
-        crc, etag = await asyncio.to_thread(part_digests, data)
+        if self._part_checksum == "SHA256":
+            crc, sha256, etag = await asyncio.to_thread(sha256_part_digests, data)
+            part = StoredPart(
+                number=number, etag=etag, size=len(data), crc32c_b64="", sha256_b64=sha256
+            )
+        else:
+            crc, etag = await asyncio.to_thread(part_digests, data)
+            part = StoredPart(number=number, etag=etag, size=len(data), crc32c_b64=crc)
         if crc != crc32c_b64:
             raise self._fail.checksum(
                 "upload_part", self._key, f"part {number}: the data's CRC32C is not {crc32c_b64}"
             )
         try:
-            await write_part(self._directory, number, data, crc32c_b64=crc32c_b64, etag=etag)
+            await write_part(
+                self._directory,
+                number,
+                data,
+                crc32c_b64=part.crc32c_b64,
+                etag=etag,
+                sha256_b64=part.sha256_b64,
+            )
         except FileNotFoundError:
             # The directory went away under us: the upload was aborted or completed.
             raise self._missing("upload_part") from None
         except OSError as error:
             raise self._fail.disk("upload_part", self._key, error) from error
-        return StoredPart(number=number, etag=etag, size=len(data), crc32c_b64=crc32c_b64)
+        return part
 
     async def copy_part(
         self, number: int, source_key: str, byte_range: tuple[int, int] | None = None
@@ -161,7 +187,7 @@ class LocalMultipartUpload:
         try:
             numbers = await part_numbers(self._directory)
             found = await asyncio.gather(
-                *(read_part(self._directory, number) for number in numbers)
+                *(read_part(self._directory, number, self._part_checksum) for number in numbers)
             )
         except FileNotFoundError:
             raise self._missing("list_parts") from None
@@ -223,6 +249,7 @@ class LocalMultipartUpload:
         if manifest is None or manifest.key != self._key or manifest.bucket != self._store.bucket:
             raise self._missing(operation)
         self._checksums = manifest.checksums
+        self._part_checksum = manifest.part_checksum
         self._verified = True
 
     async def _require_manifest(self, operation: str) -> None:
@@ -249,17 +276,18 @@ class LocalMultipartUpload:
     async def _assemble(
         self, ordered: Sequence[StoredPart], target: Path
     ) -> tuple[int, list[bytes]]:
-        """Copy the parts into `target` in chunks, checking each against its ETag and CRC32C."""
+        """Copy the parts into `target` in chunks, checking each against its ETag and checksum."""
         size = 0
         part_md5s: list[bytes] = []
         async with aiofiles.open(target, "xb") as out:
             for part in ordered:
-                md5, crc = hashlib.md5(usedforsecurity=False), Crc32c()
+                md5 = hashlib.md5(usedforsecurity=False)
+                checksum = hashlib.sha256() if self._part_checksum == "SHA256" else Crc32c()
                 try:
                     source = aiofiles.open(self._directory / str(part.number), "rb")
                     async with source as chunks:
                         while chunk := await chunks.read(CHUNK_SIZE):
-                            await asyncio.to_thread(update_all, (md5, crc), chunk)
+                            await asyncio.to_thread(update_all, (md5, checksum), chunk)
                             await out.write(chunk)
                             size += len(chunk)
                 except FileNotFoundError:
@@ -268,11 +296,11 @@ class LocalMultipartUpload:
                     raise self._invalid_part(part, "was never stored") from None
                 if quoted_md5(md5.digest()) != part.etag:
                     raise self._invalid_part(part, "its ETag is not the stored part's")
-                if self._checksums and crc.b64() != part.crc32c_b64:
+                if self._checksums and not _matches(part, checksum):
                     raise self._fail.checksum(
                         _COMPLETE,
                         self._key,
-                        f"part {part.number}: the stored part's CRC32C is not the one listed",
+                        f"part {part.number}: the stored part's checksum is not the one listed",
                     )
                 part_md5s.append(md5.digest())
         return size, part_md5s
@@ -287,3 +315,10 @@ class LocalMultipartUpload:
 
     def __repr__(self) -> str:
         return f"<LocalMultipartUpload {self._key} {self._upload_id}>"
+
+
+def _matches(part: StoredPart, checksum: HASH | Crc32c) -> bool:
+    """Whether the checksum listed for `part` is the one its stored bytes have."""
+    if isinstance(checksum, Crc32c):
+        return checksum.b64() == part.crc32c_b64
+    return b64(checksum.digest()) == part.sha256_b64

@@ -5,7 +5,8 @@ made into paths):
 
     manifest.json   key, bucket, content type, metadata, created (`UploadManifest`)
     <n>             part n, exactly the bytes uploaded
-    <n>.json        part n's ETag and CRC32C (`PartDigests`), trusted only for its inode
+    <n>.json        part n's ETag and CRC32C, or SHA-256 (`PartDigests`), trusted only
+                    for its inode
     *.tmp           a part or the object being written
 
 A part is written to its own scratch files and renamed into place, the bytes
@@ -37,9 +38,9 @@ import aiofiles
 import aiofiles.os
 import msgspec
 
-from infra.checksums import Crc32c, crc32c_b64
+from infra.checksums import Crc32c, crc32c_b64, sha256_b64
 from ingest.adapters.local_files import remove_quietly
-from ingest.ports import StoredPart
+from ingest.ports import STARTED_PART_CHECKSUM, PartChecksum, StoredPart
 
 if TYPE_CHECKING:
     from _hashlib import HASH
@@ -62,7 +63,9 @@ class UploadManifest(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, str]
     created: datetime
     checksums: bool = True
-    """Parts carry a SHA-256 that `complete` checks; False for parts copied from objects."""
+    """Parts carry a checksum that `complete` checks; False for parts copied from objects."""
+    part_checksum: PartChecksum = STARTED_PART_CHECKSUM
+    """The checksum parts carry: SHA256 only for an upload opened as earlier versions did."""
 
 
 class PartDigests(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,6 +76,8 @@ class PartDigests(msgspec.Struct, frozen=True, kw_only=True):
     size: int
     inode: int
     mtime_ns: int
+    sha256_b64: str = ""
+    """Set (and `crc32c_b64` empty) for a part of an upload whose parts carry a SHA-256."""
 
 
 _manifest_decoder: Final = msgspec.json.Decoder(UploadManifest)
@@ -92,13 +97,19 @@ def part_digests(data: bytes) -> tuple[str, str]:
     return crc32c_b64(data), quoted_md5(hashlib.md5(data, usedforsecurity=False).digest())
 
 
+def sha256_part_digests(data: bytes) -> tuple[str, str, str]:
+    """(base64 CRC32C, base64 SHA-256, quoted MD5 ETag) of a part of an upload whose parts
+    carry a SHA-256: the CRC32C it was sent with is checked, the SHA-256 kept."""
+    crc, etag = part_digests(data)
+    return crc, sha256_b64(data), etag
+
+
 def object_digests(data: bytes) -> tuple[str, str]:
     """(base64 SHA-256, quoted MD5 ETag) of a whole object stored by one PUT."""
-    sha256 = b64(hashlib.sha256(data).digest())
-    return sha256, quoted_md5(hashlib.md5(data, usedforsecurity=False).digest())
+    return sha256_b64(data), quoted_md5(hashlib.md5(data, usedforsecurity=False).digest())
 
 
-def update_all(hashes: tuple[HASH, Crc32c], chunk: bytes) -> None:
+def update_all(hashes: tuple[HASH, HASH | Crc32c], chunk: bytes) -> None:
     for digest in hashes:
         digest.update(chunk)
 
@@ -117,7 +128,7 @@ async def read_manifest(directory: Path) -> UploadManifest | None:
 
 
 async def write_part(
-    directory: Path, number: int, data: bytes, *, crc32c_b64: str, etag: str
+    directory: Path, number: int, data: bytes, *, crc32c_b64: str, etag: str, sha256_b64: str = ""
 ) -> None:
     """Store part `number` with its digests; OSError (FileNotFoundError: no directory) if not."""
     # Own scratch names: two uploads of one part number race, and the last rename wins.
@@ -129,7 +140,9 @@ async def write_part(
     except BaseException:
         await remove_quietly(temporary)
         raise
-    await _place(directory, number, temporary, etag=etag, crc32c_b64=crc32c_b64)
+    await _place(
+        directory, number, temporary, etag=etag, crc32c_b64=crc32c_b64, sha256_b64=sha256_b64
+    )
 
 
 async def copy_part(
@@ -157,7 +170,13 @@ async def copy_part(
 
 
 async def _place(
-    directory: Path, number: int, temporary: Path, *, etag: str, crc32c_b64: str
+    directory: Path,
+    number: int,
+    temporary: Path,
+    *,
+    etag: str,
+    crc32c_b64: str,
+    sha256_b64: str = "",
 ) -> None:
     """Rename the written `temporary` into place as part `number`, with its digests."""
     temporary_digests = temporary.with_suffix(".json.tmp")
@@ -169,6 +188,7 @@ async def _place(
             size=written.st_size,
             inode=written.st_ino,
             mtime_ns=written.st_mtime_ns,
+            sha256_b64=sha256_b64,
         )
         async with aiofiles.open(temporary_digests, "xb") as file:
             await file.write(msgspec.json.encode(digests))
@@ -188,8 +208,9 @@ async def part_numbers(directory: Path) -> list[int]:
     return sorted(int(name) for name in names if name.isdigit())
 
 
-async def read_part(directory: Path, number: int) -> StoredPart | None:
-    """Part `number` as stored, or None when it is not (any more); OSError if unreadable."""
+async def read_part(directory: Path, number: int, part_checksum: PartChecksum) -> StoredPart | None:
+    """Part `number` as stored, with the checksum the upload's parts carry, or None when it
+    is not (any more); OSError if unreadable."""
     path = directory / str(number)
     try:
         found = await aiofiles.os.stat(path)
@@ -202,9 +223,13 @@ async def read_part(directory: Path, number: int) -> StoredPart | None:
         found.st_size,
     ):
         # No digests to trust for these bytes: hash them again (slow, but right).
-        return await _hash_part(path, number)
+        return await _hash_part(path, number, part_checksum)
     return StoredPart(
-        number=number, etag=digests.etag, size=digests.size, crc32c_b64=digests.crc32c_b64
+        number=number,
+        etag=digests.etag,
+        size=digests.size,
+        crc32c_b64=digests.crc32c_b64,
+        sha256_b64=digests.sha256_b64,
     )
 
 
@@ -219,14 +244,19 @@ async def _read_digests(directory: Path, number: int) -> PartDigests | None:
         return None
 
 
-async def _hash_part(path: Path, number: int) -> StoredPart | None:
-    md5, crc = hashlib.md5(usedforsecurity=False), Crc32c()
+async def _hash_part(path: Path, number: int, part_checksum: PartChecksum) -> StoredPart | None:
+    md5 = hashlib.md5(usedforsecurity=False)
+    checksum = hashlib.sha256() if part_checksum == "SHA256" else Crc32c()
     size = 0
     try:
         async with aiofiles.open(path, "rb") as chunks:
             while chunk := await chunks.read(CHUNK_SIZE):
-                await asyncio.to_thread(update_all, (md5, crc), chunk)
+                await asyncio.to_thread(update_all, (md5, checksum), chunk)
                 size += len(chunk)
     except FileNotFoundError:
         return None
-    return StoredPart(number=number, etag=quoted_md5(md5.digest()), size=size, crc32c_b64=crc.b64())
+    etag = quoted_md5(md5.digest())
+    if isinstance(checksum, Crc32c):
+        return StoredPart(number=number, etag=etag, size=size, crc32c_b64=checksum.b64())
+    digest = b64(checksum.digest())
+    return StoredPart(number=number, etag=etag, size=size, crc32c_b64="", sha256_b64=digest)

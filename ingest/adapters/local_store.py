@@ -61,7 +61,7 @@ from ingest.adapters.local_parts import (
     read_manifest,
 )
 from ingest.errors import ServiceUnavailable, StorageError
-from ingest.ports import StoredObject, StoredPart
+from ingest.ports import STARTED_PART_CHECKSUM, PartChecksum, StoredObject, StoredPart
 
 S3_MIN_PART_SIZE: Final = 5 * 1024 * 1024
 """S3's smallest part but the last; the default `min_part_size`, as the pipeline must respect it."""
@@ -122,20 +122,33 @@ class LocalObjectStore:
         return self._objects.joinpath(*key_segments(key))
 
     async def start_multipart(
-        self, key: str, *, content_type: str | None, metadata: Mapping[str, str]
+        self,
+        key: str,
+        *,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+        part_checksum: PartChecksum = STARTED_PART_CHECKSUM,
     ) -> LocalMultipartUpload:
-        return await self._start(key, content_type, metadata, checksums=True)
+        """`part_checksum="SHA256"` opens an upload as earlier versions did (for tests of
+        what resumes one): its parts keep a SHA-256."""
+        return await self._start(key, content_type, metadata, part_checksum=part_checksum)
 
     async def start_copy_multipart(
         self, key: str, *, content_type: str | None, metadata: Mapping[str, str]
     ) -> LocalMultipartUpload:
         """An upload whose parts are copied from stored objects; like S3's, without per-part
         checksums (`complete` still checks each part's ETag)."""
-        return await self._start(key, content_type, metadata, checksums=False)
+        return await self._start(key, content_type, metadata, part_checksum=None)
 
     async def _start(
-        self, key: str, content_type: str | None, metadata: Mapping[str, str], *, checksums: bool
+        self,
+        key: str,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+        *,
+        part_checksum: PartChecksum | None,
     ) -> LocalMultipartUpload:
+        """`part_checksum` None: parts copied from objects, which carry none."""
         self.path_of(key)  # refuse an unsafe key now, not at complete
         upload_id = uuid.uuid4().hex
         directory = self._uploads / upload_id
@@ -145,7 +158,8 @@ class LocalObjectStore:
             content_type=content_type,
             metadata=dict(metadata),
             created=datetime.now(UTC),
-            checksums=checksums,
+            checksums=part_checksum is not None,
+            part_checksum=part_checksum or STARTED_PART_CHECKSUM,
         )
         try:
             await aiofiles.os.makedirs(directory)
@@ -156,13 +170,23 @@ class LocalObjectStore:
         except OSError as error:
             await remove_tree_quietly(directory)
             raise self.failures.disk("create_multipart_upload", key, error) from error
-        return LocalMultipartUpload(self, key, upload_id, verified=True, checksums=checksums)
+        return LocalMultipartUpload(
+            self,
+            key,
+            upload_id,
+            verified=True,
+            checksums=manifest.checksums,
+            part_checksum=manifest.part_checksum,
+        )
 
-    def resume_multipart(self, key: str, upload_id: str) -> LocalMultipartUpload:
+    def resume_multipart(
+        self, key: str, upload_id: str, part_checksum: PartChecksum | None = None
+    ) -> LocalMultipartUpload:
         """A handle on an upload started earlier, by this process or a previous one.
 
         Like S3, nothing is checked until it is used: an upload that does not
         exist, or not for this key, fails its calls with MultipartUploadMissing.
+        What its parts carry is read from its manifest then, whatever `part_checksum` says.
         """
         self.path_of(key)
         return LocalMultipartUpload(self, key, upload_id)

@@ -9,8 +9,18 @@ refuses a copied part into an upload that asks for checksums, so such parts
 carry none, are named by their ETags alone, and leave nothing composite to
 compare.
 
+A multipart upload started by an earlier version takes a SHA-256 per part
+(`ChecksumSHA256`), and S3 refuses any other checksum into it
+(`InvalidArgument`). A handle knows which its upload takes when the caller
+recorded it; otherwise its first part asks S3 (one ListParts, whose answer
+names the upload's checksum algorithm), once for all the parts it sends. A
+part of such an upload is checked against the CRC32C its caller computed,
+then sent with its SHA-256, both computed in one worker-thread job; `complete`
+lists each part's SHA-256 and compares the composite SHA-256 S3 reports.
+
 How it fails: as every S3 call does (`s3_calls`): ChecksumMismatch for a part
-whose checksum S3 refuses or echoes changed, MultipartUploadMissing when the
+whose checksum S3 refuses or echoes changed (or, in an upload of SHA-256 parts,
+whose bytes do not have the CRC32C given), MultipartUploadMissing when the
 upload no longer exists, StorageError otherwise. An object S3 assembled from
 other parts than the ones completed is deleted and raises ChecksumMismatch.
 Aborting an upload that no longer exists is not an error.
@@ -18,16 +28,17 @@ Aborting an upload that no longer exists is not an error.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra.checksums import composite_crc32c
+from infra.checksums import composite_crc32c, composite_sha256, crc32c_b64, sha256_b64
 from ingest.adapters.s3_calls import S3Calls, check_echoed_checksum, error_code
 from ingest.errors import ChecksumMismatch, IngestError, StorageError
-from ingest.ports import StoredObject, StoredPart
+from ingest.ports import PartChecksum, StoredObject, StoredPart
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +46,21 @@ log = logging.getLogger(__name__)
 class S3MultipartUpload:
     """One open multipart upload; parts may be uploaded concurrently, in any order."""
 
-    def __init__(self, client: Any, calls: S3Calls, key: str, upload_id: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        calls: S3Calls,
+        key: str,
+        upload_id: str,
+        part_checksum: PartChecksum | None,
+    ) -> None:
+        """`part_checksum`: what the upload's parts carry; None to ask S3 at the first part."""
         self._client = client
         self._calls = calls
         self._key = key
         self._upload_id = upload_id
+        self._part_checksum = part_checksum
+        self._asking = asyncio.Lock()
 
     @property
     def key(self) -> str:
@@ -50,6 +71,32 @@ class S3MultipartUpload:
         return self._upload_id
 
     async def upload_part(self, number: int, data: bytes, crc32c_b64: str) -> StoredPart:
+        if await self._carries() == "SHA256":
+            return await self._upload_sha256_part(number, data, crc32c_b64)
+        etag = await self._send(number, data, "ChecksumCRC32C", crc32c_b64)
+        return StoredPart(number=number, etag=etag, size=len(data), crc32c_b64=crc32c_b64)
+
+    async def _upload_sha256_part(self, number: int, data: bytes, crc32c_b64: str) -> StoredPart:
+        crc, sha256 = await asyncio.to_thread(_crc32c_and_sha256, data)
+        if crc != crc32c_b64:
+            # S3 cannot check the CRC32C of this part: it is checked here, before sending.
+            raise ChecksumMismatch(
+                f"part {number} of {self._key!r} does not have the CRC32C it was given",
+                details={
+                    "operation": "upload_part",
+                    "key": self._key,
+                    "part": number,
+                    "sent": crc32c_b64,
+                    "data": crc,
+                },
+            )
+        etag = await self._send(number, data, "ChecksumSHA256", sha256)
+        return StoredPart(
+            number=number, etag=etag, size=len(data), crc32c_b64="", sha256_b64=sha256
+        )
+
+    async def _send(self, number: int, data: bytes, field: str, checksum: str) -> str:
+        """Upload the part with its checksum in `field`; its ETag."""
         async with self._calls.call("upload_part", self._key):
             response = await self._client.upload_part(
                 Bucket=self._calls.bucket,
@@ -58,13 +105,29 @@ class S3MultipartUpload:
                 PartNumber=number,
                 Body=data,
                 # The value alone, no ChecksumAlgorithm: botocore would then insist on
-                # computing CRC32C itself (with awscrt); S3 verifies the header either way.
-                ChecksumCRC32C=crc32c_b64,
+                # computing the checksum itself; S3 verifies the header either way.
+                **{field: checksum},
             )
-        check_echoed_checksum(response, "ChecksumCRC32C", crc32c_b64, self._key, f"part {number}")
-        return StoredPart(
-            number=number, etag=response["ETag"], size=len(data), crc32c_b64=crc32c_b64
-        )
+        check_echoed_checksum(response, field, checksum, self._key, f"part {number}")
+        etag: str = response["ETag"]
+        return etag
+
+    async def _carries(self) -> PartChecksum:
+        """The checksum the upload's parts carry: as the handle was told, or as S3 says."""
+        if self._part_checksum is None:
+            async with self._asking:  # one question, whatever the parts in flight
+                if self._part_checksum is None:
+                    async with self._calls.call("list_parts", self._key):
+                        response = await self._client.list_parts(
+                            Bucket=self._calls.bucket,
+                            Key=self._key,
+                            UploadId=self._upload_id,
+                            MaxParts=1,
+                        )
+                    # No algorithm at all (MinIO answers ""), or CRC32C: CRC32C is taken.
+                    algorithm = response.get("ChecksumAlgorithm")
+                    self._part_checksum = "SHA256" if algorithm == "SHA256" else "CRC32C"
+        return self._part_checksum
 
     async def copy_part(
         self, number: int, source_key: str, byte_range: tuple[int, int] | None = None
@@ -106,11 +169,9 @@ class S3MultipartUpload:
                 UploadId=self._upload_id,
                 MultipartUpload={"Parts": [_listed(part) for part in ordered]},
             )
-        reported = response.get("ChecksumCRC32C")
-        # Copied parts carry no checksum (see `copy_part`): nothing composite to compare then.
-        checked = all(part.crc32c_b64 for part in ordered)
-        expected = composite_crc32c(part.crc32c_b64 for part in ordered) if checked else None
-        if checked and reported is not None and reported != expected:
+        field, expected = _composite(ordered)
+        reported = response.get(field) if field else None
+        if expected is not None and reported is not None and reported != expected:
             # The assembled object is not the parts we sent, in our order: never keep it.
             await self._delete_quietly()
             raise ChecksumMismatch(
@@ -141,8 +202,28 @@ class S3MultipartUpload:
 
 
 def _listed(part: StoredPart) -> dict[str, Any]:
-    """A part as CompleteMultipartUpload lists it; a copied part has no checksum to list."""
+    """A part as CompleteMultipartUpload lists it; a copied part has no checksum to list.
+
+    S3 refuses a part of a SHA-256 upload listed without its SHA-256 (`InvalidPart`).
+    """
     listed: dict[str, Any] = {"PartNumber": part.number, "ETag": part.etag}
-    if part.crc32c_b64:
+    if part.sha256_b64:
+        listed["ChecksumSHA256"] = part.sha256_b64
+    elif part.crc32c_b64:
         listed["ChecksumCRC32C"] = part.crc32c_b64
     return listed
+
+
+def _composite(ordered: Sequence[StoredPart]) -> tuple[str, str | None]:
+    """(the field S3 reports the object's checksum in, what it must say), when every part
+    carries a checksum of one kind; copied parts carry none: nothing to compare then."""
+    if all(part.sha256_b64 for part in ordered):
+        return "ChecksumSHA256", composite_sha256(part.sha256_b64 for part in ordered)
+    if all(part.crc32c_b64 for part in ordered):
+        return "ChecksumCRC32C", composite_crc32c(part.crc32c_b64 for part in ordered)
+    return "", None
+
+
+def _crc32c_and_sha256(data: bytes) -> tuple[str, str]:
+    # One worker-thread job: both release the GIL on a part's worth of bytes.
+    return crc32c_b64(data), sha256_b64(data)

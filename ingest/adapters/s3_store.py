@@ -1,8 +1,9 @@
 """S3 object storage for the write path: `ObjectStore` over one shared aiobotocore client.
 
 The store starts multipart uploads (`s3_multipart.S3MultipartUpload` is one),
-resumes them on any instance (`ResumableObjectStore`: a tus upload's parts
-and small tail objects), starts the uploads whose parts are copied inside S3
+resumes them on any instance (`ResumableObjectStore`: a tus upload's parts,
+also into an upload an earlier version started with SHA-256 part checksums, and
+small tail objects), starts the uploads whose parts are copied inside S3
 (`PartCopying`, tus concatenation), stores a whole object by one PUT carrying
 its SHA-256 (`ChecksumSHA256`), and reads, sizes and deletes objects.
 
@@ -32,7 +33,7 @@ from infra.s3 import S3Endpoint, open_s3_client, send_data_bodies_as_is
 from ingest.adapters.s3_calls import S3CallObserver, S3Calls, check_echoed_checksum, error_code
 from ingest.adapters.s3_multipart import S3MultipartUpload
 from ingest.errors import IngestError, ServiceUnavailable
-from ingest.ports import StoredObject, StoredPart
+from ingest.ports import STARTED_PART_CHECKSUM, PartChecksum, StoredObject, StoredPart
 
 
 class S3ObjectStore:
@@ -87,12 +88,13 @@ class S3ObjectStore:
     ) -> S3MultipartUpload:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Metadata": dict(metadata)}
         if checksums:
-            params["ChecksumAlgorithm"] = "CRC32C"
+            params["ChecksumAlgorithm"] = STARTED_PART_CHECKSUM
         if content_type is not None:
             params["ContentType"] = content_type
         async with self._calls.call("create_multipart_upload", key):
             response = await self._client.create_multipart_upload(**params)
-        return S3MultipartUpload(self._client, self._calls, key, response["UploadId"])
+        carried = STARTED_PART_CHECKSUM if checksums else None
+        return S3MultipartUpload(self._client, self._calls, key, response["UploadId"], carried)
 
     async def put_object(
         self,
@@ -148,8 +150,10 @@ class S3ObjectStore:
 
     # ResumableObjectStore: what a tus upload resumed on any instance needs.
 
-    def resume_multipart(self, key: str, upload_id: str) -> S3MultipartUpload:
-        return S3MultipartUpload(self._client, self._calls, key, upload_id)
+    def resume_multipart(
+        self, key: str, upload_id: str, part_checksum: PartChecksum | None = None
+    ) -> S3MultipartUpload:
+        return S3MultipartUpload(self._client, self._calls, key, upload_id, part_checksum)
 
     async def stored_parts(self, key: str, upload_id: str) -> list[StoredPart]:
         parts: list[StoredPart] = []
@@ -162,6 +166,7 @@ class S3ObjectStore:
                         etag=part["ETag"],
                         size=part["Size"],
                         crc32c_b64=part.get("ChecksumCRC32C", ""),
+                        sha256_b64=part.get("ChecksumSHA256", ""),
                     )
                     for part in page.get("Parts", [])
                 )

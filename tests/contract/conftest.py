@@ -26,6 +26,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -33,6 +34,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from infra.bus import BusTopicReader, InProcessEventBus, Subscription
+from infra.checksums import crc32c_b64, sha256_b64
 from infra.feeds import TopicReader
 from infra.kafka.reader import KafkaTopicReader
 from infra.kafka.sink import KafkaEventSink
@@ -94,6 +96,22 @@ class ObjectBackend:
     store: ObjectStore
     read: Callable[[str], Awaitable[bytes]]
     """The stored object's bytes, read back behind the port."""
+    open_earlier: Callable[[str, Sequence[bytes]], Awaitable[str]]
+    """A multipart upload of the key opened as earlier versions opened them (SHA-256 part
+    checksums), holding the parts given (numbered from 1): its upload id. S3's is made
+    with the client itself, as those versions made it."""
+
+
+async def _open_earlier(
+    store: LocalObjectStore | MemoryObjectStore, key: str, parts: Sequence[bytes]
+) -> str:
+    """What the embedded store and the fake offer for it: an upload of SHA-256 parts."""
+    upload = await store.start_multipart(
+        key, content_type=None, metadata={}, part_checksum="SHA256"
+    )
+    for number, data in enumerate(parts, start=1):
+        await upload.upload_part(number, data, crc32c_b64(data))
+    return upload.upload_id
 
 
 @pytest.fixture
@@ -105,7 +123,7 @@ async def object_store(backend: Backend, tmp_path: Path) -> AsyncIterator[Object
         async def read_fake(key: str) -> bytes:
             return fake.objects[key]
 
-        yield ObjectBackend(fake, read_fake)
+        yield ObjectBackend(fake, read_fake, partial(_open_earlier, fake))
         return
     real_settings = backend.settings
     if real_settings is None:
@@ -114,7 +132,7 @@ async def object_store(backend: Backend, tmp_path: Path) -> AsyncIterator[Object
         async def read_local(key: str) -> bytes:
             return b"".join([chunk async for chunk in local.open_object(key)])
 
-        yield ObjectBackend(local, read_local)
+        yield ObjectBackend(local, read_local, partial(_open_earlier, local))
         return
     async with open_s3_client(real_settings.s3_endpoint()) as client:
 
@@ -124,7 +142,27 @@ async def object_store(backend: Backend, tmp_path: Path) -> AsyncIterator[Object
                 data: bytes = await body.read()
             return data
 
-        yield ObjectBackend(S3ObjectStore(client, real_settings.s3_bucket), read_s3)
+        async def open_earlier_s3(key: str, parts: Sequence[bytes]) -> str:
+            bucket = real_settings.s3_bucket
+            created = await client.create_multipart_upload(
+                Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256"
+            )
+            upload_id: str = created["UploadId"]
+            for number, data in enumerate(parts, start=1):
+                await client.upload_part(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=data,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=sha256_b64(data),
+                )
+            return upload_id
+
+        yield ObjectBackend(
+            S3ObjectStore(client, real_settings.s3_bucket), read_s3, open_earlier_s3
+        )
 
 
 # --- document stores -------------------------------------------------------------------

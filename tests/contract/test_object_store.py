@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import random
 
 import pytest
 
-from infra.checksums import crc32c_b64
+from infra.checksums import crc32c_b64, sha256_b64
 from ingest.errors import ChecksumMismatch, MultipartUploadMissing, StorageError
-from ingest.ports import ObjectSizes, ObjectStore, PartCopying, ResumableObjectStore, StoredPart
+from ingest.ports import (
+    ObjectSizes,
+    ObjectStore,
+    PartChecksum,
+    PartCopying,
+    ResumableObjectStore,
+    StoredPart,
+)
 from tests.contract.conftest import ObjectBackend
 
 MiB = 1024 * 1024
-
-
-def sha256_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def quoted_md5(data: bytes) -> str:
@@ -258,6 +260,60 @@ async def test_an_upload_is_resumed_by_id_and_lists_the_parts_it_holds(
     assert await object_store.read(key) == first + last
     with pytest.raises(MultipartUploadMissing):
         await store.stored_parts(key, started.upload_id)
+
+
+@pytest.mark.parametrize("told", [True, False], ids=["recorded", "asked"])
+@pytest.mark.parametrize("opened", ["now", "earlier"])
+async def test_a_resumed_upload_takes_parts_with_the_checksum_it_was_opened_with(
+    object_store: ObjectBackend, opened: str, told: bool
+) -> None:
+    """An upload opened now takes CRC32C parts; one an earlier version opened, SHA-256 ones.
+    A handle resumed with what the upload was recorded to take, or with nothing (then the
+    store finds out), stores the next part either way, and the upload completes."""
+    store = resumable(object_store.store)
+    key = f"tus/user-1/opened-{opened}.bin"
+    rng = random.Random(31)
+    first, last = rng.randbytes(5 * MiB), rng.randbytes(MiB + 5)
+    carried: PartChecksum
+    if opened == "now":
+        started = await object_store.store.start_multipart(key, content_type=None, metadata={})
+        await started.upload_part(1, first, crc32c_b64(first))
+        upload_id, carried = started.upload_id, "CRC32C"
+    else:
+        upload_id, carried = await object_store.open_earlier(key, [first]), "SHA256"
+
+    resumed = store.resume_multipart(key, upload_id, carried if told else None)
+    part = await resumed.upload_part(2, last, crc32c_b64(last))
+
+    if carried == "SHA256":
+        assert (part.crc32c_b64, part.sha256_b64) == ("", sha256_b64(last))
+    else:
+        assert (part.crc32c_b64, part.sha256_b64) == (crc32c_b64(last), "")
+    held = await store.stored_parts(key, upload_id)
+    assert [p.number for p in held] == [1, 2]
+    assert held[1] == part
+    assert held[0].sha256_b64 == (sha256_b64(first) if carried == "SHA256" else "")
+    result = await store.resume_multipart(key, upload_id).complete(held)
+    assert result.size == len(first) + len(last)
+    assert result.etag == multipart_etag([first, last])
+    assert await object_store.read(key) == first + last
+    assert await object_store.store.incomplete_uploads(key) == []
+
+
+async def test_an_upload_opened_with_sha256_parts_refuses_a_part_with_a_wrong_crc32c(
+    object_store: ObjectBackend,
+) -> None:
+    store = resumable(object_store.store)
+    key = "tus/user-1/earlier-refused.bin"
+    first, last = random.Random(32).randbytes(5 * MiB), b"the last part"
+    upload_id = await object_store.open_earlier(key, [first])
+    resumed = store.resume_multipart(key, upload_id)
+
+    with pytest.raises(ChecksumMismatch):
+        await resumed.upload_part(2, last, crc32c_b64(b"other bytes"))
+
+    assert [p.number for p in await store.stored_parts(key, upload_id)] == [1]
+    await resumed.abort()
 
 
 async def test_small_objects_are_put_replaced_read_and_deleted(

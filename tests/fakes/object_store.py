@@ -1,8 +1,9 @@
 """`ObjectStore`, `ResumableObjectStore` and `MultipartUpload` in memory: `MemoryObjectStore`.
 
 S3's behaviour the contract suite checks (part checksums verified, unknown or
-aborted uploads refused, the same error types and `details`), with knobs to
-inject failures or slowness per part.
+aborted uploads refused, the same error types and `details`; an upload opened
+as earlier versions did keeps a SHA-256 per part), with knobs to inject
+failures or slowness per part.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 from ingest.adapters.local_failures import LocalFailures
 from ingest.errors import ServiceUnavailable
 from ingest.pipeline.hashing import part_checksum
-from ingest.ports import StoredObject, StoredPart
+from ingest.ports import STARTED_PART_CHECKSUM, PartChecksum, StoredObject, StoredPart
 
 if TYPE_CHECKING:
     from ingest.ports import MultipartUpload, ObjectStore, ResumableObjectStore
@@ -50,12 +51,15 @@ class MemoryMultipartUpload:
         upload_id: str,
         content_type: str | None,
         metadata: Mapping[str, str],
+        part_checksum: PartChecksum = STARTED_PART_CHECKSUM,
     ) -> None:
         self._store = store
         self._key = key
         self._upload_id = upload_id
         self.content_type = content_type
         self.metadata = dict(metadata)
+        self.part_checksum = part_checksum
+        """What its parts carry: SHA256 for an upload opened as earlier versions did."""
         self.state: UploadState = "open"
         self.parts: dict[int, tuple[StoredPart, bytes]] = {}
         """Parts held now, by number: cleared by abort, as S3 frees them."""
@@ -106,9 +110,18 @@ class MemoryMultipartUpload:
             self._require_open("upload_part")
         finally:
             store._part_finished(len(data))
-        part = StoredPart(
-            number=number, etag=_quoted_md5(data), size=len(data), crc32c_b64=crc32c_b64
-        )
+        if self.part_checksum == "SHA256":
+            part = StoredPart(
+                number=number,
+                etag=_quoted_md5(data),
+                size=len(data),
+                crc32c_b64="",
+                sha256_b64=_sha256_b64(data),
+            )
+        else:
+            part = StoredPart(
+                number=number, etag=_quoted_md5(data), size=len(data), crc32c_b64=crc32c_b64
+            )
         self.parts[number] = (part, bytes(data))
         return part
 
@@ -163,9 +176,10 @@ class MemoryMultipartUpload:
                     "InvalidPart",
                     f"part {part.number} was not stored with this ETag",
                 )
-            if held[0].crc32c_b64 != part.crc32c_b64:
+            listed = (part.crc32c_b64, part.sha256_b64)
+            if (held[0].crc32c_b64, held[0].sha256_b64) != listed:
                 raise fail.checksum(
-                    operation, self._key, f"part {part.number}: the CRC32C is not the one listed"
+                    operation, self._key, f"part {part.number}: the checksum is not the one listed"
                 )
             if index < len(ordered) - 1 and held[0].size < store.min_part_size:
                 raise fail.refused(
@@ -227,7 +241,8 @@ class MemoryObjectStore:
     `fail_small`: raised by `put_small` and `get_small`; `read_chunk`: chunk size of `read_object`.
 
     Records: `objects` (key -> bytes), `object_info`, `uploads` (every multipart
-    upload, in start order), `put_attempts` (keys of whole-object puts), and the
+    upload, in start order), `resumed` ((upload id, `part_checksum`) of every
+    `resume_multipart` call), `put_attempts` (keys of whole-object puts), and the
     concurrency seen by part uploads and puts:
     `max_parts_in_flight`, `max_bytes_in_flight`.
     """
@@ -266,6 +281,7 @@ class MemoryObjectStore:
         self.objects: dict[str, bytes] = {}
         self.object_info: dict[str, StoredObjectInfo] = {}
         self.uploads: list[MemoryMultipartUpload] = []
+        self.resumed: list[tuple[str, PartChecksum | None]] = []
         self.parts_in_flight = 0
         self.max_parts_in_flight = 0
         self.bytes_in_flight = 0
@@ -292,11 +308,18 @@ class MemoryObjectStore:
         return sum(len(u.parts) for u in self.uploads if u.state != "completed")
 
     async def start_multipart(
-        self, key: str, *, content_type: str | None, metadata: Mapping[str, str]
+        self,
+        key: str,
+        *,
+        content_type: str | None,
+        metadata: Mapping[str, str],
+        part_checksum: PartChecksum = STARTED_PART_CHECKSUM,
     ) -> MemoryMultipartUpload:
+        """`part_checksum="SHA256"`: an upload as earlier versions opened them."""
         if self.fail_start is not None:
             raise self.fail_start
-        upload = MemoryMultipartUpload(self, key, f"mpu-{next(self._ids)}", content_type, metadata)
+        upload_id = f"mpu-{next(self._ids)}"
+        upload = MemoryMultipartUpload(self, key, upload_id, content_type, metadata, part_checksum)
         self.uploads.append(upload)
         return upload
 
@@ -347,17 +370,16 @@ class MemoryObjectStore:
 
     # ResumableObjectStore: small objects live in `objects` like completed ones.
 
-    def resume_multipart(self, key: str, upload_id: str) -> MemoryMultipartUpload:
-        for upload in self.uploads:
-            if upload.upload_id == upload_id and upload.key == key:
-                return upload
-        # Like S3: the handle exists, every call on it fails.
-        gone = MemoryMultipartUpload(self, key, upload_id, None, {})
-        gone.state = "aborted"
-        return gone
+    def resume_multipart(
+        self, key: str, upload_id: str, part_checksum: PartChecksum | None = None
+    ) -> MemoryMultipartUpload:
+        """The upload itself: its parts carry what it was opened with (`part_checksum` is
+        only recorded, in `resumed`)."""
+        self.resumed.append((upload_id, part_checksum))
+        return self._upload(key, upload_id)
 
     async def stored_parts(self, key: str, upload_id: str) -> list[StoredPart]:
-        upload = self.resume_multipart(key, upload_id)
+        upload = self._upload(key, upload_id)
         upload._require_open("list_parts")
         return [upload.parts[number][0] for number in sorted(upload.parts)]
 
@@ -387,6 +409,15 @@ class MemoryObjectStore:
             raise self.failures.missing_key("get_object", key)
         for at in range(0, max(len(data), 1), self.read_chunk):
             yield data[at : at + self.read_chunk]
+
+    def _upload(self, key: str, upload_id: str) -> MemoryMultipartUpload:
+        for upload in self.uploads:
+            if upload.upload_id == upload_id and upload.key == key:
+                return upload
+        # Like S3: the handle exists, every call on it fails.
+        gone = MemoryMultipartUpload(self, key, upload_id, None, {})
+        gone.state = "aborted"
+        return gone
 
     def _part_started(self, size: int) -> None:
         self.parts_in_flight += 1

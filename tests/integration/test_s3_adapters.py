@@ -12,7 +12,7 @@ from typing import Any
 import crc32c
 import pytest
 
-from infra.checksums import composite_crc32c, crc32c_b64
+from infra.checksums import composite_crc32c, composite_sha256, crc32c_b64
 from infra.s3 import S3Endpoint, open_s3_client, s3_client_config
 from ingest.adapters.s3_documents import S3DocumentStore
 from ingest.adapters.s3_store import S3ObjectStore
@@ -23,6 +23,7 @@ from ingest.errors import (
     StorageError,
     VersionConflict,
 )
+from ingest.ports import STARTED_PART_CHECKSUM
 from ingest.settings import IngestSettings
 
 MiB = 1024 * 1024
@@ -210,6 +211,78 @@ async def test_completing_an_aborted_upload_is_a_storage_error(store: S3ObjectSt
     assert failed.value.details["code"] == "NoSuchUpload"
     assert failed.value.retriable is False
     assert "complete_multipart_upload" in failed.value.message
+
+
+async def test_an_earlier_versions_upload_is_asked_about_once_and_takes_sha256_parts(
+    store: S3ObjectStore, client: Any, settings: IngestSettings, calls: Calls
+) -> None:
+    """Resumed without a record of what its parts carry, the handle asks S3 once (ListParts)
+    for every part in flight, sends each with its SHA-256, and completes the upload."""
+    bucket, key = settings.s3_bucket, "uploads/earlier-sha256.mp4"
+    rng = random.Random(12)
+    bodies = [rng.randbytes(5 * MiB), rng.randbytes(5 * MiB), rng.randbytes(5 * MiB), b"end"]
+    created = await client.create_multipart_upload(
+        Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256"
+    )
+    upload_id = created["UploadId"]
+    await client.upload_part(
+        Bucket=bucket,
+        Key=key,
+        UploadId=upload_id,
+        PartNumber=1,
+        Body=bodies[0],
+        ChecksumAlgorithm="SHA256",
+        ChecksumSHA256=sha256_b64(bodies[0]),
+    )
+
+    resumed = store.resume_multipart(key, upload_id)
+    sent = await asyncio.gather(
+        *(
+            resumed.upload_part(number, body, crc32c_b64(body))
+            for number, body in enumerate(bodies[1:], start=2)
+        )
+    )
+
+    assert calls.outcomes("list_parts") == [True]
+    assert [part.sha256_b64 for part in sent] == [sha256_b64(body) for body in bodies[1:]]
+    held = await store.stored_parts(key, upload_id)
+    assert held[1:] == sent
+    result = await store.resume_multipart(key, upload_id).complete(held)
+    assert result.size == sum(len(body) for body in bodies)
+    assert await read_object(client, bucket, key) == b"".join(bodies)
+    head = await client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == composite_sha256(sha256_b64(body) for body in bodies)
+
+
+async def test_an_upload_resumed_with_its_recorded_checksum_asks_s3_nothing_more(
+    store: S3ObjectStore, calls: Calls
+) -> None:
+    key = "uploads/recorded-crc32c.mp4"
+    started = await store.start_multipart(key, content_type=None, metadata={})
+    body = random.Random(13).randbytes(MiB)
+    try:
+        resumed = store.resume_multipart(key, started.upload_id, STARTED_PART_CHECKSUM)
+        part = await resumed.upload_part(1, body, crc32c_b64(body))
+        assert part.crc32c_b64 == crc32c_b64(body)
+        assert [name for name, _, _ in calls.seen] == ["create_multipart_upload", "upload_part"]
+    finally:
+        await started.abort()
+
+
+async def test_a_part_not_of_its_crc32c_is_refused_before_it_is_sent_as_sha256(
+    store: S3ObjectStore, client: Any, settings: IngestSettings, calls: Calls
+) -> None:
+    key = "uploads/earlier-refused.mp4"
+    created = await client.create_multipart_upload(
+        Bucket=settings.s3_bucket, Key=key, ChecksumAlgorithm="SHA256"
+    )
+    resumed = store.resume_multipart(key, created["UploadId"], "SHA256")
+    try:
+        with pytest.raises(ChecksumMismatch):
+            await resumed.upload_part(1, b"some bytes", crc32c_b64(b"other bytes"))
+        assert calls.outcomes("upload_part") == []
+    finally:
+        await resumed.abort()
 
 
 def test_composite_checksum_is_the_crc32c_of_the_part_crc32cs() -> None:

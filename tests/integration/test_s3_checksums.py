@@ -1,6 +1,8 @@
 """The S3 server really verifies the checksums the write path relies on: each part's CRC32C
 (sent as the adapter sends it, the value alone), the composite it reports for the object,
-and a whole object's SHA-256."""
+and a whole object's SHA-256; and an upload opened with SHA-256 part checksums (as earlier
+versions opened them) takes only SHA-256 parts, says so when its parts are listed, and
+must list them at completion."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from infra.checksums import composite_crc32c, crc32c_b64
+from infra.checksums import composite_crc32c, composite_sha256, crc32c_b64
 from infra.s3 import open_s3, warm_session
 from ingest.settings import IngestSettings
 
@@ -112,3 +114,55 @@ async def test_whole_object_with_wrong_sha256_is_refused(s3: Any, settings: Inge
     assert refused.value.response["Error"]["Code"] in CHECKSUM_REFUSALS
     with pytest.raises(ClientError):
         await s3.head_object(Bucket=settings.s3_bucket, Key=key)
+
+
+async def test_an_upload_of_sha256_parts_refuses_crc32c_ones_and_needs_its_parts_listed(
+    s3: Any, settings: IngestSettings
+) -> None:
+    """What resuming an earlier version's upload relies on (MinIO's codes; AWS words the
+    same refusals as InvalidRequest)."""
+    bucket, key = settings.s3_bucket, "checksums/earlier-sha256.bin"
+    created = await s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm="SHA256")
+    upload_id = created["UploadId"]
+    rng = random.Random(10)
+    first, last = rng.randbytes(5 * MiB), rng.randbytes(MiB)
+    try:
+        listed = await s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id, MaxParts=1)
+        assert listed["ChecksumAlgorithm"] == "SHA256"  # named before any part is stored
+        with pytest.raises(ClientError) as refused:
+            await s3.upload_part(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=1,
+                Body=first,
+                ChecksumCRC32C=crc32c_b64(first),
+            )
+        assert refused.value.response["Error"]["Code"] in {"InvalidArgument", "InvalidRequest"}
+        parts = []
+        for number, body in enumerate([first, last], start=1):
+            response = await s3.upload_part(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=body,
+                ChecksumSHA256=_sha256_b64(body),
+            )
+            parts.append({"PartNumber": number, "ETag": response["ETag"]})
+        with pytest.raises(ClientError) as unlisted:
+            await s3.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        assert unlisted.value.response["Error"]["Code"] in {"InvalidPart", "InvalidRequest"}
+        for part, body in zip(parts, [first, last], strict=True):
+            part["ChecksumSHA256"] = _sha256_b64(body)
+        completed = await s3.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
+        assert completed["ChecksumSHA256"] == composite_sha256(
+            _sha256_b64(body) for body in [first, last]
+        )
+    finally:
+        await s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    await s3.delete_object(Bucket=bucket, Key=key)

@@ -29,7 +29,7 @@ from ingest.errors import (
     ServiceUnavailable,
     StorageError,
 )
-from ingest.ports import StoredPart
+from ingest.ports import PartChecksum, StoredPart
 from schemas import QuotaUpdated, Topics, UploadProgress, encode, topic_for
 from tests.samples import SAMPLES
 
@@ -204,10 +204,14 @@ async def test_check_refuses_a_root_that_cannot_be_written(tmp_path: Path) -> No
     await LocalObjectStore(tmp_path / "fresh", "videos").check()
 
 
+@pytest.mark.parametrize("part_checksum", ["CRC32C", "SHA256"])
 async def test_a_resumed_upload_lists_its_parts_even_without_their_digests(
-    store: LocalObjectStore,
+    store: LocalObjectStore, part_checksum: PartChecksum
 ) -> None:
-    upload = await store.start_multipart("tus/file.bin", content_type=None, metadata={})
+    """Also an upload opened as earlier versions did: the SHA-256 of its part is computed again."""
+    upload = await store.start_multipart(
+        "tus/file.bin", content_type=None, metadata={}, part_checksum=part_checksum
+    )
     bodies = {1: b"a" * 500, 2: b"b" * 500, 4: b"d" * 7}
     stored = [await upload.upload_part(n, body, crc32c_b64(body)) for n, body in bodies.items()]
     await aiofiles.os.remove(store.uploads_dir / upload.upload_id / "2.json")  # as after a crash

@@ -113,7 +113,9 @@ async def complete_multipart(
     except MultipartUploadMissing:
         return count, None  # completed by an earlier attempt; the object is checked next
     parts = _file_parts(held, count, size, length)
-    multipart = store.resume_multipart(session.s3_key, state.multipart_upload_id)
+    multipart = store.resume_multipart(
+        session.s3_key, state.multipart_upload_id, state.part_checksum
+    )
     stored = await multipart.complete(parts)
     return count, stored.etag
 

@@ -26,7 +26,7 @@ import msgspec
 from ingest.auth import Principal
 from ingest.errors import SessionNotFound, VersionConflict
 from ingest.model import UploadSession
-from ingest.ports import DocumentStore
+from ingest.ports import DocumentStore, PartChecksum
 from ingest.usecases.sessions import SessionService, check_owner, session_key
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -61,6 +61,10 @@ class TusState(msgspec.Struct, frozen=True, kw_only=True):
     """Upload-Metadata as the client sent it, echoed by HEAD."""
     content_type: str | None = None
     multipart_upload_id: str | None = None
+    part_checksum: PartChecksum | None = None
+    """What the parts of `multipart_upload_id` carry, recorded as it is started; None in a
+    document of an earlier version (whose upload may take SHA-256 parts, see
+    `ResumableObjectStore.resume_multipart`): the store then finds out."""
     format: str | None = None
     """The container, once judged from the first bytes."""
     started_at: datetime | None = None

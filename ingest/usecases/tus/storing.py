@@ -5,7 +5,8 @@ offset and says how far it got (`writer.Written`), committing nothing. A body
 that cannot reach the next part boundary becomes the tail's next segment
 (`tail.appends`, `tail.append_segment`); any other is read behind the
 committed tail and written by the part writer as the parts that follow
-offsets, the multipart upload opened when the first part needs it. Before the
+offsets, the multipart upload opened when the first part needs it (and resumed
+with the part checksum it was recorded with, if any: see `state`). Before the
 upload's first part exists, its container is judged from the file's first
 bytes: `upload.started` is emitted then, and the format, the start time and
 the content type are recorded with the lease. The file's SHA-256 is carried on
@@ -33,7 +34,7 @@ from ingest.pipeline.config import PipelineConfig
 from ingest.pipeline.container import CONTENT_TYPES, HEAD_BYTES, detect_format, resolve_format
 from ingest.pipeline.engine import PartHasher
 from ingest.pipeline.parts import PartReader
-from ingest.ports import MultipartUpload
+from ingest.ports import STARTED_PART_CHECKSUM, MultipartUpload
 from ingest.usecases.admission import UploadLimits
 from ingest.usecases.tus.events import TusEvents
 from ingest.usecases.tus.lease import Held, change_held
@@ -171,7 +172,9 @@ class PatchStorer:
         state = self.session.state
         store = self._host.store
         if state.multipart_upload_id is not None:
-            return store.resume_multipart(self.session.s3_key, state.multipart_upload_id)
+            return store.resume_multipart(
+                self.session.s3_key, state.multipart_upload_id, state.part_checksum
+            )
         multipart = await store.start_multipart(
             self.session.s3_key,
             content_type=state.content_type,
@@ -180,7 +183,11 @@ class PatchStorer:
             ),
         )
         upload_id = multipart.upload_id
-        self.session = await self._update(lambda s: with_state(s, multipart_upload_id=upload_id))
+        self.session = await self._update(
+            lambda s: with_state(
+                s, multipart_upload_id=upload_id, part_checksum=STARTED_PART_CHECKSUM
+            )
+        )
         return multipart
 
     async def _on_part_stored(self, stored_through: int) -> None:
