@@ -99,11 +99,11 @@ def s3_client_config(
     """The client configuration of every S3 client for data (used by `open_s3_client`)."""
     s3_options: dict[str, Any] = {
         # Over plain http botocore otherwise hashes every request body once more
-        # (SHA-256, on the event loop) for the SigV4 payload hash. Parts and
-        # documents carry a signed x-amz-checksum-sha256 header that S3 verifies,
-        # and `complete` checks the composite checksum S3 answers with, so the
-        # payload hash would add cost and no protection. (Over https botocore
-        # already skips it for checksummed uploads.)
+        # (SHA-256, on the event loop) for the SigV4 payload hash. Parts carry a
+        # signed x-amz-checksum-crc32c header (documents an x-amz-checksum-sha256)
+        # that S3 verifies, and `complete` checks the composite checksum S3
+        # answers with, so the payload hash would add cost and no protection.
+        # (Over https botocore already skips it for checksummed uploads.)
         "payload_signing_enabled": False,
     }
     if path_style:
@@ -117,7 +117,7 @@ def s3_client_config(
         read_timeout=read_timeout,
         retries={"mode": "standard", "max_attempts": max_attempts},
         # Only where an operation requires one: parts and documents carry their
-        # own SHA-256 (botocore then adds nothing), and a default CRC32 on other
+        # own checksums (botocore then adds nothing), and a default CRC32 on other
         # calls would only be work, and a header some S3-compatible servers refuse.
         request_checksum_calculation="when_required",
         s3=s3_options,
